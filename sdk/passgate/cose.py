@@ -1,0 +1,202 @@
+"""COSE_Sign1 (RFC 9052) over cbor2, for the two algorithms passgate accepts: EdDSA (Ed25519) and ES256.
+
+Verification is on the scan hot path: the Sig_structure is built with cbor2 and Ed25519 is checked
+with PyNaCl (libsodium, about twice as fast as ``cryptography`` here); ES256 goes through
+``cryptography``. ``alg`` is only ever read from the *protected* header, so an attacker cannot swap
+it in the unprotected one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError, CryptoError
+
+EDDSA = -8
+ES256 = -7
+ALGORITHM_NAMES = {EDDSA: "EdDSA", ES256: "ES256"}
+
+HEADER_ALG = 1
+HEADER_KID = 4
+SIGN1_TAG = 18
+
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+Verify = Callable[[bytes, bytes], None]
+
+
+class CoseError(Exception):
+    """Base of every error this module raises."""
+
+
+class MalformedError(CoseError):
+    """The bytes are not a well-formed COSE_Sign1 structure."""
+
+
+class UnsupportedAlgorithmError(CoseError):
+    """``alg`` is missing from the protected header or is not EdDSA / ES256."""
+
+
+class SignatureError(CoseError):
+    """The signature does not verify with the given key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sign1:
+    """A parsed, not yet verified, COSE_Sign1 message."""
+
+    protected: bytes
+    protected_header: Mapping[Any, Any]
+    unprotected: Mapping[Any, Any]
+    payload: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> int:
+        """The algorithm from the protected header (never from the unprotected one)."""
+        alg = self.protected_header.get(HEADER_ALG)
+        if alg not in ALGORITHM_NAMES:
+            where = "missing from the protected header" if alg is None else f"{alg!r}"
+            raise UnsupportedAlgorithmError(f"unsupported algorithm: {where}")
+        return alg
+
+    @property
+    def kid(self) -> bytes | None:
+        """The key id, protected header first (RFC 9052 allows either bucket)."""
+        kid = self.protected_header.get(HEADER_KID, self.unprotected.get(HEADER_KID))
+        return kid if isinstance(kid, bytes) else None
+
+    def to_be_signed(self, external_aad: bytes = b"") -> bytes:
+        """The Sig_structure bytes the signature covers."""
+        return cbor2.dumps(["Signature1", self.protected, external_aad, self.payload])
+
+
+def decode_sign1(data: bytes) -> Sign1:
+    """Parse tagged (18) or untagged COSE_Sign1 bytes; raises ``MalformedError``."""
+    try:
+        obj = cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises several types on hostile input
+        raise MalformedError(f"not CBOR: {exc}") from None
+    if isinstance(obj, cbor2.CBORTag):
+        if obj.tag != SIGN1_TAG:
+            raise MalformedError(f"CBOR tag {obj.tag} is not COSE_Sign1 (18)")
+        obj = obj.value
+    if not isinstance(obj, list | tuple) or len(obj) != 4:
+        raise MalformedError("COSE_Sign1 must be an array of 4 items")
+    protected, unprotected, payload, signature = obj
+    if not isinstance(protected, bytes) or not isinstance(unprotected, Mapping):
+        raise MalformedError("bad COSE_Sign1 header buckets")
+    if not isinstance(payload, bytes) or not isinstance(signature, bytes):
+        raise MalformedError("payload and signature must be byte strings")
+    if protected:
+        try:
+            header = cbor2.loads(protected)
+        except Exception as exc:
+            raise MalformedError(f"protected header is not CBOR: {exc}") from None
+        if not isinstance(header, Mapping):
+            raise MalformedError("protected header is not a map")
+    else:
+        header = {}
+    return Sign1(protected, header, unprotected, payload, signature)
+
+
+def algorithm_for(key: PublicKey | PrivateKey) -> int:
+    """The COSE algorithm a key signs with; raises ``UnsupportedAlgorithmError`` for other keys."""
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return EDDSA
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and isinstance(
+        key.curve, ec.SECP256R1
+    ):
+        return ES256
+    raise UnsupportedAlgorithmError(f"unsupported key type {type(key).__name__}")
+
+
+def make_verifier(public_key: PublicKey) -> Verify:
+    """A function ``verify(message, signature)`` for one key that raises ``SignatureError``.
+
+    Built once per trusted key so the hot path does no key parsing.
+    """
+    alg = algorithm_for(public_key)
+    if alg == EDDSA:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+        def verify_ed25519(message: bytes, signature: bytes) -> None:
+            if len(signature) != 64:
+                raise SignatureError("Ed25519 signature must be 64 bytes")
+            try:
+                crypto_sign_open(signature + message, raw)
+            except (BadSignatureError, CryptoError):
+                raise SignatureError("signature does not verify") from None
+
+        return verify_ed25519
+
+    def verify_es256(message: bytes, signature: bytes) -> None:
+        if len(signature) != 64:
+            raise SignatureError("ES256 signature must be 64 bytes (r || s)")
+        der = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
+        try:
+            public_key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise SignatureError("signature does not verify") from None
+
+    return verify_es256
+
+
+def check_alg(msg: Sign1, public_key: PublicKey) -> None:
+    """Refuse a message whose protected ``alg`` is not the one the key signs with."""
+    expected = algorithm_for(public_key)
+    if msg.alg != expected:
+        raise SignatureError(
+            f"algorithm {ALGORITHM_NAMES[msg.alg]} does not match the "
+            f"{ALGORITHM_NAMES[expected]} key"
+        )
+
+
+def verify_sign1(data: bytes, public_key: PublicKey, *, external_aad: bytes = b"") -> bytes:
+    """Verify COSE_Sign1 bytes (tagged or untagged) and return the payload.
+
+    Raises ``MalformedError``, ``UnsupportedAlgorithmError`` or ``SignatureError``.
+    """
+    msg = decode_sign1(data)
+    check_alg(msg, public_key)
+    make_verifier(public_key)(msg.to_be_signed(external_aad), msg.signature)
+    return msg.payload
+
+
+def sign1(
+    payload: bytes,
+    private_key: PrivateKey,
+    *,
+    kid: bytes | None = None,
+    tagged: bool = True,
+    external_aad: bytes = b"",
+) -> bytes:
+    """Sign ``payload`` as COSE_Sign1 with ``alg`` (and ``kid``, if given) in the protected header."""
+    alg = algorithm_for(private_key)
+    header: dict[int, Any] = {HEADER_ALG: alg}
+    if kid is not None:
+        header[HEADER_KID] = kid
+    protected = cbor2.dumps(header)
+    tbs = cbor2.dumps(["Signature1", protected, external_aad, payload])
+    if alg == EDDSA:
+        signature = private_key.sign(tbs)
+    else:
+        r, s = decode_dss_signature(private_key.sign(tbs, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    body = [protected, {}, payload, signature]
+    return cbor2.dumps(cbor2.CBORTag(SIGN1_TAG, body) if tagged else body)

@@ -1,0 +1,219 @@
+"""Issuer keys: generation, PEM files, key ids, and the ``TrustStore`` a gate verifies against.
+
+A kid is the first 8 bytes of SHA-256 over the public key's DER SubjectPublicKeyInfo, so anyone
+holding the public key can compute it and no registry of ids is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from . import cose
+from .cose import PrivateKey, PublicKey
+
+KID_SIZE = 8
+ALGORITHMS = ("ed25519", "es256")
+TRUST_MANIFEST = "trust.toml"
+
+
+class KeyFileError(Exception):
+    """A key file or trust directory could not be used; the message names the file."""
+
+
+def generate_private_key(alg: str = "ed25519") -> PrivateKey:
+    """A new issuer private key: ``"ed25519"`` (default, smaller and faster) or ``"es256"``."""
+    if alg == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if alg == "es256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"unknown algorithm {alg!r}; choose one of {', '.join(ALGORITHMS)}")
+
+
+def key_id(key: PublicKey | PrivateKey) -> bytes:
+    """The 8-byte kid of a key (its public half)."""
+    public = key.public_key() if hasattr(key, "public_key") else key
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).digest()[:KID_SIZE]
+
+
+def public_pem(key: PublicKey | PrivateKey) -> bytes:
+    """PEM text of the public half of a key."""
+    public = key.public_key() if hasattr(key, "public_key") else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def write_keypair(private_key: PrivateKey, out_dir: str | Path, name: str) -> tuple[Path, Path]:
+    """Write ``NAME.key.pem`` (mode 0600) and ``NAME.pub.pem``; refuses to overwrite either."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    priv_path, pub_path = out / f"{name}.key.pem", out / f"{name}.pub.pem"
+    for path in (priv_path, pub_path):
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; refusing to overwrite a key")
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    pub_path.write_bytes(public_pem(private_key))
+    return priv_path, pub_path
+
+
+def load_private_key(path: str | Path) -> PrivateKey:
+    """Load an unencrypted PEM private key (Ed25519 or P-256)."""
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path}: not an unencrypted PEM private key ({exc})") from None
+    _check_supported(key, path)
+    return key
+
+
+def load_public_key(path: str | Path) -> PublicKey:
+    """Load a PEM public key (Ed25519 or P-256)."""
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path}: not a PEM public key ({exc})") from None
+    _check_supported(key, path)
+    return key
+
+
+def _check_supported(key: object, path: str | Path) -> None:
+    try:
+        cose.algorithm_for(key)  # type: ignore[arg-type]
+    except cose.UnsupportedAlgorithmError:
+        raise KeyFileError(f"{path}: only Ed25519 and P-256 keys are supported") from None
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """One issuer public key and the window in which passes it signed are accepted.
+
+    ``retired``: passes *issued* (``iat``) at or after this moment are refused, while passes issued
+    before it stay valid, so an operator can rotate keys without reissuing sold passes.
+    """
+
+    public_key: PublicKey
+    issuer: str | None = None
+    valid_from: datetime | None = None
+    retired: datetime | None = None
+    kid: bytes = field(init=False)
+    alg: int = field(init=False)
+    verify: cose.Verify = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kid", key_id(self.public_key))
+        object.__setattr__(self, "alg", cose.algorithm_for(self.public_key))
+        object.__setattr__(self, "verify", cose.make_verifier(self.public_key))
+        object.__setattr__(self, "valid_from", _as_utc(self.valid_from))
+        object.__setattr__(self, "retired", _as_utc(self.retired))
+
+    def accepts_issue_time(self, issued_at: float) -> bool:
+        """Whether a pass issued at ``issued_at`` (epoch seconds) falls in this key's window."""
+        if self.valid_from is not None and issued_at < self.valid_from.timestamp():
+            return False
+        return self.retired is None or issued_at < self.retired.timestamp()
+
+
+class TrustStore:
+    """The public keys a gate trusts, looked up by kid; several issuers may be trusted at once.
+
+    >>> trust = TrustStore.load("/etc/passgate/trust")      # doctest: +SKIP
+    >>> verify_pass(text, trust)                            # doctest: +SKIP
+
+    A directory holds ``*.pem`` public keys (private keys there are ignored: a gate never needs
+    one) and optionally ``trust.toml`` giving a key an issuer name and a validity window::
+
+        [[key]]
+        file = "acme-2025.pub.pem"
+        issuer = "ACME Events"
+        retired = 2026-06-01T00:00:00Z
+    """
+
+    def __init__(self, keys: Iterable[TrustedKey] = ()) -> None:
+        self._by_kid: dict[bytes, tuple[TrustedKey, ...]] = {}
+        for key in keys:
+            self.add(key)
+
+    def add(self, key: TrustedKey | PublicKey, **window: object) -> TrustedKey:
+        """Trust one more key (a ``TrustedKey``, or a public key plus issuer/valid_from/retired)."""
+        trusted = key if isinstance(key, TrustedKey) else TrustedKey(key, **window)  # type: ignore[arg-type]
+        self._by_kid[trusted.kid] = (*self._by_kid.get(trusted.kid, ()), trusted)
+        return trusted
+
+    def candidates(self, kid: bytes | None) -> tuple[TrustedKey, ...]:
+        """Keys with this kid (normally one; 8-byte kids can collide, so all are tried)."""
+        return self._by_kid.get(kid, ()) if kid is not None else ()
+
+    def __iter__(self) -> Iterator[TrustedKey]:
+        for keys in self._by_kid.values():
+            yield from keys
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._by_kid.values())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrustStore:
+        """Load a trust directory (or a single PEM file); raises ``KeyFileError`` naming the bad file."""
+        root = Path(path)
+        if root.is_file():
+            return cls([TrustedKey(load_public_key(root))])
+        if not root.is_dir():
+            raise KeyFileError(f"{root}: no such trust directory or key file")
+        manifest = _read_manifest(root)
+        store = cls()
+        for pem in sorted(root.glob("*.pem")):
+            if b"PRIVATE KEY" in pem.read_bytes()[:64]:
+                continue
+            entry = manifest.pop(pem.name, {})
+            store.add(TrustedKey(load_public_key(pem), **entry))
+        if manifest:
+            raise KeyFileError(f"{root / TRUST_MANIFEST}: names missing key files {sorted(manifest)}")
+        if not len(store):
+            raise KeyFileError(f"{root}: no public keys (*.pem) found")
+        return store
+
+
+def _read_manifest(root: Path) -> dict[str, dict[str, object]]:
+    path = root / TRUST_MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"{path}: {exc}") from None
+    entries: dict[str, dict[str, object]] = {}
+    for i, item in enumerate(data.get("key", [])):
+        if not isinstance(item, dict) or not isinstance(item.get("file"), str):
+            raise KeyFileError(f"{path}: key[{i}] needs a 'file' string")
+        unknown = set(item) - {"file", "issuer", "valid_from", "retired"}
+        if unknown:
+            raise KeyFileError(f"{path}: key[{i}] has unknown fields {sorted(unknown)}")
+        for name in ("valid_from", "retired"):
+            if name in item and not isinstance(item[name], datetime):
+                raise KeyFileError(f"{path}: key[{i}].{name} must be a TOML date-time")
+        entries[item.pop("file")] = item
+    return entries
