@@ -1,4 +1,4 @@
-"""Shared test rules.
+"""Optional system parts in tests.
 
 ``require_part`` is the one way a test depends on an optional system part (libzbar0, chromium,
 PostgreSQL): locally a missing part skips the test, but under ``CI=true`` it fails, so CI can

@@ -1,0 +1,7 @@
+"""``python -m passgate``: the same as the ``passgate`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""COSE_Sign1 conformance against the cose-wg examples (tests/vectors/cose-wg), in passgate's profile.
+
+The profile is stricter than RFC 9052 in one way: ``alg`` must be in the protected header. So
+sign-pass-01, whose ``alg`` sits only in the unprotected bucket, is refused here on purpose: it is
+exactly the algorithm-confusion shape an attacker would send.
+"""
+
+import base64
+import json
+from pathlib import Path
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from passgate import cose
+
+VECTORS = Path(__file__).parents[1] / "vectors/cose-wg"
+CONTENT = b"This is the content."
+
+
+def _b64(value: str) -> int:
+    return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "big")
+
+
+def load_vector(name: str) -> tuple[bytes, object, bytes]:
+    """(COSE bytes, public key, external AAD) of one vector file."""
+    data = json.loads(next(VECTORS.glob(f"*/{name}.json")).read_text())
+    sign0 = data["input"]["sign0"]
+    jwk = sign0["key"]
+    if jwk["crv"] == "Ed25519":
+        key = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(jwk["x_hex"]))
+    elif jwk["crv"] == "Ed448":
+        key = ed448.Ed448PublicKey.from_public_bytes(bytes.fromhex(jwk["x_hex"]))
+    else:
+        curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+        numbers = ec.EllipticCurvePublicNumbers(_b64(jwk["x"]), _b64(jwk["y"]), curve[jwk["crv"]])
+        key = numbers.public_key()
+    aad = bytes.fromhex(sign0.get("external", ""))
+    return bytes.fromhex(data["output"]["cbor"]), key, aad
+
+
+@pytest.mark.parametrize(
+    "name", ["eddsa-sig-01", "ecdsa-sig-01", "sign-pass-02", "sign-pass-03"]
+)
+def test_supported_vectors_verify(name: str) -> None:
+    data, key, aad = load_vector(name)
+    assert cose.verify_sign1(data, key, external_aad=aad) == CONTENT
+
+
+def test_external_aad_is_bound_to_the_signature() -> None:
+    data, key, _ = load_vector("sign-pass-02")
+    with pytest.raises(cose.SignatureError):
+        cose.verify_sign1(data, key)
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("sign-fail-01", cose.MalformedError),  # wrong CBOR tag
+        ("sign-fail-02", cose.SignatureError),  # changed signature
+        ("sign-fail-03", cose.UnsupportedAlgorithmError),  # alg -999
+        ("sign-fail-04", cose.UnsupportedAlgorithmError),  # alg "unknown"
+        ("sign-fail-06", cose.SignatureError),  # protected attribute added
+        ("sign-fail-07", cose.SignatureError),  # protected attribute removed
+        ("sign-pass-01", cose.UnsupportedAlgorithmError),  # alg only unprotected: our profile
+        ("ecdsa-sig-02", cose.UnsupportedAlgorithmError),  # ES384
+        ("ecdsa-sig-03", cose.UnsupportedAlgorithmError),  # ES512 on P-521
+        ("ecdsa-sig-04", cose.UnsupportedAlgorithmError),  # ES512 on P-256
+        ("eddsa-sig-02", cose.UnsupportedAlgorithmError),  # Ed448
+    ],
+)
+def test_failing_and_unsupported_vectors_are_refused(name: str, error: type) -> None:
+    data, key, aad = load_vector(name)
+    with pytest.raises(error):
+        cose.verify_sign1(data, key, external_aad=aad)
+
+
+@pytest.mark.parametrize("make_key", [ed25519.Ed25519PrivateKey.generate,
+                                      lambda: ec.generate_private_key(ec.SECP256R1())])
+@pytest.mark.parametrize("tagged", [True, False])
+def test_sign1_round_trip(make_key, tagged: bool) -> None:
+    key = make_key()
+    data = cose.sign1(b"payload", key, kid=b"12345678", tagged=tagged)
+    assert data[0] == (0xD2 if tagged else 0x84)
+    assert cose.verify_sign1(data, key.public_key()) == b"payload"
+    assert cose.decode_sign1(data).kid == b"12345678"
+    other = ed25519.Ed25519PrivateKey.generate().public_key()
+    with pytest.raises(cose.SignatureError):
+        cose.verify_sign1(data, other)
+
+
+def test_alg_of_another_key_type_is_refused() -> None:
+    """An ES256-labelled message is never checked against an Ed25519 key (and vice versa)."""
+    es_key = ec.generate_private_key(ec.SECP256R1())
+    data = cose.sign1(b"x", es_key)
+    with pytest.raises(cose.SignatureError, match="does not match"):
+        cose.verify_sign1(data, ed25519.Ed25519PrivateKey.generate().public_key())
+
+
+def test_malformed_structures_are_typed_errors() -> None:
+    for obj in [1, [], [b"", {}, b""], [1, {}, b"", b""], [b"\xff", {}, b"", b""],
+                [cbor2.dumps([1]), {}, b"", b""], [b"", {}, None, b""]]:
+        with pytest.raises(cose.MalformedError):
+            cose.decode_sign1(cbor2.dumps(obj))
+    with pytest.raises(cose.MalformedError):
+        cose.decode_sign1(b"\xff\x00")
