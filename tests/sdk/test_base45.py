@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from passgate import base45
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors/base45/rfc9285.json").read_text())

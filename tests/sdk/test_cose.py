@@ -12,6 +12,7 @@ from pathlib import Path
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+
 from passgate import cose
 
 VECTORS = Path(__file__).parents[1] / "vectors/cose-wg"

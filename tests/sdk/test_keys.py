@@ -4,6 +4,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from passgate import KeyFileError, TrustStore, generate_private_key, issue_pass, key_id, verify_pass
 from passgate.keys import load_private_key, load_public_key, write_keypair
 

@@ -9,6 +9,7 @@ import segno
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from passgate import (
     PassRefused,
     Reason,
