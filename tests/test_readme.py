@@ -1,0 +1,40 @@
+"""README stays true: CI runs its test command verbatim, and its examples run."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def fenced_blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_ci_runs_readmes_test_command() -> None:
+    (test_command,) = [b.strip() for b in fenced_blocks("sh") if "pytest" in b]
+    ci_lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
+    assert test_command in ci_lines
+
+
+def test_cli_examples_run(tmp_path: Path) -> None:
+    block = README.split("<!-- example:sdk -->", 1)[1].split("<!-- /example -->", 1)[0]
+    script = block.split("```sh\n", 1)[1].rsplit("```", 1)[0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('"valid": true') == 21
+    assert (tmp_path / "pass.png").exists()
+
+
+def test_python_example_runs(capsys) -> None:
+    (example,) = [b for b in fenced_blocks("python") if "issue_pass" in b]
+    exec(compile(example, "README.md", "exec"), {})
+    out = capsys.readouterr().out.split()
+    assert len(out[0]) == 32 and out[1] == "('A',)"
