@@ -9,7 +9,7 @@
 """
 
 from .keys import KeyFileError, TrustedKey, TrustStore, generate_private_key, key_id
-from .passes import Pass, PassRefused, issue_pass, verify_pass
+from .passes import Pass, PassRefused, check_time, issue_pass, verify_pass, verify_signature
 from .reasons import Reason
 
 __version__ = "0.1.0"
@@ -22,8 +22,10 @@ __all__ = [
     "TrustStore",
     "TrustedKey",
     "__version__",
+    "check_time",
     "generate_private_key",
     "issue_pass",
     "key_id",
     "verify_pass",
+    "verify_signature",
 ]

@@ -184,15 +184,34 @@ def verify_pass(
     Checks, in order: readable, known key, supported algorithm, signature, key window, claims,
     then time window with ``skew`` seconds of tolerance for the gate's clock.
     """
+    return check_time(verify_signature(text, trust), now=now, skew=skew)
+
+
+def verify_signature(text: str | bytes, trust: TrustStore) -> Pass:
+    """Everything ``verify_pass`` checks except the time window.
+
+    A gate needs this split because its policy checks revocation *before* validity times
+    (a revoked pass says "revoked", not "expired").
+    """
     try:
-        return _verify(text, trust, now, skew)
+        return _verify(text, trust)
     except PassRefused:
         raise
     except Exception as exc:  # the boundary: nothing else may escape, whatever the input
         raise PassRefused(Reason.UNREADABLE, f"Not a valid pass ({type(exc).__name__})") from None
 
 
-def _verify(text: str | bytes, trust: TrustStore, now: Any, skew: float) -> Pass:
+def check_time(p: Pass, *, now: float | datetime | None = None, skew: float = 60.0) -> Pass:
+    """Refuse a pass outside its validity window (``skew`` seconds of tolerance); return it."""
+    at = _epoch(now) if now is not None else time.time()
+    if at + skew < p.valid_from:
+        raise PassRefused(Reason.NOT_YET_VALID, f"Valid from {_clock(p.valid_from)}")
+    if at - skew >= p.valid_until:
+        raise PassRefused(Reason.EXPIRED, f"Expired {_clock(p.valid_until)}")
+    return p
+
+
+def _verify(text: str | bytes, trust: TrustStore) -> Pass:
     data = decode_text(text)
     try:
         msg = cose.decode_sign1(data)
@@ -223,15 +242,10 @@ def _verify(text: str | bytes, trust: TrustStore, now: Any, skew: float) -> Pass
         raise PassRefused(Reason.KEY_RETIRED)
     if key.issuer and p.issuer is None:
         p = _with_issuer(p, key.issuer)
-    at = _epoch(now) if now is not None else time.time()
-    if at + skew < p.valid_from:
-        raise PassRefused(Reason.NOT_YET_VALID, f"Valid from {_clock(p.valid_from)}")
-    if at - skew >= p.valid_until:
-        raise PassRefused(Reason.EXPIRED, f"Expired {_clock(p.valid_until)}")
     return p
 
 
-def _clock(epoch: int) -> str:
+def _clock(epoch: float) -> str:
     """Local wall-clock time for the guard: the gate's display speaks the venue's time."""
     return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M")
 

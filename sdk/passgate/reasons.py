@@ -25,6 +25,7 @@ class Reason(StrEnum):
     ALREADY_INSIDE = "already_inside"
     NOT_INSIDE = "not_inside"
     DENY_LIST_STALE = "deny_list_stale"
+    BUSY = "busy"
     EMERGENCY = "emergency"
     OUT_OF_SERVICE = "out_of_service"
 
@@ -50,6 +51,7 @@ _TEXT: dict[Reason, str] = {
     Reason.ALREADY_INSIDE: "Already inside",
     Reason.NOT_INSIDE: "No entry recorded",
     Reason.DENY_LIST_STALE: "Deny list out of date",
+    Reason.BUSY: "Wait: gate busy",
     Reason.EMERGENCY: "Emergency: free passage",
     Reason.OUT_OF_SERVICE: "Gate out of service",
 }
