@@ -63,7 +63,10 @@ class Journal:
     0
     """
 
-    def __init__(self, path: str | Path, gate_id: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, gate_id: str, *, clock: Callable[[], float] = time.time,
+                 recover: bool = True) -> None:
+        """``recover=False`` for a second connection (sync worker, status page): only the control
+        loop's own connection may turn a crash's leftover reservations into used entries."""
         self.path = str(path)
         self.gate_id = gate_id
         self.clock = clock
@@ -73,7 +76,7 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
-        self.recovered = self._recover()
+        self.recovered = self._recover() if recover else 0
 
     def _recover(self) -> int:
         """Count reservations left by a crash as used; returns how many there were."""
