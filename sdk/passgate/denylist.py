@@ -38,6 +38,7 @@ N + 1 exactly; anything else is refused with a ``DenyListError`` and changes not
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import threading
@@ -541,6 +542,7 @@ def _read(source: bytes | str | Path, *, local: bool | None) -> tuple[bytes, np.
         length = _prefix_length(prefix, str(path))
         envelope = f.read(length)
         pad = f.read(-(_PREFIX.size + length) % ENTRY_SIZE)
+        _check_single_item(envelope)
         trailer = _has_trailer(envelope, local)
         body_size = size - f.tell() - (_CRC.size if trailer else 0)
         if len(envelope) != length or body_size < 0 or body_size % ENTRY_SIZE or any(pad):
@@ -560,6 +562,7 @@ def _split(buf: memoryview, local: bool | None, name: str) -> tuple[bytes, np.nd
     start = _PREFIX.size + length
     envelope = bytes(buf[_PREFIX.size : start])
     data_start = start + (-start % ENTRY_SIZE)
+    _check_single_item(envelope)
     trailer = _has_trailer(envelope, local)
     end = len(buf) - (_CRC.size if trailer else 0)
     if len(envelope) != length or end < data_start or (end - data_start) % ENTRY_SIZE or any(
@@ -569,6 +572,17 @@ def _split(buf: memoryview, local: bool | None, name: str) -> tuple[bytes, np.nd
     data = np.frombuffer(buf, dtype=_LE, count=(end - data_start) // ENTRY_SIZE, offset=data_start)
     crc_ok = not trailer or _CRC.pack(zlib.crc32(buf[:end])) == bytes(buf[end:])
     return envelope, data.astype(np.uint64, copy=False), crc_ok
+
+
+def _check_single_item(envelope: bytes) -> None:
+    """Refuse bytes after the envelope's one CBOR item: a longer length must not go unnoticed."""
+    fp = io.BytesIO(envelope)
+    try:
+        cbor2.CBORDecoder(fp).decode()
+    except Exception as exc:  # cbor2 raises several types on hostile input
+        raise FormatError(f"header is not CBOR ({type(exc).__name__})") from None
+    if fp.tell() != len(envelope):
+        raise FormatError("stray bytes after the header")
 
 
 def _prefix_length(prefix: bytes, name: str) -> int:
@@ -678,9 +692,9 @@ def _merge(old: np.ndarray, adds: np.ndarray, removes: np.ndarray) -> np.ndarray
     apos = np.searchsorted(old, adds)
     fresh = old[np.minimum(apos, last)] != adds
     adds, apos = adds[fresh], apos[fresh]
-    starts, first = np.unique(apos, return_index=True)
-    runs = dict(zip(starts.tolist(), zip(first.tolist(), [*first[1:].tolist(), len(adds)],
-                                         strict=True), strict=True))
+    starts = np.unique(apos)  # adds[lo:hi] go in before old[start]
+    lo, hi = np.searchsorted(apos, starts, "left"), np.searchsorted(apos, starts, "right")
+    runs = dict(zip(starts.tolist(), zip(lo.tolist(), hi.tolist(), strict=True), strict=True))
     removed = set(rpos.tolist())
     parts, prev = [], 0
     for pos in np.union1d(starts, rpos).tolist():
