@@ -1,0 +1,56 @@
+"""Scans typed or piped on standard input, one per line: for demos and tests.
+
+>>> for scan in StdinScanner():   # printf 'PG1:...\\n' | passgated ...
+...     print(scan.text)
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from .base import Scan, ScannerSource, Waker
+from .framing import Framer
+
+
+class StdinScanner(ScannerSource):
+    """Lines from ``stream`` (default: standard input; anything with a file descriptor, e.g. a
+    pipe), bounded to ``max_len`` bytes. End of input ends the iteration."""
+
+    def __init__(
+        self, stream: BinaryIO | None = None, *, max_len: int = 4096, dedupe: float = 0.0
+    ) -> None:
+        super().__init__("stdin:", dedupe=dedupe)
+        self._fd = (stream or sys.stdin).fileno()
+        self.framer = Framer("any", max_len=max_len)
+        self._waker: Waker | None = None  # one per iteration, for close() to wake it
+
+    def _read(self) -> Iterator[Scan]:
+        self._waker = waker = Waker()
+        self._connected = True
+        try:
+            while not self._closed.is_set():
+                deadline = self.framer.deadline()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready, _, _ = select.select([self._fd, waker], [], [], timeout)
+                now = time.monotonic()
+                if self._fd not in ready:
+                    yield from self._scans(self.framer.expire(now))
+                    continue
+                data = os.read(self._fd, 65536)
+                if not data:
+                    yield from self._scans(self.framer.flush(now))
+                    return
+                yield from self._scans(self.framer.feed(data, now))
+        finally:
+            self._connected = False
+            waker.close()
+
+    def _wake(self) -> None:
+        waker = self._waker
+        if waker is not None:
+            waker.wake()
