@@ -245,7 +245,7 @@ class DenyList:
         head = _head(cbor2.dumps(header))
         data = _little_endian(self.keys)
         crc = zlib.crc32(data, zlib.crc32(head))
-        _atomic_write(Path(path), (head, data, _CRC.pack(crc)))
+        atomic_write(Path(path), (head, data, _CRC.pack(crc)))
 
     @classmethod
     def load(cls, path: str | Path) -> DenyList:
@@ -378,7 +378,8 @@ def read_signed(source: bytes | str | Path, trust: TrustStore) -> DenyList | Del
 
 
 def inspect(source: bytes | str | Path, trust: TrustStore | None = None) -> dict[str, Any]:
-    """A JSON-ready summary of any deny list file; ``status`` says what was checked.
+    """A JSON-ready summary of any deny list file; ``status`` says what was checked and ``ok`` is
+    True / False, or None when a signature was not checked (no trust store).
 
     Malformed files raise ``FormatError``; a bad signature or checksum is reported, not raised.
     """
@@ -392,14 +393,14 @@ def inspect(source: bytes | str | Path, trust: TrustStore | None = None) -> dict
             msg = cose.decode_sign1(envelope)
         except cose.CoseError as exc:
             raise FormatError(f"bad signature envelope: {exc}") from None
-        header, signer, ok = _decode_header(msg.payload, None), msg.kid, False
+        header, signer, ok = _decode_header(msg.payload, None), msg.kid, None
         status = "signature not checked (no trust store given)"
         if trust is not None:
             try:
                 read_signed(source, trust)
                 ok, status = True, "signature valid"
             except DenyListError as exc:
-                status = f"INVALID: {exc}"
+                ok, status = False, f"INVALID: {exc}"
     summary = {key: header[key] for key in ("type", "kind", "scope", "version", "issued_at")}
     if header["type"] == DELTA:
         summary.update(base=header["base"], adds=header["adds"], removes=header["removes"])
@@ -504,8 +505,13 @@ def _signed_parts(
     return [_head(envelope), *arrays]
 
 
-def _atomic_write(path: Path, parts: Iterable[bytes | np.ndarray]) -> None:
-    """Write, fsync, rename over ``path``, fsync the directory (one writer per path)."""
+def atomic_write(path: str | Path, parts: Iterable[bytes | np.ndarray]) -> None:
+    """Write, fsync, rename over ``path``, fsync the directory (one writer per path).
+
+    Also for publishing signed files into a directory a web server is serving: a client never
+    downloads half a file.
+    """
+    path = Path(path)
     partial = path.with_name(path.name + ".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..keys import KeyFileError
-from . import keys, passes
+from . import denylist, keys, passes
 from .common import CliError
 
-COMMAND_MODULES = (keys, passes)
+COMMAND_MODULES = (keys, passes, denylist)
 
 
 def build_parser() -> argparse.ArgumentParser:
