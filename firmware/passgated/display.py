@@ -1,0 +1,471 @@
+"""The guard display and status server: what the people beside the gate and its operators can see.
+
+One small HTTP server on the gate (loopback unless the config says otherwise):
+
+- ``/`` a full-screen page for the monitor beside the gate (ADMIT / REFUSED and why, live over SSE);
+- ``/events`` the server-sent event stream that page reads;
+- ``/status`` the daemon's status dict as JSON; ``/metrics`` Prometheus text;
+- ``POST /control/<command>`` hands a JSON body to the daemon's ``control`` callback.
+
+The gate's control loop calls :meth:`GuardDisplay.publish` on its hot path, so publishing only appends
+to per-client bounded queues: a slow or stuck monitor loses old events, never delays a turnstile.
+
+    metrics = GateMetrics()
+    with GuardDisplay(status=lambda: {"state": "IDLE"}, metrics=metrics, port=0) as display:
+        display.publish({"kind": "state", "state": "IDLE", "text": "Ready", "t": time.time()})
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ipaddress
+import itertools
+import json
+import logging
+import re
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from passgate import Reason
+
+__all__ = ["STATES", "GateMetrics", "GuardDisplay"]
+
+log = logging.getLogger(__name__)
+
+STATES: tuple[str, ...] = (
+    "BOOT",
+    "IDLE",
+    "GRANTED",
+    "REFUSED",
+    "EMERGENCY",
+    "FAULT",
+    "MAINTENANCE_FREE",
+    "MAINTENANCE_LOCKED",
+)
+"""The gate's states, each a label of the ``passgate_state`` gauge (known up front so dashboards see 0s)."""
+
+LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Scan-to-decision seconds: verification takes about a millisecond, anything near a second is felt."""
+
+MAX_BODY = 64 * 1024
+"""Largest control request body; control commands are a few fields, so more is a mistake or abuse."""
+
+MAX_STREAMS = 32
+"""Open /events streams at once; each holds a thread, and a gate has one or two monitors."""
+
+QUEUE_LENGTH = 64
+"""Events kept per stream client; a client further behind than this loses the oldest ones."""
+
+KEEPALIVE_S = 15.0
+"""Idle seconds before a stream sends a comment, so a vanished client is noticed and its thread ends."""
+
+RETRY_MS = 1000
+"""How soon a browser reconnects after the stream drops (EventSource's default is ~3 s)."""
+
+REQUEST_TIMEOUT_S = 10.0
+"""Socket timeout for every connection: a client that stalls while sending or receiving is dropped."""
+
+_COMMAND = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_REASON_CODES = frozenset(reason.value for reason in Reason)
+_GET_PATHS = frozenset({"/", "/events", "/status", "/metrics"})
+
+
+class GateMetrics:
+    """Prometheus metrics for one gate, on its own CollectorRegistry.
+
+    Its own registry keeps tests and several simulated gates in one process apart; the daemon may add
+    its own collectors to :attr:`registry`.
+
+        metrics = GateMetrics()
+        metrics.observe_decision("refuse", "wrong_zone", "entry", 0.004)
+        body, content_type = metrics.render()
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._decisions = Counter(
+            "passgate_decisions",
+            "Decisions taken on scanned passes, by outcome, reason code and direction.",
+            ("decision", "reason", "direction"),
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "passgate_decision_latency_seconds",
+            "Seconds from a scan to its decision.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._state = Gauge(
+            "passgate_state", "1 for the gate's current state, 0 for the others.", ("state",),
+            registry=self.registry,
+        )
+        self._state_lock = threading.Lock()
+        self._current_state: str | None = None
+        # Known label sets start at 0, so rates and "no refusals today" are visible from the first scrape.
+        for direction in ("entry", "exit"):
+            for reason in Reason:
+                decision = "admit" if reason is Reason.ADMIT else "refuse"
+                self._decisions.labels(decision, reason.value, direction)
+        for state in STATES:
+            self._state.labels(state).set(0)
+
+    def observe_decision(self, decision: str, reason: str, direction: str, latency_s: float) -> None:
+        """Count one decision and its latency; a reason outside ``passgate.Reason`` counts as ``other``.
+
+        Mapping unknown reasons keeps the number of series bounded if free text is passed by mistake.
+        """
+        code = reason if reason in _REASON_CODES else "other"
+        self._decisions.labels(decision, code, direction).inc()
+        self._latency.observe(latency_s)
+
+    def set_state(self, state: str) -> None:
+        """Set the state gauge to 1 for ``state`` and 0 for the previous one."""
+        with self._state_lock:  # render() takes it too, so a scrape never sees two states at 1
+            if self._current_state is not None:
+                self._state.labels(self._current_state).set(0)
+            self._state.labels(state).set(1)
+            self._current_state = state
+
+    def render(self) -> tuple[bytes, str]:
+        """The ``/metrics`` body in Prometheus text format and its content type."""
+        with self._state_lock:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Stream:
+    """One /events client: a bounded queue the publisher appends to and the client's thread drains.
+
+    ``deque(maxlen=...)`` drops the oldest entry itself and its append is atomic, so the publisher never
+    waits for the client; the Event wakes the client's thread.
+    """
+
+    def __init__(self, last: str | None) -> None:
+        self.queue: collections.deque[str] = collections.deque(maxlen=QUEUE_LENGTH)
+        self.wake = threading.Event()
+        if last is not None:
+            self.put(last)
+
+    def put(self, frame: str) -> None:
+        self.queue.append(frame)
+        self.wake.set()
+
+
+class _Server(ThreadingHTTPServer):
+    """The stdlib server with daemon threads and its errors sent to logging instead of stderr."""
+
+    daemon_threads = True
+    display: GuardDisplay
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("guard display: error while serving %s", client_address)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class GuardDisplay:
+    """HTTP server: / (guard page), /events (SSE), /status (JSON), /metrics, POST /control/<command>.
+
+    ``status`` and ``control`` are the daemon's callbacks; they run on the server's request threads.
+    ``control_from`` lists the client addresses or networks allowed to POST to /control (loopback by
+    default, because control can hold the gate open). ``port=0`` picks a free port (see :attr:`url`).
+    The socket is bound here, so a port in use fails at construction; used as a context manager the
+    display is started on entry and closed on exit.
+
+        with GuardDisplay(status=daemon.status, metrics=metrics, control=daemon.control) as display:
+            display.publish({"kind": "state", "state": "IDLE", "text": "Ready", "t": time.time()})
+    """
+
+    def __init__(
+        self,
+        *,
+        status: Callable[[], dict],
+        metrics: GateMetrics,
+        control: Callable[[str, dict], dict] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        control_from: Sequence[str] = ("127.0.0.1", "::1"),
+    ) -> None:
+        self._status = status
+        self._metrics = metrics
+        self._control = control
+        self._control_from = [ipaddress.ip_network(a, strict=False) for a in control_from]
+        self._page_html = resources.files(__package__).joinpath("guard_page.html").read_bytes()
+        self._lock = threading.Condition()
+        self._streams: set[_Stream] = set()
+        self._last: str | None = None
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        server_class = _Server6 if ":" in host else _Server
+        self._server = server_class((host, port), _Handler)
+        self._server.display = self
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, with the port actually bound."""
+        host, port = self._server.server_address[:2]
+        return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+
+    def start(self) -> None:
+        """Serve in a daemon thread (the gate's control loop must never wait on HTTP clients)."""
+        if self._thread is not None or self._closed:
+            raise RuntimeError("GuardDisplay.start() called twice or after close()")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="guard-display",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def publish(self, event: dict) -> None:
+        """Send ``event`` to every connected page and remember it for pages that connect later.
+
+        Thread-safe and non-blocking: the frame is formatted once and appended to each client's bounded
+        queue; a client that is behind loses its oldest events instead of slowing the caller.
+        """
+        data = json.dumps(event, default=str, separators=(",", ":"))
+        with self._lock:
+            frame = f"id: {next(self._ids)}\ndata: {data}\n\n"
+            self._last = frame
+            for stream in self._streams:
+                stream.put(frame)
+
+    def close(self) -> None:
+        """Stop the server and end open /events streams (waits briefly for their threads to finish)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for stream in self._streams:
+                stream.wake.set()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+        with self._lock:
+            self._lock.wait_for(lambda: not self._streams, timeout=2 * REQUEST_TIMEOUT_S)
+
+    def __enter__(self) -> GuardDisplay:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # Used by _Handler, on the server's threads.
+
+    def _open_stream(self) -> _Stream | None:
+        """Register a client, seeded with the last event; None when closed or too many are open."""
+        with self._lock:
+            if self._closed or len(self._streams) >= MAX_STREAMS:
+                return None
+            stream = _Stream(self._last)
+            self._streams.add(stream)
+            return stream
+
+    def _close_stream(self, stream: _Stream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+            self._lock.notify_all()
+
+    def _control_allowed(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # a dual-stack socket's IPv4 client
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self._control_from)
+
+
+class _HTTPError(Exception):
+    """Ends a request with a JSON error; raised by the checks so each route reads top to bottom."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "passgated"
+    sys_version = ""
+    timeout = REQUEST_TIMEOUT_S
+
+    def do_GET(self) -> None:
+        self._dispatch(self._route_get)
+
+    def do_POST(self) -> None:
+        self._dispatch(self._route_post)
+
+    def _dispatch(self, route: Callable[[str], None]) -> None:
+        """Run a route; its checks raise _HTTPError, and a client that went away is no error."""
+        try:
+            route(urlsplit(self.path).path)
+        except _HTTPError as error:
+            self._send_json(error.status, {"error": error.message})
+        except (ConnectionError, TimeoutError):
+            pass
+
+    def _route_get(self, path: str) -> None:
+        routes = {"/": self._get_page, "/events": self._get_events, "/status": self._get_status,
+                  "/metrics": self._get_metrics}
+        if path in routes:
+            routes[path]()
+        elif path.startswith("/control/"):
+            raise _HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "control takes POST")
+        else:
+            raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
+
+    def _route_post(self, path: str) -> None:
+        if path.startswith("/control/"):
+            self._post_control(path.removeprefix("/control/"))
+        elif path in _GET_PATHS:
+            raise _HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes GET")
+        else:
+            raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found by the stdlib's request parsing (bad request line, headers) answer JSON too."""
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            self._send_json(HTTPStatus(code), {"error": message or HTTPStatus(code).phrase})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("guard display: %s " + format, self.address_string(), *args)
+
+    # Routes.
+
+    def _get_page(self) -> None:
+        self._send(
+            HTTPStatus.OK,
+            self.server.display._page_html,
+            "text/html; charset=utf-8",
+            # The page is offline by design: allow nothing but itself and its own inline code.
+            {"Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+             "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:"},
+        )
+
+    def _get_status(self) -> None:
+        try:
+            status = self.server.display._status()
+        except Exception:
+            log.exception("guard display: status() failed")
+            raise _HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "status unavailable") from None
+        self._send_json(HTTPStatus.OK, status)
+
+    def _get_metrics(self) -> None:
+        body, content_type = self.server.display._metrics.render()
+        self._send(HTTPStatus.OK, body, content_type)
+
+    def _get_events(self) -> None:
+        display = self.server.display
+        # Registered before the headers go out: once a client sees the response, no later event is missed.
+        stream = display._open_stream()
+        if stream is None:
+            raise _HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "too many streams or shutting down")
+        try:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Accel-Buffering", "no")
+            self.end_headers()
+            self.wfile.write(f"retry: {RETRY_MS}\n\n".encode())
+            while True:
+                if not stream.wake.wait(KEEPALIVE_S):
+                    self.wfile.write(b": keepalive\n\n")
+                    continue
+                stream.wake.clear()  # before draining: a frame appended after this sets it again
+                if display._closed:
+                    return
+                while stream.queue:
+                    self.wfile.write(stream.queue.popleft().encode())
+        finally:
+            display._close_stream(stream)
+
+    def _post_control(self, command: str) -> None:
+        display = self.server.display
+        if display._control is None:
+            raise _HTTPError(HTTPStatus.NOT_FOUND, "control is not enabled on this gate")
+        if not display._control_allowed(self.client_address[0]):
+            raise _HTTPError(HTTPStatus.FORBIDDEN, "control is not allowed from this address")
+        if not _host_is_address(self.headers.get("Host", "")):
+            # A web page whose name was re-pointed at this gate (DNS rebinding) sends its own name here.
+            raise _HTTPError(HTTPStatus.FORBIDDEN, "Host must be an address or localhost")
+        if not _COMMAND.fullmatch(command):
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "malformed command")
+        body = self._read_json_object()
+        try:
+            result = display._control(command, body)
+        except ValueError as error:
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
+        except Exception:
+            log.exception("guard display: control(%r) failed", command)
+            raise _HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR, "control failed; see the gate's log") from None
+        self._send_json(HTTPStatus.OK, result)
+
+    # Helpers.
+
+    def _read_json_object(self) -> dict:
+        """The request's JSON object body; JSON only, so a cross-site form cannot post without a preflight."""
+        content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise _HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+        length_text = self.headers.get("Content-Length", "0")
+        if not length_text.isdigit():
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "Content-Length must be a number")
+        length = int(length_text)
+        if length > MAX_BODY:
+            raise _HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is limited to {MAX_BODY} bytes")
+        raw = self.rfile.read(length)
+        if len(raw) < length:
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length")
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except (UnicodeDecodeError, ValueError):
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
+        return body
+
+    def _send_json(self, status: HTTPStatus, payload: Any) -> None:
+        body = json.dumps(payload, default=str).encode()
+        self._send(status, body, "application/json")
+
+    def _send(
+        self, status: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+
+def _host_is_address(host_header: str) -> bool:
+    """True when a Host header names an IP address or localhost rather than a DNS name."""
+    host = urlsplit(f"//{host_header}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
