@@ -25,23 +25,24 @@ class StdinScanner(ScannerSource):
         self, stream: BinaryIO | None = None, *, max_len: int = 4096, dedupe: float = 0.0
     ) -> None:
         super().__init__("stdin:", dedupe=dedupe)
-        self._fd = (stream or sys.stdin).fileno()
+        self._stream = stream  # resolved when read: sys.stdin may be replaced until then
         self.framer = Framer("any", max_len=max_len)
         self._waker: Waker | None = None  # one per iteration, for close() to wake it
 
     def _read(self) -> Iterator[Scan]:
+        fd = (self._stream or sys.stdin).fileno()
         self._waker = waker = Waker()
         self._connected = True
         try:
             while not self._closed.is_set():
                 deadline = self.framer.deadline()
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready, _, _ = select.select([self._fd, waker], [], [], timeout)
+                ready, _, _ = select.select([fd, waker], [], [], timeout)
                 now = time.monotonic()
-                if self._fd not in ready:
+                if fd not in ready:
                     yield from self._scans(self.framer.expire(now))
                     continue
-                data = os.read(self._fd, 65536)
+                data = os.read(fd, 65536)
                 if not data:
                     yield from self._scans(self.framer.flush(now))
                     return
