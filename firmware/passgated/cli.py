@@ -1,19 +1,168 @@
-"""The ``passgated`` command (the gate daemon's subcommands arrive with the gate)."""
+"""The ``passgated`` command: run the gate, simulate it, demo it, check a config, reset it."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import signal
 import sys
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
+
+from passgate import KeyFileError
 
 from . import __version__
+from .config import ConfigError, GateConfig, load_config
+from .policy import Direction
+
+log = logging.getLogger("passgated")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="passgated", description="The passgate gate daemon.")
+    parser.add_argument("--version", action="version", version=f"passgated {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the gate (systemd Type=notify)")
+    p.add_argument("--config", required=True, metavar="FILE")
+    p.set_defaults(run=cmd_run)
+
+    p = sub.add_parser("simulate", help="the real daemon on simulated pins; pass texts on stdin")
+    p.add_argument("--config", metavar="FILE", help="gate.toml (default: embedded defaults)")
+    p.add_argument("--trust", metavar="DIR", help="trusted public keys (overrides the config)")
+    p.add_argument("--zone", action="append", metavar="Z", help="zone this gate serves (repeatable)")
+    p.add_argument("--journal", metavar="PATH", help="journal file (default: a throwaway one)")
+    p.add_argument("--walk-ms", type=int, default=800, help="passage after N ms (default 800; 0 = at once)")
+    p.add_argument("--direction", choices=("entry", "exit"), default="entry")
+    p.add_argument("--display", metavar="HOST:PORT", help="guard page address (default from config)")
+    p.set_defaults(run=cmd_simulate)
+
+    p = sub.add_parser("demo", help="a simulated gate deciding a handful of passes, no set-up")
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("check-config", help="validate a gate.toml")
+    p.add_argument("config", metavar="FILE")
+    p.set_defaults(run=cmd_check_config)
+
+    for name, helptext in (("reset", "operator reset after an emergency (loop must be closed)"),
+                           ("maintenance", "maintenance mode: free, locked or off")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "maintenance":
+            p.add_argument("mode", choices=("free", "locked", "off"))
+        p.add_argument("--url", default="http://127.0.0.1:8080", help="the gate's local display server")
+        p.set_defaults(run=cmd_control)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="passgated", description="The passgate gate daemon.")
-    parser.add_argument("--version", action="version", version=f"passgated {__version__}")
-    parser.parse_args(argv)
-    print(f"passgated {__version__}")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args) or 0)
+    except (ConfigError, KeyFileError, OSError, ValueError) as exc:
+        print(f"passgated {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Gate
+
+    logging.getLogger().handlers[0].setStream(sys.stdout)  # journald reads stdout
+    config = load_config(args.config)
+    stop = threading.Event()
+    with Gate(config) as gate:
+        gate.start()
+        _wait_for_signal(stop)
+    return 0
+
+
+def _simulation_config(args: argparse.Namespace) -> GateConfig:
+    from .simulate import default_journal
+
+    overrides: dict[str, object] = {"pin_factory": "mock"}
+    if args.trust:
+        overrides["trust_dir"] = Path(args.trust)
+    if args.zone:
+        overrides["zones"] = args.zone
+    if args.journal:
+        overrides["journal_path"] = Path(args.journal)
+    elif not args.config:
+        overrides["journal_path"] = default_journal()
+    if args.display:
+        overrides["display_listen"] = args.display
+    return load_config(args.config, **overrides)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .daemon import decision_line
+    from .simulate import SimulatedGate, simulate_stdin
+
+    config = _simulation_config(args)
+    on_stdin = not args.config or all(spec.source == "stdin:" for spec in config.scanners)
+
+    def emit(record: dict[str, object]) -> None:
+        print(decision_line(record), flush=True)
+
+    sources = [] if on_stdin else None
+    with SimulatedGate(config, walk_s=args.walk_ms / 1000, sources=sources, on_decision=emit) as gate:
+        gate.start()
+        if gate.display is not None:
+            log.info("guard page: %s", gate.display.url)
+        if on_stdin:
+            simulate_stdin(gate, Direction(args.direction))
+        else:
+            _wait_for_signal(threading.Event())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .simulate import demo
+
+    logging.getLogger("passgated").setLevel(logging.ERROR)
+    return demo()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{args.config}: OK — gate {config.gate_id} at {config.venue}, "
+          f"zones {', '.join(config.policy.zones) or 'any'}, directions "
+          f"{', '.join(config.directions)}, {len(config.scanners)} scanner(s), "
+          f"pins via {config.pin_factory}, journal {config.journal_path}")
+    return 0
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {}
+    if args.command == "maintenance":
+        body["mode"] = None if args.mode == "off" else args.mode
+    request = urllib.request.Request(
+        f"{args.url.rstrip('/')}/control/{args.command}", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            print(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"{args.url}: {exc.code} {exc.read().decode(errors='replace')[:200]}") from None
+    except urllib.error.URLError as exc:
+        raise ValueError(f"{args.url}: gate not reachable ({exc.reason})") from None
     return 0
 
 

@@ -74,6 +74,7 @@ class GateConfig:
     exit_mode: str  # "free": exits need no scan; "scanned": exits are scanned too
     trust_dir: Path | None
     denylist_dir: Path | None
+    denylist_scope: str
     max_list_age_s: float
     scanners: tuple[ScannerSpec, ...]
     pin_factory: str
@@ -92,7 +93,7 @@ class GateConfig:
 SECTIONS = {
     "gate": {"id", "venue", "zones", "directions", "exit_mode"},
     "trust": {"dir"},
-    "denylist": {"dir", "max_age_hours", "stale_policy"},
+    "denylist": {"dir", "scope", "max_age_hours", "stale_policy"},
     "scanner": {"source", "direction"},  # plus free-form source options
     "pins": {"factory", *OUTPUT_PINS, *INPUT_PINS},
     "timing": {"relay_pulse_ms", "passage_timeout_ms", "refusal_display_ms", "glitch_filter_ms"},
@@ -278,6 +279,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         exit_mode=exit_mode,
         trust_dir=path_of(_get(sections["trust"], "dir", str, "trust", None)),
         denylist_dir=path_of(_get(deny, "dir", str, "denylist", None)),
+        denylist_scope=_get(deny, "scope", str, "denylist", "default"),
         max_list_age_s=3600 * _positive(
             _get(deny, "max_age_hours", (int, float), "denylist", 24), "denylist.max_age_hours"
         ),

@@ -168,9 +168,10 @@ class GateMachine:
     <State.EMERGENCY: 'EMERGENCY'>
     """
 
-    def __init__(self, timing: Timing, *, commit_at_grant: bool = False) -> None:
+    def __init__(self, timing: Timing, *, commit_at_grant: bool = False, free_exit: bool = False) -> None:
         self.timing = timing
         self.commit_at_grant = commit_at_grant
+        self.free_exit = free_exit  # exits need no scan: an exit passage is normal, not forced
         self.state = State.BOOT
         self.outputs = SAFE
         self.fire_loop_closed = True
@@ -319,6 +320,8 @@ class GateMachine:
             self._enter(State.IDLE, now, actions)
         elif self.state in (State.EMERGENCY, State.MAINTENANCE_FREE):
             actions.append(Record("passage", direction, "free passage"))
+        elif self.free_exit and direction is Direction.EXIT:
+            actions.append(Record("passage", direction, "free exit"))
         else:
             actions.append(Record("forced_passage", direction))
             actions.append(Beep("alarm"))
