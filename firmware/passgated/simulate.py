@@ -81,7 +81,8 @@ def simulate_stdin(gate: SimulatedGate, direction: Direction = Direction.ENTRY) 
     """Scans from stdin (one pass text a line) until end of input, one person at a time."""
     with StdinScanner(dedupe=0) as source:
         for scan in source:
-            gate.submit_scan(scan, direction)
+            # The next person steps up once the gate is ready: latency counts from then.
+            gate.submit_scan(replace(scan, t=time.monotonic()), direction)
             gate.wait_settled(60)
     gate.wait_settled(60)
 
