@@ -1,0 +1,215 @@
+"""End to end through the real pieces: pty serial scanner → daemon → gpiozero MockFactory pins →
+SQLite journal. Waits on conditions, never on fixed sleeps."""
+
+import json
+import os
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from passgate import TrustStore, generate_private_key, issue_pass
+from passgate.scanners import SerialScanner
+from passgated.config import load_config
+from passgated.daemon import Gate
+from passgated.machine import State
+from passgated.policy import Direction
+
+KEY = generate_private_key()
+PULSE_S = 0.1
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+@pytest.fixture
+def trust() -> TrustStore:
+    store = TrustStore()
+    store.add(KEY.public_key())
+    return store
+
+
+@pytest.fixture
+def pty_scanner() -> Iterator[tuple[int, SerialScanner]]:
+    master, slave = os.openpty()
+    scanner = SerialScanner(os.ttyname(slave), dedupe=0)
+    yield master, scanner
+    scanner.close()
+    os.close(master)
+    os.close(slave)
+
+
+def make_gate(tmp_path: Path, trust: TrustStore, sources, *, display: bool = False, **overrides) -> Gate:
+    config = load_config(
+        None, zones=["A"], journal_path=tmp_path / "journal.db", pin_factory="mock",
+        display_listen="127.0.0.1:0", **overrides,
+    )
+    config = config.__class__(**{**{f: getattr(config, f) for f in config.__slots__},
+                                 "timing": config.timing.__class__(relay_pulse_s=PULSE_S,
+                                                                   passage_timeout_s=2.0,
+                                                                   refusal_display_s=0.2)})
+    gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=sources, display=display)
+    gate.io.fire_loop.pin.drive_low()  # the fire loop is closed and healthy
+    return gate
+
+
+def scan(master: int, text: str) -> None:
+    os.write(master, text.encode() + b"\r")
+
+
+def walk_through(gate: Gate, direction: Direction = Direction.ENTRY) -> None:
+    pin = gate.io.passage[direction].pin
+    pin.drive_low()
+    pin.drive_high()
+
+
+def test_scan_to_relay_to_journal_and_restart_keeps_entries(tmp_path, trust, pty_scanner) -> None:
+    master, scanner = pty_scanner
+    single = issue_pass(KEY, valid_from=time.time() - 60, valid_until=time.time() + 3600,
+                        zones=["A"], entries=1)
+    gate = make_gate(tmp_path, trust, [(scanner, Direction.ENTRY)])
+    relay, green, red = gate.io.relay_entry.pin, gate.io.green.pin, gate.io.red.pin
+    gate.start()
+    try:
+        assert wait_for(lambda: scanner.health()["connected"])
+        scan(master, single)
+        assert wait_for(lambda: gate.state is State.GRANTED)
+        assert green.state and not red.state
+        assert wait_for(lambda: not relay.state)  # the pulse ended by itself
+        walk_through(gate)
+        assert wait_for(lambda: gate.state is State.IDLE)
+        on_times = [s.timestamp for s in relay.states[1:] if not s.state]
+        assert len(on_times) == 1 and PULSE_S * 0.9 <= on_times[0] < PULSE_S + 0.4
+        scan(master, single)
+        assert wait_for(lambda: gate.state is State.REFUSED)
+        assert red.state and not green.state
+    finally:
+        gate.stop()
+
+    again = make_gate(tmp_path, trust, [])
+    decisions = []
+    again.on_decision = decisions.append
+    again.start()
+    try:
+        from passgate.scanners import Scan
+
+        again.submit_scan(Scan(single.encode(), "test", time.monotonic()))
+        assert again.wait_settled(5)
+    finally:
+        again.stop()
+    assert [d["reason"] for d in decisions] == ["used_up"]
+    events = again.journal.__class__(tmp_path / "journal.db", "gate-1", recover=False).events()
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("redeemed") == 1 and kinds.count("decision") == 3
+    assert all(e["latency_ms"] is not None for e in events if e["kind"] == "decision")
+
+
+def test_timeout_keeps_the_entry(tmp_path, trust) -> None:
+    from passgate.scanners import Scan
+
+    gate = make_gate(tmp_path, trust, [])
+    decisions: list[dict] = []
+    gate.on_decision = decisions.append
+    text = issue_pass(KEY, valid_from=time.time() - 60, valid_until=time.time() + 3600, entries=1)
+    gate.start()
+    try:
+        gate.submit_scan(Scan(text.encode(), "test", time.monotonic()))
+        assert wait_for(lambda: gate.state is State.GRANTED)
+        assert wait_for(lambda: gate.state is State.IDLE, timeout=5)  # nobody walked: timeout
+        gate.submit_scan(Scan(text.encode(), "test", time.monotonic()))
+        assert wait_for(lambda: gate.state is State.GRANTED)
+        walk_through(gate)
+        assert gate.wait_settled(5)
+    finally:
+        gate.stop()
+    assert [d["decision"] for d in decisions] == ["admit", "admit"]
+
+
+def test_fire_loop_drives_release_before_anything_else(tmp_path, trust) -> None:
+    from passgate.scanners import Scan
+
+    gate = make_gate(tmp_path, trust, [])
+    fire, release = gate.io.fire_loop.pin, gate.io.release.pin
+    gate.start()
+    try:
+        assert gate.state is State.IDLE and not release.state
+        fire.drive_high()  # loop opened (or wire cut)
+        assert release.state and gate.io.relay_entry.pin.state  # driven synchronously in the callback
+        assert wait_for(lambda: gate.state is State.EMERGENCY)
+        text = issue_pass(KEY, valid_from=time.time() - 60, valid_until=time.time() + 3600)
+        decisions: list[dict] = []
+        gate.on_decision = decisions.append
+        gate.submit_scan(Scan(text.encode(), "test", time.monotonic()))
+        assert gate.wait_settled(5)
+        assert decisions[-1]["reason"] == "emergency" and release.state
+        gate.control("reset", {})
+        assert gate.wait_settled(5) and gate.state is State.EMERGENCY  # loop still open
+        fire.drive_low()
+        gate.control("reset", {})
+        assert wait_for(lambda: gate.state is State.IDLE) and not release.state
+    finally:
+        gate.stop()
+
+
+def test_fire_loop_open_at_boot(tmp_path, trust) -> None:
+    gate = make_gate(tmp_path, trust, [])
+    gate.io.fire_loop.pin.drive_high()  # a cut wire reads as an open loop
+    gate.start()
+    try:
+        assert gate.state is State.EMERGENCY and gate.io.release.pin.state
+    finally:
+        gate.stop()
+
+
+def test_forced_passage_is_journalled(tmp_path, trust) -> None:
+    gate = make_gate(tmp_path, trust, [])
+    gate.start()
+    try:
+        walk_through(gate)
+        assert wait_for(lambda: "forced_passage" in [e["kind"] for e in gate.journal.events()])
+    finally:
+        gate.stop()
+
+
+def test_status_and_control_over_http(tmp_path, trust, pty_scanner) -> None:
+    master, scanner = pty_scanner
+    gate = make_gate(tmp_path, trust, [(scanner, Direction.ENTRY)], display=True)
+    gate.start()
+    try:
+        assert wait_for(lambda: scanner.health()["connected"])
+        scan(master, "PG1:NOT-A-PASS")
+        assert wait_for(lambda: gate.status()["last_decision"] is not None)
+        with urllib.request.urlopen(f"{gate.display.url}/status", timeout=5) as response:
+            status = json.load(response)
+        assert status["gate_id"] == "gate-1" and status["state"] in ("REFUSED", "IDLE")
+        assert status["last_decision"]["reason"] == "unreadable"
+        assert status["counts_today"] == {"unreadable": 1}
+        assert status["scanners"][0]["connected"] is True
+        request = urllib.request.Request(f"{gate.display.url}/control/maintenance",
+                                         data=b'{"mode": "locked"}', method="POST",
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=5).close()
+        assert wait_for(lambda: gate.state is State.MAINTENANCE_LOCKED)
+    finally:
+        gate.stop()
+
+
+def test_outputs_safe_after_stop(tmp_path, trust) -> None:
+    from passgate.scanners import Scan
+
+    gate = make_gate(tmp_path, trust, [])
+    pins = [gate.io.relay_entry.pin, gate.io.green.pin, gate.io.release.pin]
+    gate.start()
+    gate.submit_scan(Scan(issue_pass(KEY, valid_from=0, valid_until=2**31).encode(), "t", time.monotonic()))
+    assert wait_for(lambda: gate.state is State.GRANTED)
+    gate.stop()
+    assert not any(pin.state for pin in pins)
