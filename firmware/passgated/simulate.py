@@ -20,8 +20,6 @@ from .config import GateConfig
 from .daemon import Gate
 from .policy import Direction
 
-PASSAGE_PULSE_S = 0.05
-
 
 class SimulatedGate(Gate):
     """A ``Gate`` on mock pins that walks each admitted person through after ``walk_s``.
@@ -57,9 +55,9 @@ class SimulatedGate(Gate):
 
     @staticmethod
     def _pulse(pin: Any) -> None:
-        """The passage sensor sees a person: contact to ground, then released."""
+        """The passage sensor sees a person: contact to ground, then released. Released at once:
+        a held-low pin would swallow the next person's edge."""
         pin.drive_low()
-        threading.Event().wait(PASSAGE_PULSE_S)
         pin.drive_high()
 
     def stop(self) -> None:
