@@ -1,0 +1,147 @@
+"""The admin API (API keys): venues, zones, gates, keys, passes, deny lists, events, counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.orm import Session
+
+from .. import denylists, ops
+from ..auth import DB, current_admin
+from ..schemas import (
+    DenyIn,
+    DenyOut,
+    EventOut,
+    GateCreated,
+    GateIn,
+    GateOut,
+    Issued,
+    IssuedPassOut,
+    IssueIn,
+    KeyIn,
+    KeyOut,
+    Name,
+    VenueIn,
+    VenueOut,
+    ZoneCount,
+    ZoneIn,
+)
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(current_admin)])
+
+
+def _key_out(row: ops.IssuerKey) -> KeyOut:
+    return KeyOut(kid=row.kid, purpose=row.purpose, issuer=row.issuer,
+                  has_private=row.private_pem is not None, retired_at=row.retired_at)
+
+
+@router.post("/venues", response_model=VenueOut, status_code=201)
+def create_venue(*, body: VenueIn, db: DB) -> VenueOut:
+    ops.create_venue(db, body.name)
+    db.commit()
+    return VenueOut(**next(v for v in ops.list_venues(db) if v["name"] == body.name))
+
+
+@router.get("/venues", response_model=list[VenueOut])
+def list_venues(*, db: DB) -> list[VenueOut]:
+    return [VenueOut(**v) for v in ops.list_venues(db)]
+
+
+@router.post("/venues/{venue}/zones", response_model=ZoneIn, status_code=201)
+def create_zone(*, venue: Name, body: ZoneIn, db: DB) -> ZoneIn:
+    ops.create_zone(db, ops.get_venue(db, venue), body.name)
+    db.commit()
+    return body
+
+
+@router.post("/venues/{venue}/gates", response_model=GateCreated, status_code=201)
+def create_gate(*, venue: Name, body: GateIn, db: DB) -> GateCreated:
+    """Register a gate; the answer holds its token, which the hub cannot show again."""
+    token = ops.create_gate(db, ops.get_venue(db, venue), body.gate_id, body.zone, body.config)
+    db.commit()
+    return GateCreated(gate_id=body.gate_id, venue=venue, token=token)
+
+
+@router.get("/gates", response_model=list[GateOut])
+def list_gates(*, venue: Name | None = None, db: DB) -> list[GateOut]:
+    """Every gate with last seen, list ages, unsent backlog, software version and clock skew."""
+    target = ops.get_venue(db, venue) if venue else None
+    return [GateOut(**g) for g in ops.list_gates(db, target)]
+
+
+@router.post("/venues/{venue}/keys", response_model=KeyOut, status_code=201)
+def add_key(*, venue: Name, body: KeyIn, db: DB) -> KeyOut:
+    """Trust an issuer's public key, or generate one for hub-side issuing."""
+    row = ops.add_key(db, ops.get_venue(db, venue), public_pem_text=body.public_pem,
+                      generate=body.generate, alg=body.alg, issuer=body.issuer)
+    db.commit()
+    return _key_out(row)
+
+
+@router.get("/venues/{venue}/keys", response_model=list[KeyOut])
+def list_keys(*, venue: Name, db: DB) -> list[KeyOut]:
+    return [_key_out(row) for row in ops.list_keys(db, ops.get_venue(db, venue))]
+
+
+@router.post("/venues/{venue}/passes", response_model=Issued, status_code=201)
+def issue_passes(*, venue: Name, body: IssueIn, db: DB) -> Issued:
+    """Issue passes in bulk with the venue's hub-held key (the CLI writes them as CSV + QR)."""
+    kid, passes = ops.issue(db, ops.get_venue(db, venue), **body.model_dump())
+    db.commit()
+    return Issued(kid=kid, passes=[IssuedPassOut(pass_id=p, text=t) for p, t in passes])
+
+
+def _deny(db: Session, venue: str, kind: str, body: DenyIn, *, remove: bool) -> DenyOut:
+    target = ops.get_venue(db, venue)
+    ids = {"removes" if remove else "adds": body.pass_ids}
+    version, changed = denylists.change(db, target, kind, reason=body.reason, **ids)
+    db.commit()
+    return DenyOut(kind=kind, version=version, changed=changed)
+
+
+@router.post("/venues/{venue}/revocations", response_model=DenyOut)
+def revoke(*, venue: Name, body: DenyIn, db: DB) -> DenyOut:
+    """Revoke passes for good (one new list version for the whole batch)."""
+    return _deny(db, venue, "revoked", body, remove=False)
+
+
+@router.post("/venues/{venue}/blocks", response_model=DenyOut)
+def block(*, venue: Name, body: DenyIn, db: DB) -> DenyOut:
+    return _deny(db, venue, "blocked", body, remove=False)
+
+
+@router.post("/venues/{venue}/unblocks", response_model=DenyOut)
+def unblock(*, venue: Name, body: DenyIn, db: DB) -> DenyOut:
+    return _deny(db, venue, "blocked", body, remove=True)
+
+
+@router.get("/venues/{venue}/denylists/{kind}", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def denylist_snapshot(*, venue: Name, kind: str, request: Request,
+                      db: DB) -> Response:
+    """The signed snapshot file of a list (for gates fed from a file share or static server)."""
+    target = ops.get_venue(db, venue)
+    versions = denylists.current_versions(db, target)
+    if kind not in versions:
+        raise ops.NotFound(f"no list {kind!r}; lists are {', '.join(denylists.KINDS)}")
+    version, issued_at = versions[kind]
+    data = request.app.state.snapshots.get(db, target, kind, version, issued_at) if version else b""
+    if not data:
+        raise ops.NotFound(f"the {kind} list of {venue!r} has no version yet")
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.get("/venues/{venue}/events", response_model=list[EventOut])
+def query_events(*, venue: Name, gate_id: Name | None = None, kind: str | None = Query(None, max_length=32),
+                 after: int = Query(0, ge=0, le=2**62), since: float | None = None,
+                 until: float | None = None, limit: int = Query(1000, ge=1, le=10000),
+                 db: DB) -> list[EventOut]:
+    """Events in hub order; page with ``after`` = the last ``seq`` received."""
+    rows = ops.query_events(db, ops.get_venue(db, venue), gate_id=gate_id, kind=kind, after=after,
+                            since=since, until=until, limit=limit)
+    return [EventOut.model_validate(row, from_attributes=True) for row in rows]
+
+
+@router.get("/venues/{venue}/counts", response_model=list[ZoneCount])
+def zone_counts(*, venue: Name, db: DB) -> list[ZoneCount]:
+    """Live counts per zone: inside = entries − exits through the zone's gates."""
+    return [ZoneCount(**c) for c in ops.zone_counts(db, ops.get_venue(db, venue))]

@@ -1,0 +1,126 @@
+"""The gate API: each gate, by its own token, fetches its bundle, uploads events, pulls the other
+gates' redemptions and reports its health. A gate sees only its own venue's data."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .. import denylists
+from ..auth import DB, CurrentGate
+from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
+from ..schemas import (
+    Bundle,
+    EventAck,
+    EventBatch,
+    Heartbeat,
+    HeartbeatAck,
+    ListUpdate,
+    RedemptionOut,
+    Redemptions,
+    TrustedKeyOut,
+)
+
+router = APIRouter(prefix="/v1/gates/{gate_id}", tags=["gate"])
+MAX_REDEMPTIONS = 5000
+_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def _etag(*parts: object) -> str:
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+@router.get("/bundle", response_model=Bundle, responses={304: {"description": "unchanged"}})
+def bundle(*, request: Request, response: Response,
+           revoked: int = Query(0, ge=0, le=2**31, description="the gate's revoked-list version"),
+           blocked: int = Query(0, ge=0, le=2**31, description="the gate's blocked-list version"),
+           gate: CurrentGate, db: DB) -> Bundle | Response:
+    """Trusted keys, the deny-list updates from the gate's versions, and the gate's config.
+
+    Send the last ETag as If-None-Match: while nothing changed the answer is an empty 304.
+    """
+    venue = db.get_one(Venue, gate.venue_id)
+    if denylists.refresh(db, venue):
+        db.commit()
+    versions = denylists.current_versions(db, venue)
+    zone = db.scalar(select(Zone.name).where(Zone.id == gate.zone_id)) if gate.zone_id else None
+    have = {"revoked": revoked, "blocked": blocked}
+    etag = _etag(venue.keys_rev, zone, gate.config, versions, have)
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    keys = db.scalars(select(IssuerKey).where(IssuerKey.venue_id == venue.id).order_by(IssuerKey.id))
+    cache = request.app.state.snapshots
+    lists = {kind: ListUpdate(version=version, issued_at=issued_at, updates=[
+        base64.b64encode(data).decode()
+        for data in denylists.updates_for(db, venue, kind, have[kind], cache)])
+        for kind, (version, issued_at) in versions.items()}
+    return Bundle(
+        gate_id=gate.gate_id, venue=venue.name, zone=zone, scope=venue.name,
+        keys=[TrustedKeyOut(kid=k.kid, pem=k.public_pem, issuer=k.issuer, purpose=k.purpose,
+                            retired_at=k.retired_at) for k in keys],
+        denylists=lists,
+        config={"zones": [zone] if zone else [], **gate.config},
+    )
+
+
+@router.post("/events", response_model=EventAck)
+def upload_events(*, batch: EventBatch, gate: CurrentGate,
+                  db: DB) -> EventAck:
+    """Store a batch of journal events; re-sending a batch stores nothing twice (by event id).
+
+    Every id in the answer is held by the hub once this returns: the gate may mark them sent.
+    """
+    if any(e.gate_id != gate.gate_id for e in batch.events):
+        raise HTTPException(403, "a gate may only upload its own events")
+    now = time.time()
+    rows = {e.event_id: {**e.model_dump(), "venue_id": gate.venue_id, "received_at": now}
+            for e in batch.events}
+    stored = 0
+    if rows:
+        dialect = db.get_bind().dialect.name
+        if dialect == "postgresql" and any(r["kind"] in REDEMPTION_KINDS for r in rows.values()):
+            # Redemptions of a venue commit in sequence order, so a gate reading after a cursor
+            # never skips a row that commits late with a smaller seq.
+            db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": gate.venue_id})
+        stmt = _INSERT[dialect](Event).values(list(rows.values()))
+        stored = db.execute(stmt.on_conflict_do_nothing(index_elements=["event_id"])).rowcount
+        db.commit()
+    return EventAck(acked=list(rows), stored=stored, duplicates=len(rows) - stored)
+
+
+@router.get("/redemptions", response_model=Redemptions)
+def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor from the last answer"),
+                limit: int = Query(1000, ge=1, le=MAX_REDEMPTIONS),
+                gate: CurrentGate, db: DB) -> Redemptions:
+    """Redemptions made at the venue's other gates after ``after``, in hub order."""
+    rows = db.execute(
+        select(Event.seq, Event.event_id, Event.kind, Event.detail, Event.pass_id, Event.gate_id,
+               Event.direction, Event.t, IssuedPass.valid_until)
+        .outerjoin(IssuedPass, IssuedPass.pass_id == Event.pass_id)
+        .where(Event.venue_id == gate.venue_id, Event.kind.in_(REDEMPTION_KINDS), Event.seq > after)
+        .order_by(Event.seq).limit(limit)
+    ).all()
+    out = [RedemptionOut(redemption_id=(r.detail if r.kind == "redeemed" and r.detail else r.event_id),
+                         pass_id=r.pass_id, gate_id=r.gate_id, direction=r.direction, t=r.t,
+                         valid_until=r.valid_until)
+           for r in rows if r.gate_id != gate.gate_id and r.pass_id and r.direction]
+    return Redemptions(redemptions=out, cursor=rows[-1].seq if rows else after)
+
+
+@router.post("/heartbeat", response_model=HeartbeatAck)
+def heartbeat(*, beat: Heartbeat, gate: CurrentGate,
+              db: DB) -> HeartbeatAck:
+    """Record the gate's health; the answer carries the hub's clock for the gate's offset."""
+    now = time.time()
+    gate.last_seen = now
+    gate.health = {**beat.model_dump(), "received": now}
+    db.commit()
+    return HeartbeatAck(server_time=now)

@@ -1,0 +1,70 @@
+"""The hub's ASGI app: ``create_app(engine)``, served by uvicorn (``passgate-hub serve``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__, db, denylists, ops
+from .api import admin, gates
+
+MAX_BODY = 4 * 1024 * 1024  # a full batch of 1,000 events is ~300 KB
+
+
+class BodyLimit:
+    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            response = JSONResponse({"detail": f"body over {self.max_bytes} bytes"}, status_code=413)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, f"body over {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _error(status: int):  # type: ignore[no-untyped-def]
+    async def handler(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=status)
+    return handler
+
+
+def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
+    """The app over an engine whose database is already migrated (see ``db.migrate``)."""
+    app = FastAPI(title="passgate hub", version=__version__, docs_url=None, redoc_url=None)
+    app.state.engine = engine
+    app.state.sessions = db.session_factory(engine)
+    app.state.snapshots = denylists.SnapshotCache()
+    app.include_router(gates.router)
+    app.include_router(admin.router)
+    handlers: dict[Any, Any] = {ops.NotFound: _error(404), ops.Conflict: _error(409),
+                                denylists.DenyListChangeError: _error(409)}
+    for exc, handler in handlers.items():
+        app.add_exception_handler(exc, handler)
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    return app
+
+
+def from_env() -> FastAPI:
+    """App factory for uvicorn worker processes: the database URL comes from the environment."""
+    return create_app(db.make_engine())

@@ -1,0 +1,62 @@
+"""Engines and migrations: SQLite (embedded default, no set-up) or PostgreSQL (production).
+
+On SQLite every transaction starts with ``BEGIN IMMEDIATE``: the hub's requests read then write,
+and a deferred transaction that upgrades to a writer fails at once with "database is locked"
+when another writer got there first; an immediate one waits its turn (``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_URL = "sqlite:///passgate-hub.db"
+ENV_URL = "PASSGATE_HUB_DATABASE"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL given, else ``$PASSGATE_HUB_DATABASE``, else a SQLite file in the working directory."""
+    return url or os.environ.get(ENV_URL) or DEFAULT_URL
+
+
+def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
+    """An engine for ``url`` with the per-dialect settings the hub relies on."""
+    url = database_url(url)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (run at ``serve`` start and in tests)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,160 @@
+"""Revocations and blocks on the hub: rows per pass, one version per change, signed files for gates.
+
+Each change (a batch of revocations, blocks or unblocks) takes a venue's list from version N to
+N + 1 and stores the signed delta file right away, so serving a gate that is a few versions behind
+is a primary-key read. A gate that is new or far behind gets a signed snapshot, built from the
+rows and cached per version. The scope of a venue's lists is the venue's name.
+
+Lists are re-signed with an empty delta when their newest version is older than ``REFRESH_S``:
+a gate's stale-list policy judges the age of the signature, and a quiet list is not a stale one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from passgate import denylist
+from passgate.cose import PrivateKey
+
+from .models import DenyDelta, DenyEntry, DenyList, IssuerKey, Venue
+
+KINDS = denylist.KINDS
+MAX_DELTAS = 32  # further behind than this, a snapshot is smaller and faster to apply
+REFRESH_S = 3600.0
+
+
+class DenyListChangeError(ValueError):
+    """A change the list kind does not allow (revocations are permanent)."""
+
+
+def signing_key(db: Session, venue: Venue) -> PrivateKey:
+    """The venue's deny-list signing key (created with the venue; gates trust it via the bundle)."""
+    row = db.scalar(select(IssuerKey).where(IssuerKey.venue_id == venue.id,
+                                            IssuerKey.purpose == "denylist",
+                                            IssuerKey.retired_at.is_(None),
+                                            IssuerKey.private_pem.is_not(None))
+                    .order_by(IssuerKey.id.desc()).limit(1))
+    if row is None or row.private_pem is None:
+        raise LookupError(f"venue {venue.name!r} has no deny-list signing key")
+    return serialization.load_pem_private_key(row.private_pem.encode(), password=None)  # type: ignore[return-value]
+
+
+def _locked_list(db: Session, venue: Venue, kind: str) -> DenyList:
+    """The list's version row, locked until commit so concurrent changes take turns."""
+    return db.scalars(select(DenyList).where(DenyList.venue_id == venue.id, DenyList.kind == kind)
+                      .with_for_update()).one()
+
+
+def _active(db: Session, venue: Venue, kind: str, pass_ids: Iterable[str] | None = None) -> set[str]:
+    query = select(DenyEntry.pass_id).where(DenyEntry.venue_id == venue.id, DenyEntry.kind == kind,
+                                           DenyEntry.version_removed.is_(None))
+    if pass_ids is not None:
+        query = query.where(DenyEntry.pass_id.in_(list(pass_ids)))
+    return set(db.scalars(query))
+
+
+def change(db: Session, venue: Venue, kind: str, *, adds: Iterable[str] = (),
+           removes: Iterable[str] = (), reason: str | None = None,
+           now: float | None = None) -> tuple[int, int]:
+    """Add and remove pass ids (hex); returns ``(version, entries changed)``. No-op changes keep
+    the version. The caller commits."""
+    if kind not in KINDS:
+        raise DenyListChangeError(f"kind must be one of {', '.join(KINDS)}")
+    adds, removes = sorted(set(adds)), sorted(set(removes))
+    if kind == "revoked" and removes:
+        raise DenyListChangeError("revocation is permanent; block and unblock instead")
+    row = _locked_list(db, venue, kind)
+    listed = _active(db, venue, kind, [*adds, *removes]) if adds or removes else set()
+    adds = [p for p in adds if p not in listed]
+    removes = [p for p in removes if p in listed]
+    if not adds and not removes:
+        return row.version, 0
+    version = _bump(db, venue, row, adds, removes, now)
+    db.add_all(DenyEntry(venue_id=venue.id, kind=kind, pass_id=p, version_added=version,
+                         reason=reason) for p in adds)
+    if removes:
+        db.execute(update(DenyEntry).where(DenyEntry.venue_id == venue.id, DenyEntry.kind == kind,
+                                           DenyEntry.pass_id.in_(removes),
+                                           DenyEntry.version_removed.is_(None))
+                   .values(version_removed=version))
+    return version, len(adds) + len(removes)
+
+
+def _bump(db: Session, venue: Venue, row: DenyList, adds: list[str], removes: list[str],
+          now: float | None) -> int:
+    issued_at = int(time.time() if now is None else now)
+    delta = denylist.Delta.from_ids(kind=row.kind, scope=venue.name, base=row.version,
+                                    adds=[bytes.fromhex(p) for p in adds],
+                                    removes=[bytes.fromhex(p) for p in removes], issued_at=issued_at)
+    db.add(DenyDelta(venue_id=venue.id, kind=row.kind, base=row.version,
+                     data=delta.to_signed(signing_key(db, venue))))
+    row.version, row.issued_at = row.version + 1, issued_at
+    return row.version
+
+
+def refresh(db: Session, venue: Venue, *, now: float | None = None) -> bool:
+    """Re-sign lists whose newest version is older than ``REFRESH_S`` (empty delta); the caller
+    commits when this returns True."""
+    now = time.time() if now is None else now
+    versions = current_versions(db, venue)
+    if all(now - issued_at < REFRESH_S for _, issued_at in versions.values()):
+        return False
+    changed = False
+    for kind in KINDS:
+        row = _locked_list(db, venue, kind)
+        if now - row.issued_at >= REFRESH_S:  # checked again under the lock
+            _bump(db, venue, row, [], [], now)
+            changed = True
+    return changed
+
+
+def current_versions(db: Session, venue: Venue) -> dict[str, tuple[int, int]]:
+    """``{kind: (version, issued_at)}`` for the venue's lists."""
+    rows = db.execute(select(DenyList.kind, DenyList.version, DenyList.issued_at)
+                      .where(DenyList.venue_id == venue.id))
+    return {kind: (version, issued_at) for kind, version, issued_at in rows}
+
+
+class SnapshotCache:
+    """Signed snapshots by (venue, kind, version): built once per version, a few kept."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._items: OrderedDict[tuple[int, str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+
+    def get(self, db: Session, venue: Venue, kind: str, version: int, issued_at: int) -> bytes:
+        key = (venue.id, kind, version)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        ids = [bytes.fromhex(p) for p in _active(db, venue, kind)]
+        data = denylist.DenyList.from_ids(ids, kind=kind, scope=venue.name, version=version,
+                                          issued_at=issued_at).to_signed(signing_key(db, venue))
+        with self._lock:
+            self._items[key] = data
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return data
+
+
+def updates_for(db: Session, venue: Venue, kind: str, have: int, cache: SnapshotCache) -> list[bytes]:
+    """Signed files that take a gate holding version ``have`` to the current version, in order:
+    nothing, the deltas, or one snapshot (new gate, far behind, or ahead after a hub restore)."""
+    version, issued_at = current_versions(db, venue)[kind]
+    if have == version or version == 0:
+        return []
+    if have > version or version - have > MAX_DELTAS:
+        return [cache.get(db, venue, kind, version, issued_at)]
+    return list(db.scalars(select(DenyDelta.data).where(DenyDelta.venue_id == venue.id,
+                                                        DenyDelta.kind == kind,
+                                                        DenyDelta.base >= have)
+                           .order_by(DenyDelta.base)))

@@ -1,0 +1,11 @@
+"""Alembic environment: runs on the connection ``passgate_hub.db.migrate`` hands over."""
+
+from alembic import context
+
+from passgate_hub.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata,
+                  render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,157 @@
+"""The hub's tables (SQLAlchemy 2 declarative), the same on SQLite and PostgreSQL.
+
+Pass ids are stored as 32 hex characters, tokens and API keys only as SHA-256 hex. ``Event.seq``
+is the hub's own sequence: the cursor gates use to pull other gates' redemptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+REDEMPTION_KINDS = ("redeemed", "reservation_assumed")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Venue(Base):
+    __tablename__ = "venues"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    keys_rev: Mapped[int] = mapped_column(Integer, default=0)  # bumped on key changes (ETag input)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class Zone(Base):
+    __tablename__ = "zones"
+    __table_args__ = (UniqueConstraint("venue_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    name: Mapped[str] = mapped_column(String(64))
+
+
+class Gate(Base):
+    __tablename__ = "gates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gate_id: Mapped[str] = mapped_column(String(64), unique=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Double)
+    last_seen: Mapped[float | None] = mapped_column(Double)
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last heartbeat, as sent
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class IssuerKey(Base):
+    """A public key gates of the venue trust; ``private_pem`` only when the hub signs with it."""
+
+    __tablename__ = "issuer_keys"
+    __table_args__ = (UniqueConstraint("venue_id", "kid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    kid: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))  # "passes" or "denylist"
+    issuer: Mapped[str | None] = mapped_column(String(128))
+    public_pem: Mapped[str] = mapped_column(Text)
+    private_pem: Mapped[str | None] = mapped_column(Text)
+    retired_at: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class IssuedPass(Base):
+    """The optional record of a pass the hub issued (no personal data, as in the pass)."""
+
+    __tablename__ = "passes"
+    pass_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    kid: Mapped[str] = mapped_column(String(16))
+    product: Mapped[str | None] = mapped_column(String(64))
+    zones: Mapped[list[str]] = mapped_column(JSON, default=list)
+    entries: Mapped[int | None] = mapped_column(Integer)
+    valid_from: Mapped[float] = mapped_column(Double)
+    valid_until: Mapped[float] = mapped_column(Double)
+    issued_at: Mapped[float] = mapped_column(Double)
+
+
+class DenyList(Base):
+    """The current version of one venue's revoked or blocked list."""
+
+    __tablename__ = "deny_lists"
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    issued_at: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DenyEntry(Base):
+    """One pass on a list from ``version_added`` until ``version_removed`` (unblocked), if ever."""
+
+    __tablename__ = "deny_entries"
+    __table_args__ = (Index("deny_entries_pass", "venue_id", "kind", "pass_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    pass_id: Mapped[str] = mapped_column(String(32))
+    version_added: Mapped[int] = mapped_column(Integer)
+    version_removed: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class DenyDelta(Base):
+    """The signed delta file from ``base`` to ``base + 1``, built once when the list changed."""
+
+    __tablename__ = "deny_deltas"
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    base: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("events_gate_t", "gate_id", "t"),
+        Index("events_venue_redemptions", "venue_id", "seq",
+              sqlite_where=text("kind IN ('redeemed', 'reservation_assumed')"),
+              postgresql_where=text("kind IN ('redeemed', 'reservation_assumed')")),
+    )
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    venue_id: Mapped[int] = mapped_column(Integer)
+    gate_id: Mapped[str] = mapped_column(String(64))
+    t: Mapped[float] = mapped_column(Double)
+    kind: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str | None] = mapped_column(String(8))
+    pass_id: Mapped[str | None] = mapped_column(String(32))
+    decision: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    latency_ms: Mapped[float | None] = mapped_column(Double)
+    detail: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[float] = mapped_column(Double)
