@@ -68,6 +68,7 @@ MAX_ENVELOPE = 64 * 1024
 MAX_ENTRIES = 2**32 - 1  # the bucket index holds uint32 offsets
 SNAPSHOT, DELTA, LOCAL = "snapshot", "delta", "local"
 
+_CHUNK = 1 << 16  # elements per step of whole-array checks, to keep temporaries small
 _PREFIX = struct.Struct("<4sI")
 _CRC = struct.Struct("<I")
 _entry_key = struct.Struct("<Q").unpack_from
@@ -125,8 +126,10 @@ def _check_keys(keys: np.ndarray, what: str) -> np.ndarray:
         raise FormatError(f"{what} must be a flat array")
     if len(keys) > MAX_ENTRIES:
         raise FormatError(f"{what}: more than {MAX_ENTRIES} entries")
-    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
-        raise FormatError(f"{what} are not sorted and unique")
+    for start in range(0, max(len(keys) - 1, 0), _CHUNK):  # chunks: no 10 MB temporaries
+        part = keys[start : start + _CHUNK + 1]
+        if not bool(np.all(part[1:] > part[:-1])):
+            raise FormatError(f"{what} are not sorted and unique")
     if keys.flags.writeable:
         keys = keys.view()
         keys.flags.writeable = False
@@ -165,9 +168,12 @@ class DenyList:
         self.issued_at, self.signer = issued_at, signer
         bits = max(0, min(24, len(self.keys).bit_length() - 4))  # ~8-16 entries per bucket
         self._shift = 64 - bits
-        bounds = np.arange(1 << bits, dtype=np.uint64) << np.uint64(self._shift % 64)
-        index = np.empty((1 << bits) + 1, dtype=np.uint32)
-        index[:-1] = np.searchsorted(self.keys, bounds)
+        index = np.empty((1 << bits) + 1, dtype=np.uint32)  # index[b]: first entry of bucket b
+        for start in range(0, 1 << bits, _CHUNK):
+            bounds = np.arange(start, min(start + _CHUNK, 1 << bits), dtype=np.uint64)
+            index[start : start + len(bounds)] = np.searchsorted(
+                self.keys, bounds << np.uint64(self._shift % 64)
+            )
         index[-1] = len(self.keys)
         self._index = memoryview(index).cast("B").cast("I")
         self._keys = memoryview(self.keys).cast("B").cast("Q")

@@ -137,9 +137,16 @@ def test_from_ids_refuses_non_pass_ids() -> None:
         DenyList.from_ids([b"short"])
 
 
-def test_unsorted_entries_are_refused() -> None:
-    with pytest.raises(FormatError, match="sorted"):
-        DenyList(np.array([3, 1], np.uint64), kind="revoked", scope="", version=1, issued_at=0)
+@pytest.mark.parametrize("at", [0, 65_535, 65_536, 99_998])
+def test_unsorted_or_duplicate_entries_are_refused(at: int) -> None:
+    keys = np.arange(100_000, dtype=np.uint64)
+    swapped, duplicated = keys.copy(), keys.copy()
+    swapped[[at, at + 1]] = swapped[[at + 1, at]]
+    duplicated[at + 1] = duplicated[at]
+    for bad in (swapped, duplicated):
+        with pytest.raises(FormatError, match="sorted"):
+            DenyList(bad, kind="revoked", scope="", version=1, issued_at=0)
+    assert len(DenyList(keys, kind="revoked", scope="", version=1, issued_at=0)) == 100_000
 
 
 def test_empty_list_is_version_zero_and_ancient() -> None:
