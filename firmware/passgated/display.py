@@ -223,8 +223,9 @@ class GuardDisplay:
         """Serve in a daemon thread (the gate's control loop must never wait on HTTP clients)."""
         if self._thread is not None or self._closed:
             raise RuntimeError("GuardDisplay.start() called twice or after close()")
+        # close() waits for the accept loop to notice: 50 ms polls keep that short and cost nothing.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="guard-display",
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="guard-display",
             daemon=True,
         )
         self._thread.start()
