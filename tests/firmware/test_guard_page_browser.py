@@ -100,33 +100,52 @@ def test_a_late_status_answer_does_not_hide_a_newer_event(
 
 
 @pytest.mark.parametrize(
-    ("gate_state", "view", "headline", "reason"),
+    ("gate_state", "text", "view", "headline", "reason", "detail"),
     [
-        ("EMERGENCY", "emergency", "EMERGENCY", "FREE PASSAGE"),
-        ("FAULT", "fault", "FAULT", "Turnstile feedback missing"),
-        ("MAINTENANCE_FREE", "maintenance", "MAINTENANCE", "FREE PASSAGE"),
-        ("MAINTENANCE_LOCKED", "out-of-service", "OUT OF SERVICE", "Turnstile feedback missing"),
+        ("EMERGENCY", "EMERGENCY — FREE PASSAGE", "emergency", "EMERGENCY", "FREE PASSAGE", ""),
+        ("EMERGENCY", "Fire loop closed: reset to resume", "emergency", "EMERGENCY", "FREE PASSAGE",
+         "Fire loop closed: reset to resume"),
+        ("FAULT", "Out of order", "fault", "FAULT", "Out of order", ""),
+        ("MAINTENANCE_FREE", "Maintenance: free passage", "maintenance", "MAINTENANCE", "FREE PASSAGE", ""),
+        ("MAINTENANCE_LOCKED", "Maintenance: gate closed", "out-of-service", "OUT OF SERVICE",
+         "Maintenance: gate closed", ""),
     ],
 )
 def test_special_states_have_their_own_screen_and_return_to_ready(
     browser_page: Page, make_display: Callable[..., GuardDisplay],
-    gate_state: str, view: str, headline: str, reason: str,
+    gate_state: str, text: str, view: str, headline: str, reason: str, detail: str,
 ) -> None:
     display = make_display()
     open_live(browser_page, display)
     display.publish(decision("refuse", "used_up", "All entries used"))
     expect(browser_page.locator("#headline")).to_have_text("REFUSED")
 
-    display.publish(state(gate_state, "Turnstile feedback missing"))
+    display.publish(state(gate_state, text))
     expect(browser_page.locator("#view")).to_have_attribute("data-view", view)
     expect(browser_page.locator("#headline")).to_have_text(headline)
     expect(browser_page.locator("#reason")).to_have_text(reason)
+    expect(browser_page.locator("#detail")).to_have_text(detail)  # the state's text, unless it repeats
     expect(browser_page.locator("#state")).to_have_text(gate_state)
     browser_page.screenshot(path=SCREENSHOTS / f"passgate-guard-{view}.png", animations="disabled")
 
-    display.publish(state("IDLE", "Scan your pass"))
+    display.publish(state("IDLE", "Ready"))
     expect(browser_page.locator("#view")).to_have_attribute("data-view", "ready")
     expect(browser_page.locator("#headline")).to_have_text("READY")
+    expect(browser_page.locator("#reason")).to_have_text("")
+
+
+def test_admit_with_a_guard_check_is_marked(
+    browser_page: Page, make_display: Callable[..., GuardDisplay]
+) -> None:
+    display = make_display()
+    open_live(browser_page, display)
+    view = browser_page.locator("#view")
+    display.publish({**decision("admit", "admit", "Check pass: deny list out of date"), "guard_check": True})
+    expect(view).to_have_attribute("data-check", "yes")
+    expect(browser_page.locator("#reason")).to_have_text("Check pass: deny list out of date")
+    browser_page.screenshot(path=SCREENSHOTS / "passgate-guard-check.png", animations="disabled")
+    display.publish(decision("admit", "admit", "Welcome"))
+    expect(view).to_have_attribute("data-check", "no")
 
 
 def test_page_says_reconnecting_and_recovers_when_the_daemon_restarts(
