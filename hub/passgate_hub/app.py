@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,6 +50,14 @@ def _error(status: int):  # type: ignore[no-untyped-def]
     return handler
 
 
+async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming where and what, without echoing the input: it may be huge, or hold values
+    (inf, NaN) JSON cannot carry, which made FastAPI's own handler answer 500."""
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()[:20]]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
     """The app over an engine whose database is already migrated (see ``db.migrate``)."""
     app = FastAPI(title="passgate hub", version=__version__, docs_url=None, redoc_url=None)
@@ -57,8 +66,8 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
     app.state.snapshots = denylists.SnapshotCache()
     app.include_router(gates.router)
     app.include_router(admin.router)
-    handlers: dict[Any, Any] = {ops.NotFound: _error(404), ops.Conflict: _error(409),
-                                denylists.DenyListChangeError: _error(409)}
+    handlers: dict[Any, Any] = {RequestValidationError: _invalid, ops.NotFound: _error(404),
+                                ops.Conflict: _error(409), denylists.DenyListChangeError: _error(409)}
     for exc, handler in handlers.items():
         app.add_exception_handler(exc, handler)
     app.add_middleware(BodyLimit, max_bytes=max_body)

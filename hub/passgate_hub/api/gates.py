@@ -91,7 +91,8 @@ def upload_events(*, batch: EventBatch, gate: CurrentGate,
             # never skips a row that commits late with a smaller seq.
             db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": gate.venue_id})
         stmt = _INSERT[dialect](Event).values(list(rows.values()))
-        stored = db.execute(stmt.on_conflict_do_nothing(index_elements=["event_id"])).rowcount
+        stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(Event.seq)
+        stored = len(db.execute(stmt).all())  # rowcount is -1 for this statement on psycopg
         db.commit()
     return EventAck(acked=list(rows), stored=stored, duplicates=len(rows) - stored)
 
@@ -108,11 +109,12 @@ def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor fro
         .where(Event.venue_id == gate.venue_id, Event.kind.in_(REDEMPTION_KINDS), Event.seq > after)
         .order_by(Event.seq).limit(limit)
     ).all()
-    out = [RedemptionOut(redemption_id=(r.detail if r.kind == "redeemed" and r.detail else r.event_id),
-                         pass_id=r.pass_id, gate_id=r.gate_id, direction=r.direction, t=r.t,
-                         valid_until=r.valid_until)
-           for r in rows if r.gate_id != gate.gate_id and r.pass_id and r.direction]
-    return Redemptions(redemptions=out, cursor=rows[-1].seq if rows else after)
+    out = [RedemptionOut(redemption_id=detail if kind == "redeemed" and detail else event_id,
+                         pass_id=pass_id, gate_id=gate_id, direction=direction, t=t,
+                         valid_until=valid_until)
+           for _, event_id, kind, detail, pass_id, gate_id, direction, t, valid_until in rows
+           if gate_id != gate.gate_id and pass_id and direction]
+    return Redemptions(redemptions=out, cursor=rows[-1][0] if rows else after)
 
 
 @router.post("/heartbeat", response_model=HeartbeatAck)
