@@ -98,7 +98,8 @@ class Gate:
         self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(config.pin_factory)
         self.machine = GateMachine(config.timing, commit_at_grant=config.commit_at_grant,
                                    free_exit=config.exit_mode == "free")
-        self.journal = Journal(config.journal_path, config.gate_id, clock=clock.wall)
+        self.journal = Journal(config.journal_path, config.gate_id, clock=clock.wall,
+                               background_checkpoint=True)
         if self.journal.recovered:
             log.warning("journal: %d reservation(s) from before a restart counted as used",
                         self.journal.recovered)

@@ -144,3 +144,26 @@ def test_journal_opens_after_a_torn_wal(tmp_path: Path) -> None:
     reopened = Journal(path, "g1")
     assert reopened.integrity_ok()
     assert reopened.usage(d.pass_id).entries_used == 1
+
+
+
+def test_background_checkpoint_keeps_the_wal_bounded(tmp_path: Path, monkeypatch) -> None:
+    """The loop's connection never checkpoints; the background thread must, or the WAL would
+    grow by one batch per round (20x here)."""
+    import time
+
+    import passgated.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "CHECKPOINT_EVERY_S", 0.02)
+    path = tmp_path / "j.db"
+    j = Journal(path, "g1", background_checkpoint=True)
+    assert j.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    wal, sizes = Path(f"{path}-wal"), []
+    for _ in range(20):
+        for _ in range(100):
+            j.record("state", detail="x" * 200)
+        time.sleep(0.1)  # room for the checkpointer's turn
+        sizes.append(wal.stat().st_size)
+    j.close()
+    assert sizes[-1] < 4 * sizes[0]
+    assert len(Journal(path, "g1").events()) == 2000

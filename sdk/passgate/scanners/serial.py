@@ -41,8 +41,9 @@ class SerialScanner(ScannerSource):
         strip_aim: bool = True,
         dedupe: float = 1.0,
         retry: float = 0.2,
+        max_rate: float = 20.0,
     ) -> None:
-        super().__init__(f"serial:{port}", dedupe=dedupe)
+        super().__init__(f"serial:{port}", dedupe=dedupe, max_rate=max_rate)
         self._serial = optional_import("serial", "serial", "pyserial")
         self.port = port
         self.baud = baud
