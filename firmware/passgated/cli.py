@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from passgate import KeyFileError
+from passgate.denylist import DenyListError
 
 from . import __version__
 from .config import ConfigError, GateConfig, load_config
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, KeyFileError, OSError, ValueError) as exc:
+    except (ConfigError, KeyFileError, DenyListError, OSError, ValueError) as exc:
         print(f"passgated {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

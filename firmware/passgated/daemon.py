@@ -138,12 +138,23 @@ class Gate:
     def _load_denylists(self) -> dict[str, Any]:
         if self.config.denylist_dir is None:
             return {"revoked": _NoList(), "blocked": _NoList()}
-        from passgate.denylist import LiveDenyList
+        from passgate.denylist import CorruptFileError, LiveDenyList
 
         directory = self.config.denylist_dir
         directory.mkdir(parents=True, exist_ok=True)
-        return {kind: LiveDenyList(directory / f"{kind}.pgdl", kind=kind, scope=self.config.denylist_scope)
-                for kind in ("revoked", "blocked")}
+        lists = {}
+        for kind in ("revoked", "blocked"):
+            path = directory / f"{kind}.pgdl"
+            try:
+                lists[kind] = LiveDenyList(path, kind=kind, scope=self.config.denylist_scope)
+            except CorruptFileError as exc:
+                # Keep the evidence, start empty (version 0 = stale: the stale policy rules), and
+                # let the sync client fetch a fresh snapshot.
+                aside = path.with_suffix(".corrupt")
+                path.replace(aside)
+                log.error("%s; moved to %s, starting with an empty %s list", exc, aside, kind)
+                lists[kind] = LiveDenyList(path, kind=kind, scope=self.config.denylist_scope)
+        return lists
 
     def start(self) -> None:
         """Boot: outputs safe, inputs read, machine booted, then the threads; READY last."""

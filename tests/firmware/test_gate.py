@@ -48,9 +48,10 @@ def pty_scanner() -> Iterator[tuple[int, SerialScanner]]:
     os.close(slave)
 
 
-def make_gate(tmp_path: Path, trust: TrustStore, sources, *, display: bool = False, **overrides) -> Gate:
+def make_gate(tmp_path: Path, trust: TrustStore, sources, *, display: bool = False,
+              config_file: Path | None = None, **overrides) -> Gate:
     config = load_config(
-        None, zones=["A"], journal_path=tmp_path / "journal.db", pin_factory="mock",
+        config_file, zones=["A"], journal_path=tmp_path / "journal.db", pin_factory="mock",
         display_listen="127.0.0.1:0", **overrides,
     )
     config = config.__class__(**{**{f: getattr(config, f) for f in config.__slots__},
@@ -213,3 +214,52 @@ def test_outputs_safe_after_stop(tmp_path, trust) -> None:
     assert wait_for(lambda: gate.state is State.GRANTED)
     gate.stop()
     assert not any(pin.state for pin in pins)
+
+
+def test_deny_lists_and_the_stale_policy(tmp_path, trust) -> None:
+    from passgate.denylist import DenyList
+    from passgate.scanners import Scan
+
+    revoked_pass = issue_pass(KEY, valid_from=0, valid_until=2**31, pass_id=b"R" * 16)
+    blocked_pass = issue_pass(KEY, valid_from=0, valid_until=2**31, pass_id=b"B" * 16)
+    good = issue_pass(KEY, valid_from=0, valid_until=2**31)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    DenyList.from_ids([b"R" * 16], kind="revoked", scope="acme").save(lists / "revoked.pgdl")
+    DenyList.from_ids([b"B" * 16], kind="blocked", scope="acme").save(lists / "blocked.pgdl")
+    (lists / "blocked.pgdl").write_bytes((lists / "blocked.pgdl").read_bytes()[:-3] + b"bad")
+    gate = make_gate(tmp_path, trust, [], denylist_dir=lists, denylist_scope="acme")
+    assert (lists / "blocked.corrupt").exists()  # a damaged local list is set aside, not fatal
+    decisions: list[dict] = []
+    gate.on_decision = decisions.append
+    gate.start()
+    try:
+        for text in (revoked_pass, blocked_pass, good):
+            gate.submit_scan(Scan(text.encode(), "t", time.monotonic()))
+            assert gate.wait_settled(5)
+            if gate.state is State.GRANTED:
+                walk_through(gate)
+        status = gate.status()
+    finally:
+        gate.stop()
+    assert [d["reason"] for d in decisions] == ["revoked", "admit", "admit"]
+    assert status["lists"]["revoked"]["entries"] == 1 and status["lists"]["blocked"]["version"] == 0
+    assert status["lists_stale"]  # the empty blocked list has no age: stale
+
+
+def test_stale_lists_refused_when_configured(tmp_path, trust) -> None:
+    from passgate.scanners import Scan
+
+    config_file = tmp_path / "gate.toml"
+    config_file.write_text('[denylist]\ndir = "lists"\nstale_policy = "refuse"\n')
+    gate = make_gate(tmp_path, trust, [], config_file=config_file)
+    decisions: list[dict] = []
+    gate.on_decision = decisions.append
+    gate.start()
+    try:
+        gate.submit_scan(Scan(issue_pass(KEY, valid_from=0, valid_until=2**31).encode(), "t",
+                              time.monotonic()))
+        assert gate.wait_settled(5)
+    finally:
+        gate.stop()
+    assert decisions[0]["reason"] == "deny_list_stale"
