@@ -1,0 +1,339 @@
+"""The gate's sync worker: talks to the hub in its own thread, never on the decision path.
+
+One round (``sync_once``): upload the journal's unsent events in batches (an event is marked sent
+only after the hub acknowledged it, so the outbox survives restarts and outages and every event is
+delivered exactly once), fetch the bundle with ``If-None-Match`` (trusted keys, deny-list deltas,
+the gate's config), apply the signed deny-list updates, pull the other gates' redemptions into the
+journal, and send a heartbeat whose answer gives the hub's clock.
+
+    sync = SyncClient(config.hub, journal_path=config.journal_path, gate_id=config.gate_id,
+                      denylists={"revoked": revoked, "blocked": blocked}, trust_dir=state / "trust")
+    sync.start()          # background rounds, backoff with jitter while the hub is unreachable
+    sync.status()         # for /status: last success, backlog, list ages, clock offset
+    sync.close()
+
+The control loop only ever reads what this writes: the journal (remote redemptions) and the
+``LiveDenyList`` holders (atomic swaps).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+from passgate import TrustStore
+from passgate.denylist import DenyListError, LiveDenyList, atomic_write
+from passgate.keys import TRUST_MANIFEST
+
+from . import __version__
+from .config import HubSpec
+from .journal import Journal
+
+__all__ = ["SyncClient", "SyncResult"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+MAX_BATCHES = 20  # per round, so one round stays short; a backlog makes the next round start at once
+MAX_REDEMPTION_PAGES = 20
+TIMEOUT = (3.05, 30.0)  # (connect, read) seconds
+MAX_RETRY_AFTER = 3600.0
+# The hub's bounds on event fields: a longer value is clipped here rather than refused there,
+# because one refused event would stop the outbox behind it for good.
+FIELD_LIMITS = {"kind": 32, "direction": 8, "pass_id": 32, "decision": 16, "reason": 32,
+                "detail": 2000}
+
+
+class HubError(Exception):
+    """The hub answered with an error status; ``retry_after`` when it said when to come back."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class SyncResult:
+    """What one round did; ``ok`` False with ``error`` when it stopped early."""
+
+    ok: bool = True
+    uploaded: int = 0
+    more: bool = False  # the outbox still holds events: start the next round at once
+    lists: dict[str, int] = field(default_factory=dict)  # kind -> version after the round
+    redemptions: int = 0
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _session(hub: HubSpec) -> requests.Session:
+    """Connection errors are retried twice at once (a blip); everything else waits for the next
+    round's backoff, which ``close`` can interrupt."""
+    session = requests.Session()
+    retry = Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0.2)
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.verify = hub.ca_bundle or True
+    return session
+
+
+class SyncClient:
+    """Background sync with the hub for one gate; see the module docstring."""
+
+    def __init__(
+        self,
+        hub: HubSpec,
+        *,
+        journal_path: str | Path,
+        gate_id: str,
+        denylists: dict[str, LiveDenyList],
+        trust_dir: Path | None,
+        on_trust_changed: Callable[[], None] | None = None,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] | None = None,
+        backoff: tuple[float, float] = (1.0, 300.0),
+    ) -> None:
+        """``trust_dir`` belongs to this client: it holds exactly the hub's pass-issuer keys.
+        ``sleep`` waits between rounds (default: an Event wait that ``close`` interrupts);
+        ``backoff``: first and longest wait after failed rounds, in seconds."""
+        self.hub = hub
+        self.gate_id = gate_id
+        self.denylists = denylists
+        self.trust_dir = trust_dir
+        self.on_trust_changed = on_trust_changed
+        self.clock = clock
+        self.backoff = backoff
+        self.session = session or _session(hub)
+        self.session.headers["Authorization"] = f"Bearer {hub.token}"
+        self._base = f"{hub.url.rstrip('/')}/v1/gates/{gate_id}"
+        self._journal = Journal(journal_path, gate_id, recover=False)
+        self._journal_lock = threading.Lock()  # status() runs on the display's threads
+        self._state_path = Path(f"{journal_path}.hub.json")
+        state = self._load_state()
+        self._cursor: int = state.get("cursor", 0)
+        self._etag: str | None = None
+        self._keys: dict[str, tuple[str, str | None, float | None]] = {}
+        self._trust = TrustStore()
+        self.hub_config: dict[str, Any] = {}  # the gate's config as the hub last sent it
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._thread: threading.Thread | None = None
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self.clock_offset_s: float | None = None
+
+    # -- persistence of the redemption cursor -------------------------------------------------
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self._state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) and isinstance(state.get("cursor"), int) else {}
+
+    def _save_state(self) -> None:
+        atomic_write(self._state_path, [json.dumps({"cursor": self._cursor}).encode()])
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        response = self.session.request(method, f"{self._base}/{path}", timeout=TIMEOUT, **kwargs)
+        if response.status_code >= 400:
+            detail = response.text[:200].replace("\n", " ")
+            raise HubError(f"{method} {path}: HTTP {response.status_code} {detail}",
+                           _retry_after(response.headers.get("Retry-After"), self.clock()))
+        return response
+
+    # -- one round ----------------------------------------------------------------------------
+    def sync_once(self) -> SyncResult:
+        """One round; network and hub errors end it early and are recorded, never raised."""
+        result = SyncResult()
+        try:
+            self._upload(result)
+            self._pull_bundle(result)
+            self._pull_redemptions(result)
+            self._heartbeat()
+        except (requests.RequestException, HubError, DenyListError, ValueError, KeyError,
+                TypeError) as exc:
+            result.ok, result.error = False, f"{type(exc).__name__}: {exc}"
+            result.retry_after = getattr(exc, "retry_after", None)
+            self.last_error = result.error
+            log.warning("hub sync failed: %s", result.error)
+        else:
+            self.last_success, self.last_error = self.clock(), None
+        result.lists = {kind: live.current.version for kind, live in self.denylists.items()}
+        return result
+
+    def _upload(self, result: SyncResult) -> None:
+        for _ in range(MAX_BATCHES):
+            with self._journal_lock:
+                events = self._journal.unsent(BATCH)
+            if not events:
+                return
+            for event in events:
+                for name, limit in FIELD_LIMITS.items():
+                    if isinstance(event[name], str):
+                        event[name] = event[name][:limit]
+            acked = self._call("POST", "events", json={"events": events}).json()["acked"]
+            sent = {e["event_id"] for e in events}.intersection(acked)
+            with self._journal_lock:
+                self._journal.mark_sent(sent)
+            result.uploaded += len(sent)
+            if len(events) < BATCH:
+                return
+        result.more = True
+
+    def _pull_bundle(self, result: SyncResult) -> None:
+        params = {kind: live.current.version for kind, live in self.denylists.items()}
+        headers = {"If-None-Match": self._etag} if self._etag else {}
+        response = self._call("GET", "bundle", params=params, headers=headers)
+        if response.status_code == 304:
+            return
+        bundle = response.json()
+        self._apply_keys(bundle["keys"])
+        self.hub_config = bundle["config"]
+        self._etag = None  # kept only once every update applied
+        for kind, info in bundle["denylists"].items():
+            live = self.denylists.get(kind)
+            if live is None:
+                continue
+            for update in info["updates"]:
+                try:
+                    live.apply_signed(base64.b64decode(update, validate=True), self._trust)
+                except binascii.Error as exc:
+                    raise ValueError(f"{kind} update is not base64") from exc
+        self._etag = response.headers.get("ETag")
+
+    def _apply_keys(self, keys: list[dict[str, Any]]) -> None:
+        """Trust the bundle's keys: all of them for deny lists, the pass issuers' on disk."""
+        wanted = {k["kid"]: (k["pem"], k.get("issuer"), k.get("retired_at"), k["purpose"]) for k in keys}
+        current = {kid: value[:3] for kid, value in wanted.items()}
+        if current == self._keys:
+            return
+        trust = TrustStore()
+        for pem, issuer, retired, _ in wanted.values():
+            trust.add(load_pem_public_key(pem.encode()), issuer=issuer,  # type: ignore[arg-type]
+                      retired=datetime.fromtimestamp(retired, UTC) if retired else None)
+        self._trust, self._keys = trust, current
+        if self.trust_dir is not None:
+            passes = {kid: v for kid, v in wanted.items() if v[3] == "passes"}
+            self._write_trust_dir(self.trust_dir, passes)
+            if self.on_trust_changed is not None:
+                self.on_trust_changed()
+
+    @staticmethod
+    def _write_trust_dir(root: Path, keys: dict[str, tuple[str, str | None, float | None, str]]) -> None:
+        """New key files first, then the manifest naming them, then stale files go: a reader at
+        any moment finds a loadable directory."""
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = []
+        for kid, (pem, issuer, retired, _) in sorted(keys.items()):
+            name = f"{kid}.pub.pem"
+            atomic_write(root / name, [pem.encode()])
+            entry = [f'file = "{name}"']
+            if issuer:
+                entry.append(f"issuer = {json.dumps(issuer)}")
+            if retired:
+                entry.append(f"retired = {datetime.fromtimestamp(retired, UTC).isoformat()}")
+            manifest.append("[[key]]\n" + "\n".join(entry) + "\n")
+        atomic_write(root / TRUST_MANIFEST, ["\n".join(manifest).encode()])
+        for stale in root.glob("*.pem"):
+            if stale.name.removesuffix(".pub.pem") not in keys:
+                stale.unlink()
+
+    def _pull_redemptions(self, result: SyncResult) -> None:
+        for _ in range(MAX_REDEMPTION_PAGES):
+            page = self._call("GET", "redemptions", params={"after": self._cursor}).json()
+            with self._journal_lock:
+                for r in page["redemptions"]:
+                    result.redemptions += self._journal.add_remote_redemption(
+                        r["redemption_id"], r["pass_id"], r["gate_id"], r["direction"], r["t"],
+                        r.get("valid_until"))
+            if page["cursor"] == self._cursor:
+                return
+            self._cursor = page["cursor"]
+            self._save_state()
+
+    def _heartbeat(self) -> None:
+        now = self.clock()
+        with self._journal_lock:
+            backlog = self._journal.backlog()
+        beat = {"t": now, "version": __version__, "backlog": backlog, "lists": self._list_status(now),
+                "health": {"journal_ok": True}}
+        sent = self.clock()
+        answer = self._call("POST", "heartbeat", json=beat).json()
+        received = self.clock()
+        self.clock_offset_s = answer["server_time"] - (sent + received) / 2
+
+    def _list_status(self, now: float) -> dict[str, dict[str, Any]]:
+        return {kind: {"version": live.current.version,
+                       "age_s": live.current.age(now) if live.current.version else None}
+                for kind, live in self.denylists.items()}
+
+    # -- background worker ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Run rounds in a daemon thread until ``close``."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="passgate-sync", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            result = self.sync_once()
+            if result.ok:
+                failures = 0
+                delay = 0.0 if result.more else self.hub.interval_s
+            else:
+                failures += 1
+                first, longest = self.backoff
+                ceiling = min(longest, first * 2 ** min(failures - 1, 30))
+                delay = random.uniform(ceiling / 2, ceiling)  # jitter: gates do not return in step
+                delay = max(delay, result.retry_after or 0.0)
+            self._sleep(delay)
+
+    def close(self) -> None:
+        """Stop the worker (interrupting its wait) and close the journal connection."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=TIMEOUT[0] + TIMEOUT[1] + 5)
+            self._thread = None
+        with self._journal_lock:
+            self._journal.close()
+        self.session.close()
+
+    def status(self) -> dict[str, Any]:
+        """For /status: last success and error, unsent backlog, list versions and ages, offset."""
+        now = self.clock()
+        with self._journal_lock:
+            backlog = self._journal.backlog()
+        return {"last_success": self.last_success, "last_error": self.last_error, "backlog": backlog,
+                "lists": self._list_status(now), "clock_offset_s": self.clock_offset_s}

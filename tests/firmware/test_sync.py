@@ -1,0 +1,229 @@
+"""The gate's sync client against a real hub over loopback HTTP (SQLite and PostgreSQL): single-use
+shared between gates, outage and recovery with exactly-once delivery, lost acknowledgements,
+token scoping, deny lists and trusted keys from the bundle, Retry-After and the worker thread."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from passgate import PassRefused, Reason, TrustStore, verify_pass
+from passgate.denylist import LiveDenyList
+from passgated.config import HubSpec
+from passgated.journal import Journal
+from passgated.policy import Context, Decision, Direction, PolicyConfig, decide
+from passgated.sync import SyncClient
+from tests.hub.fixtures import db_url, hub
+from tests.hub.server import HubServer
+from tests.hub.test_api import setup_venue
+
+__all__ = ["db_url", "hub"]
+TIMEOUT = 10
+WAIT_S = 20.0  # bound on every wait for a background effect
+
+
+class Gate:
+    """A gate's journal, deny lists and trust directory, as the daemon wires them, and its sync."""
+
+    def __init__(self, root: Path, gate_id: str, hub_url: str, token: str, **sync_options: object) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.gate_id = gate_id
+        self.journal = Journal(root / "journal.db", gate_id)
+        self.lists = {kind: LiveDenyList(root / f"{kind}.pgdl", kind=kind, scope="arena")
+                      for kind in ("revoked", "blocked")}
+        self.trust_dir = root / "trust"
+        self.trust_changes = 0
+        self.sync = SyncClient(HubSpec(hub_url, token, interval_s=0.2), journal_path=root / "journal.db",
+                               gate_id=gate_id, denylists=self.lists, trust_dir=self.trust_dir,
+                               on_trust_changed=self._trust_changed, **sync_options)  # type: ignore[arg-type]
+
+    def _trust_changed(self) -> None:
+        self.trust_changes += 1
+
+    def scan(self, text: str, direction: Direction = Direction.ENTRY) -> Decision:
+        """Verify with the trust directory the sync client wrote, decide, and pass through."""
+        try:
+            result = verify_pass(text, TrustStore.load(self.trust_dir))
+        except PassRefused as refused:
+            result = refused
+        ctx = Context(now=time.time(), direction=direction, revoked=self.lists["revoked"].current,
+                      blocked=self.lists["blocked"].current, usage=self.journal)
+        decision = decide(result, ctx, PolicyConfig(zones=("floor",)))
+        rid = self.journal.record_decision(decision, 1.0, reserve=decision.admit)
+        if rid:
+            self.journal.commit(rid)
+        return decision
+
+    def close(self) -> None:
+        self.sync.close()
+        self.journal.close()
+
+
+@pytest.fixture
+def venue(hub: HubServer, tmp_path: Path) -> Iterator[tuple[HubServer, requests.Session, dict[str, Gate]]]:
+    admin = hub.admin()
+    tokens = setup_venue(hub, admin)
+    gates = {name: Gate(tmp_path / name, f"arena-{name}", hub.url, token) for name, token in tokens.items()}
+    yield hub, admin, gates
+    for gate in gates.values():
+        gate.close()
+
+
+def issue(hub: HubServer, admin: requests.Session, count: int = 1, **claims: object) -> list[dict[str, str]]:
+    body = {"count": count, "valid_from": time.time() - 60, "valid_until": time.time() + 3600,
+            "zones": ["floor"], "entries": 1, **claims}
+    r = admin.post(f"{hub.url}/v1/admin/venues/arena/passes", json=body, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    return r.json()["passes"]
+
+
+def hub_events(hub: HubServer, admin: requests.Session, gate_id: str) -> list[dict]:
+    r = admin.get(f"{hub.url}/v1/admin/venues/arena/events", params={"gate_id": gate_id, "limit": 10000},
+                  timeout=TIMEOUT)
+    return r.json()
+
+
+def test_single_use_pass_used_at_gate_1_is_refused_at_gate_2(venue) -> None:
+    hub, admin, gates = venue
+    g1, g2 = gates["g1"], gates["g2"]
+    for gate in (g1, g2):
+        assert gate.sync.sync_once().ok
+    assert g1.trust_changes == 1 and len(TrustStore.load(g1.trust_dir)) == 1  # the pass issuer only
+    [ticket] = issue(hub, admin)
+    assert g1.scan(ticket["text"]).admit
+    first = g1.sync.sync_once()
+    assert first.ok and first.uploaded == 2  # the decision and the redemption
+    got = g2.sync.sync_once()
+    assert got.ok and got.redemptions == 1
+    refused = g2.scan(ticket["text"])
+    assert (refused.admit, refused.reason) == (False, Reason.USED_UP)
+    assert g2.journal.usage(bytes.fromhex(ticket["pass_id"])).entries_used == 1
+    assert g2.sync.sync_once().redemptions == 0  # the cursor moved on
+    # revoked at the hub, refused at a gate after its next round
+    [other] = issue(hub, admin)
+    admin.post(f"{hub.url}/v1/admin/venues/arena/revocations", json={"pass_ids": [other["pass_id"]]},
+               timeout=TIMEOUT)
+    assert g1.sync.sync_once().ok
+    assert g1.scan(other["text"]).reason == Reason.REVOKED
+    assert g1.sync.status()["backlog"] == 1  # that refusal, until the next round
+    assert g1.sync.sync_once().ok
+    status = g1.sync.status()
+    assert status["backlog"] == 0 and status["last_error"] is None
+    assert status["lists"]["revoked"]["version"] == 2 and status["lists"]["revoked"]["age_s"] < 60
+    assert abs(status["clock_offset_s"]) < 5
+    listed = {g["gate_id"]: g for g in admin.get(f"{hub.url}/v1/admin/gates", timeout=TIMEOUT).json()}
+    assert listed["arena-g1"]["lists"]["revoked"]["version"] >= 1 and listed["arena-g1"]["backlog"] == 0
+
+
+def test_outage_then_recovery_delivers_every_event_exactly_once(venue, tmp_path: Path) -> None:
+    hub, admin, gates = venue
+    g1 = gates["g1"]
+    assert g1.sync.sync_once().ok
+    [ticket] = issue(hub, admin)
+    hub.stop()
+    assert g1.scan(ticket["text"]).admit  # the gate decides while the hub is away
+    for i in range(300):
+        g1.journal.record("state", detail=f"tick {i}")
+    down = g1.sync.sync_once()
+    assert not down.ok and "ConnectionError" in (down.error or "")
+    status = g1.sync.status()
+    assert status["backlog"] == 302 and status["last_error"] == down.error
+    g1.sync.close()  # the gate restarts during the outage: the outbox is on disk
+    g1.sync = SyncClient(HubSpec(hub.url, g1.sync.hub.token, interval_s=0.2),
+                         journal_path=tmp_path / "g1" / "journal.db", gate_id=g1.gate_id,
+                         denylists=g1.lists, trust_dir=g1.trust_dir)
+    hub.start()
+    rounds = 0
+    while g1.sync.status()["backlog"] and rounds < 10:
+        assert g1.sync.sync_once().ok
+        rounds += 1
+    assert g1.sync.status()["backlog"] == 0
+    stored = hub_events(hub, admin, "arena-g1")
+    assert len(stored) == len({e["event_id"] for e in stored}) == len(g1.journal.events()) == 302
+    # acknowledgements lost in transit: the gate sends everything again, the hub stores nothing twice
+    g1.journal.db.execute("UPDATE events SET sent = 0")
+    again = g1.sync.sync_once()
+    assert again.ok and again.uploaded == 302
+    assert len(hub_events(hub, admin, "arena-g1")) == 302
+
+
+def test_a_token_works_only_for_its_own_gate(venue, tmp_path: Path) -> None:
+    hub, _, gates = venue
+    g1_token = gates["g1"].sync.hub.token
+    impostor = SyncClient(HubSpec(hub.url, g1_token), journal_path=tmp_path / "imp.db", gate_id="arena-g2",
+                          denylists={}, trust_dir=None)
+    Journal(tmp_path / "imp.db", "arena-g2").record("state", detail="hello")
+    result = impostor.sync_once()
+    assert not result.ok and "HTTP 403" in (result.error or "")
+    assert impostor.status()["backlog"] == 1  # nothing marked sent
+    impostor.close()
+    wrong = SyncClient(HubSpec(hub.url, "pgg_wrong"), journal_path=tmp_path / "w.db", gate_id="arena-g1",
+                       denylists={}, trust_dir=None)
+    assert "HTTP 401" in (wrong.sync_once().error or "")
+    wrong.close()
+
+
+def test_background_worker_syncs_and_stops_promptly(venue) -> None:
+    hub, admin, gates = venue
+    g1, g3 = gates["g1"], gates["g3"]
+    g1.sync.start()
+    g3.sync.start()
+    deadline = time.monotonic() + WAIT_S
+    while g1.trust_changes == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [ticket] = issue(hub, admin)
+    assert g1.scan(ticket["text"]).admit
+    while time.monotonic() < deadline and not g3.journal.usage(bytes.fromhex(ticket["pass_id"])).entries_used:
+        time.sleep(0.05)
+    assert g3.journal.usage(bytes.fromhex(ticket["pass_id"])).entries_used == 1
+    start = time.monotonic()
+    g1.sync.close()
+    g3.sync.close()
+    assert time.monotonic() - start < 5
+
+
+class Busy(http.server.BaseHTTPRequestHandler):
+    """A hub that is overloaded: every request gets 503 with Retry-After."""
+
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Retry-After", "7")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_retry_after_is_honoured_between_rounds(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    waits: list[float] = []
+    done = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) >= 3:
+            done.set()
+            client._stop.set()
+
+    Journal(tmp_path / "j.db", "g1").record("state")
+    client = SyncClient(HubSpec(f"http://127.0.0.1:{server.server_port}", "pgg_x"),
+                        journal_path=tmp_path / "j.db", gate_id="g1", denylists={}, trust_dir=None,
+                        sleep=sleep, backoff=(0.5, 4.0))
+    result = client.sync_once()
+    assert (result.ok, result.retry_after) == (False, 7.0) and "HTTP 503" in (result.error or "")
+    client.start()
+    assert done.wait(WAIT_S)
+    client.close()
+    server.shutdown()
+    assert waits and all(w >= 7.0 for w in waits)
+    assert client.last_success is None
