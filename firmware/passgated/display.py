@@ -150,7 +150,8 @@ class _Stream:
     waits for the client; the Event wakes the client's thread.
     """
 
-    def __init__(self, last: str | None) -> None:
+    def __init__(self, connection: socket.socket, last: str | None) -> None:
+        self.connection = connection
         self.queue: collections.deque[str] = collections.deque(maxlen=QUEUE_LENGTH)
         self.wake = threading.Event()
         if last is not None:
@@ -209,6 +210,7 @@ class GuardDisplay:
         self._ids = itertools.count(1)
         self._closed = False
         self._thread: threading.Thread | None = None
+        host = host.strip("[]")  # "[::1]" as written in a listen address
         server_class = _Server6 if ":" in host else _Server
         self._server = server_class((host, port), _Handler)
         self._server.display = self
@@ -249,14 +251,18 @@ class GuardDisplay:
             if self._closed:
                 return
             self._closed = True
-            for stream in self._streams:
-                stream.wake.set()
+            streams = list(self._streams)
+        for stream in streams:
+            stream.wake.set()  # an idle stream returns at once
+            with contextlib.suppress(OSError):  # one blocked writing to a stuck client fails at once
+                stream.connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()
         with self._lock:
-            self._lock.wait_for(lambda: not self._streams, timeout=2 * REQUEST_TIMEOUT_S)
+            if not self._lock.wait_for(lambda: not self._streams, timeout=2.0):
+                log.warning("guard display: %d event streams still open after close()", len(self._streams))
 
     def __enter__(self) -> GuardDisplay:
         self.start()
@@ -269,12 +275,12 @@ class GuardDisplay:
 
     # Used by _Handler, on the server's threads.
 
-    def _open_stream(self) -> _Stream | None:
+    def _open_stream(self, connection: socket.socket) -> _Stream | None:
         """Register a client, seeded with the last event; None when closed or too many are open."""
         with self._lock:
             if self._closed or len(self._streams) >= MAX_STREAMS:
                 return None
-            stream = _Stream(self._last)
+            stream = _Stream(connection, self._last)
             self._streams.add(stream)
             return stream
 
@@ -373,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _get_events(self) -> None:
         display = self.server.display
         # Registered before the headers go out: once a client sees the response, no later event is missed.
-        stream = display._open_stream()
+        stream = display._open_stream(self.connection)
         if stream is None:
             raise _HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "too many streams or shutting down")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 import threading
 import urllib.error
@@ -312,6 +313,22 @@ def test_close_ends_open_streams(make_display: Callable[..., GuardDisplay],
     assert [stream.next_event() for stream in streams] == [decision(1), decision(1)]
     display.close()
     assert [stream.next_event() for stream in streams] == [None, None]
+
+
+def test_close_ends_a_stream_stuck_writing_to_a_client_that_does_not_read(
+    make_display: Callable[..., GuardDisplay], open_stream: Callable[[str], EventStream],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stream thread blocked on a stalled monitor must not outlive close() (it warns if one does)."""
+    display = make_display()
+    stream = open_stream(display.url)
+    for n in range(4000):  # ~32 MB: more than loopback buffers hold, so the thread blocks in a write
+        display.publish(decision(n, pad="x" * 8192))
+    with caplog.at_level(logging.WARNING, logger="passgated.display"):
+        display.close()
+    assert caplog.records == []
+    while stream.next_event() is not None:  # what was sent before the close, then the end
+        pass
 
 
 def test_close_without_start_and_twice(metrics: GateMetrics) -> None:
