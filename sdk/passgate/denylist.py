@@ -655,28 +655,22 @@ def _decode_header(payload: bytes, expected: str | None) -> dict[str, Any]:
 def _verify_envelope(envelope: bytes, trust: TrustStore) -> tuple[dict[str, Any], TrustedKey]:
     try:
         msg = cose.decode_sign1(envelope)
-        alg = msg.alg
+        _ = msg.alg  # raises for an alg that is unsupported or not in the protected header
     except cose.CoseError as exc:
         raise FormatError(f"bad signature envelope: {exc}") from None
     candidates = trust.candidates(msg.kid)
     if not candidates:
         kid = msg.kid.hex() if msg.kid else "none"
         raise UntrustedKeyError(f"signed by a key not in the trust store (kid {kid})")
-    tbs = msg.to_be_signed(AAD)
-    for candidate in candidates:
-        if candidate.alg != alg:
-            continue
-        try:
-            candidate.verify(tbs, msg.signature)
-        except cose.SignatureError:
-            continue
-        header = _decode_header(msg.payload, None)
-        if header["type"] == LOCAL:
-            raise FormatError("a local list file cannot be signed")
-        if not candidate.accepts_issue_time(header["issued_at"]):
-            raise UntrustedKeyError(f"key {candidate.kid.hex()} was retired when this was signed")
-        return header, candidate
-    raise SignatureError("signature does not verify")
+    signer = trust.find_signer(msg, AAD)
+    if signer is None:
+        raise SignatureError("signature does not verify")
+    header = _decode_header(msg.payload, None)
+    if header["type"] == LOCAL:
+        raise FormatError("a local list file cannot be signed")
+    if not signer.accepts_issue_time(header["issued_at"]):
+        raise UntrustedKeyError(f"key {signer.kid.hex()} was retired when this was signed")
+    return header, signer
 
 
 def _check_count(data: np.ndarray, count: int) -> None:

@@ -168,6 +168,21 @@ class TrustStore:
         """Keys with this kid (normally one; 8-byte kids can collide, so all are tried)."""
         return self._by_kid.get(kid, ()) if kid is not None else ()
 
+    def find_signer(self, msg: cose.Sign1, external_aad: bytes = b"") -> TrustedKey | None:
+        """The trusted key whose signature verifies ``msg`` (same kid and algorithm), or None.
+
+        ``msg.alg`` must already be known to be supported (it raises otherwise)."""
+        tbs = msg.to_be_signed(external_aad)
+        for candidate in self.candidates(msg.kid):
+            if candidate.alg != msg.alg:
+                continue
+            try:
+                candidate.verify(tbs, msg.signature)
+            except cose.SignatureError:
+                continue
+            return candidate
+        return None
+
     def __iter__(self) -> Iterator[TrustedKey]:
         for keys in self._by_kid.values():
             yield from keys

@@ -224,17 +224,7 @@ def _verify(text: str | bytes, trust: TrustStore) -> Pass:
         alg = msg.alg
     except cose.UnsupportedAlgorithmError as exc:
         raise PassRefused(Reason.UNSUPPORTED_ALGORITHM, str(exc)) from None
-    tbs = msg.to_be_signed()
-    key = None
-    for candidate in candidates:
-        if candidate.alg != alg:
-            continue
-        try:
-            candidate.verify(tbs, msg.signature)
-        except cose.SignatureError:
-            continue
-        key = candidate
-        break
+    key = trust.find_signer(msg)
     if key is None:
         raise PassRefused(Reason.BAD_SIGNATURE)
     p = _claims(msg.payload, msg.kid, alg)
