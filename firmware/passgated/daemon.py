@@ -10,6 +10,7 @@ urgent queue the loop drains before anything else.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from passgate.scanners import Scan, ScannerSource, open_scanner
 from .config import GateConfig
 from .display import GateMetrics, GuardDisplay
 from .io import GateIO, make_pin_factory
-from .journal import Journal
+from .journal import Journal, unsent_count
 from .machine import (
     Beep,
     Booted,
@@ -53,6 +54,9 @@ from .policy import Context, Decision, Direction, decide
 log = logging.getLogger("passgated")
 STOP = object()
 HEALTH_EVERY_S = 1.0
+# Queue priorities: shutdown first, then hardware and operator events, then scans. A backlog of
+# scans must never delay a passage edge, a reset or a shutdown.
+PRIO_STOP, PRIO_EVENT, PRIO_SCAN = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +119,8 @@ class Gate:
             self.display = GuardDisplay(status=self.status, metrics=self.metrics, control=self.control,
                                         host=host, port=int(port), control_from=config.control_from)
         self.sync = None
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
+        self._order = itertools.count()  # FIFO within one priority
         self._urgent: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._inflight: dict[int, str] = {}
@@ -193,27 +198,30 @@ class Gate:
         self.trust = self._load_trust()
 
     # -- inputs from other threads ------------------------------------------------------------
+    def _put(self, priority: int, item: Any) -> None:
+        self._queue.put((priority, next(self._order), item))
+
     def _read_source(self, source: ScannerSource, direction: Direction) -> None:
         try:
             for scan in source:
-                self._queue.put((scan, direction))
+                self._put(PRIO_SCAN, (scan, direction))
         except Exception:
             log.exception("scanner %s stopped", source.source)
         finally:
-            self._queue.put(None)  # wake the loop so it re-checks scanner health
+            self._put(PRIO_EVENT, None)  # wake the loop so it re-checks scanner health
 
     def submit_scan(self, scan: Scan, direction: Direction = Direction.ENTRY) -> None:
-        self._queue.put((scan, direction))
+        self._put(PRIO_SCAN, (scan, direction))
 
     def submit(self, event: Event) -> None:
-        self._queue.put(event)
+        self._put(PRIO_EVENT, event)
 
     def _input_event(self, event: Event) -> None:
         if isinstance(event, FireLoop):
             self._urgent.put(event)
-            self._queue.put(None)
+            self._put(PRIO_STOP, None)  # wake the loop ahead of everything else
         else:
-            self._queue.put(event)
+            self._put(PRIO_EVENT, event)
 
     def control(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
         """Operator commands from the display server (loopback only by default)."""
@@ -237,7 +245,7 @@ class Gate:
             if self._watchdog_s:
                 timeout = min(timeout, self._watchdog_s)
             try:
-                item = self._queue.get(timeout=min(timeout, HEALTH_EVERY_S))
+                _, _, item = self._queue.get(timeout=min(timeout, HEALTH_EVERY_S))
                 got = True
             except queue.Empty:
                 item, got = None, False
@@ -392,7 +400,7 @@ class Gate:
             "lists": lists,
             "lists_stale": self._lists_stale(),
             "scanners": [source.health() for source, _ in self.sources],
-            "journal_backlog": self.journal.backlog(),
+            "journal_backlog": unsent_count(self.config.journal_path),
             "sync": self.sync.status() if self.sync is not None else None,
             "uptime_s": round(now - self._started_wall, 1),
         }
@@ -406,7 +414,7 @@ class Gate:
         _sd_notify("STOPPING=1")
         for source, _ in self.sources:
             source.close()
-        self._queue.put(STOP)
+        self._put(PRIO_STOP, STOP)
         for thread in self._threads:
             thread.join(timeout=5)
         if self.sync is not None:

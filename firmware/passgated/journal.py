@@ -245,6 +245,16 @@ class Journal:
         self.close()
 
 
+def unsent_count(path: str | Path) -> int:
+    """Events not yet acknowledged by the hub, read on a connection of its own: the status page runs
+    in other threads and must never touch the control loop's connection."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute("SELECT count(*) FROM events WHERE sent = 0").fetchone()[0]
+    finally:
+        db.close()
+
+
 class _Checkpointer(threading.Thread):
     """Passive WAL checkpoints off the control loop: they never block its writes."""
 

@@ -1,0 +1,77 @@
+"""Issue 7.6: with scans flooding in, opening the fire loop puts the outputs in the release state
+within 50 ms, 100 times out of 100; latched until the loop is closed and an operator resets."""
+
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+
+from passgate import TrustStore, generate_private_key, issue_pass
+from passgate.scanners import Scan
+from passgated.config import load_config
+from passgated.daemon import Gate
+from passgated.machine import State
+
+TRIALS = 100
+LIMIT_S = 0.050
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.001)
+    return condition()
+
+
+def test_release_within_50ms_under_a_scan_flood(tmp_path: Path) -> None:
+    key = generate_private_key()
+    trust = TrustStore()
+    trust.add(key.public_key())
+    passes = [issue_pass(key, valid_from=0, valid_until=2**31).encode() for _ in range(50)]
+    gate = Gate(load_config(None, journal_path=tmp_path / "j.db"), pin_factory=MockFactory(),
+                trust=trust, sources=[], display=False)
+    fire, release = gate.io.fire_loop.pin, gate.io.release.pin
+    relays = (gate.io.relay_entry.pin, gate.io.relay_exit.pin)
+    fire.drive_low()
+    gate.start()
+    stop = threading.Event()
+
+    def flood() -> None:
+        i = 0
+        while not stop.is_set():
+            gate.submit_scan(Scan(passes[i % len(passes)], "flood", time.monotonic()))
+            i += 1
+            time.sleep(0.0005)  # ~2,000 scans/s: a hundred times any real scanner
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    delays, held = [], 0
+    try:
+        for _ in range(TRIALS):
+            time.sleep(0.005)  # let the flood hit the gate in whatever state it is in
+            opened = time.perf_counter()
+            fire.drive_high()
+            assert wait_for(lambda: release.state and all(r.state for r in relays), LIMIT_S)
+            delays.append(time.perf_counter() - opened)
+            assert wait_for(lambda: gate.state is State.EMERGENCY)
+            time.sleep(0.02)  # scans keep arriving: nothing may undo the release
+            held += bool(release.state and all(r.state for r in relays))
+            gate.control("reset", {})  # refused: the loop is still open
+            time.sleep(0.01)
+            assert gate.state is State.EMERGENCY and release.state
+            fire.drive_low()
+            assert gate.state is State.EMERGENCY  # latched until an operator resets
+            gate.control("reset", {})
+            assert wait_for(lambda: gate.state is not State.EMERGENCY)
+            assert wait_for(lambda: not release.state)
+    finally:
+        stop.set()
+        flooder.join(timeout=5)
+        gate.stop()
+    assert len(delays) == TRIALS and max(delays) < LIMIT_S and held == TRIALS
+    print(f"\nfire loop -> release, {TRIALS} trials under a scan flood: "
+          f"median {statistics.median(delays) * 1e6:.0f} µs, max {max(delays) * 1e6:.0f} µs")
