@@ -26,8 +26,9 @@ def database_url(url: str | None = None) -> str:
     return url or os.environ.get(ENV_URL) or DEFAULT_URL
 
 
-def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
-    """An engine for ``url`` with the per-dialect settings the hub relies on."""
+def make_engine(url: str | None = None, *, pool_size: int = 20) -> Engine:
+    """An engine for ``url`` with the per-dialect settings the hub relies on. The pool holds as
+    many connections as the server's worker threads (40) can use at once."""
     url = database_url(url)
     if make_url(url).get_backend_name() != "sqlite":
         return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)

@@ -99,20 +99,20 @@ def _bump(db: Session, venue: Venue, row: DenyList, adds: list[str], removes: li
     return row.version
 
 
-def refresh(db: Session, venue: Venue, *, now: float | None = None) -> bool:
-    """Re-sign lists whose newest version is older than ``REFRESH_S`` (empty delta); the caller
-    commits when this returns True."""
+def refreshed_versions(db: Session, venue: Venue, *, now: float | None = None
+                       ) -> tuple[dict[str, tuple[int, int]], bool]:
+    """``(current_versions, changed)``, after re-signing lists whose newest version is older than
+    ``REFRESH_S`` (empty delta); the caller commits when ``changed``."""
     now = time.time() if now is None else now
     versions = current_versions(db, venue)
     if all(now - issued_at < REFRESH_S for _, issued_at in versions.values()):
-        return False
-    changed = False
+        return versions, False
     for kind in KINDS:
         row = _locked_list(db, venue, kind)
         if now - row.issued_at >= REFRESH_S:  # checked again under the lock
             _bump(db, venue, row, [], [], now)
-            changed = True
-    return changed
+        versions[kind] = (row.version, row.issued_at)
+    return versions, True
 
 
 def current_versions(db: Session, venue: Venue) -> dict[str, tuple[int, int]]:
@@ -146,10 +146,12 @@ class SnapshotCache:
         return data
 
 
-def updates_for(db: Session, venue: Venue, kind: str, have: int, cache: SnapshotCache) -> list[bytes]:
-    """Signed files that take a gate holding version ``have`` to the current version, in order:
-    nothing, the deltas, or one snapshot (new gate, far behind, or ahead after a hub restore)."""
-    version, issued_at = current_versions(db, venue)[kind]
+def updates_for(db: Session, venue: Venue, kind: str, have: int, current: tuple[int, int],
+                cache: SnapshotCache) -> list[bytes]:
+    """Signed files that take a gate holding version ``have`` to ``current`` (version, issued_at),
+    in order: nothing, the deltas, or one snapshot (new gate, far behind, or ahead after a hub
+    restore)."""
+    version, issued_at = current
     if have == version or version == 0:
         return []
     if have > version or version - have > MAX_DELTAS:

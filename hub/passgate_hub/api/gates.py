@@ -46,11 +46,11 @@ def bundle(*, request: Request, response: Response,
 
     Send the last ETag as If-None-Match: while nothing changed the answer is an empty 304.
     """
-    venue = db.get_one(Venue, gate.venue_id)
-    if denylists.refresh(db, venue):
+    venue, zone = db.execute(select(Venue, Zone.name).outerjoin(Zone, Zone.id == gate.zone_id)
+                             .where(Venue.id == gate.venue_id)).one()
+    versions, changed = denylists.refreshed_versions(db, venue)
+    if changed:
         db.commit()
-    versions = denylists.current_versions(db, venue)
-    zone = db.scalar(select(Zone.name).where(Zone.id == gate.zone_id)) if gate.zone_id else None
     have = {"revoked": revoked, "blocked": blocked}
     etag = _etag(venue.keys_rev, zone, gate.config, versions, have)
     if request.headers.get("if-none-match") == etag:
@@ -60,7 +60,7 @@ def bundle(*, request: Request, response: Response,
     cache = request.app.state.snapshots
     lists = {kind: ListUpdate(version=version, issued_at=issued_at, updates=[
         base64.b64encode(data).decode()
-        for data in denylists.updates_for(db, venue, kind, have[kind], cache)])
+        for data in denylists.updates_for(db, venue, kind, have[kind], (version, issued_at), cache)])
         for kind, (version, issued_at) in versions.items()}
     return Bundle(
         gate_id=gate.gate_id, venue=venue.name, zone=zone, scope=venue.name,
@@ -90,9 +90,10 @@ def upload_events(*, batch: EventBatch, gate: CurrentGate,
             # Redemptions of a venue commit in sequence order, so a gate reading after a cursor
             # never skips a row that commits late with a smaller seq.
             db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": gate.venue_id})
-        stmt = _INSERT[dialect](Event).values(list(rows.values()))
-        stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(Event.seq)
-        stored = len(db.execute(stmt).all())  # rowcount is -1 for this statement on psycopg
+        # executemany of one cached statement: SQLAlchemy sends it as multi-row VALUES pages
+        stmt = (_INSERT[dialect](Event).on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(Event.seq))
+        stored = len(db.connection().execute(stmt, list(rows.values())).all())
         db.commit()
     return EventAck(acked=list(rows), stored=stored, duplicates=len(rows) - stored)
 

@@ -1,0 +1,194 @@
+"""Hub ingest through the HTTP API into PostgreSQL, and bundle polling with ETags.
+
+- events/s: 50 concurrent simulated gates, each POSTing batches of 100 events (the sync client's
+  path: JSON over HTTP, auth, validation, one INSERT ... ON CONFLICT DO NOTHING per batch, commit).
+  Baseline, same run, same table: the same rows written by raw psycopg ``COPY`` (no HTTP, no
+  validation, no idempotency): the ceiling of this PostgreSQL on this machine.
+- bundle fetches/s: 1,000 gates polling their bundle with If-None-Match (answers are 304).
+
+Goal (issue 6): >= 5,000 events/s on a 2-core machine. The PostgreSQL cluster is a throwaway one
+(durable settings: fsync on) in a temp dir; the hub runs as ``passgate-hub serve`` in a subprocess.
+
+    python benchmarks/hub_ingest.py [--runs 5] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the throwaway-cluster helper lives beside the hub's tests
+
+from passgate_hub import db, ops  # noqa: E402
+from tests.hub.pgcluster import PgCluster, free_port  # noqa: E402
+
+GATES, BATCH, SENDERS, POLLERS = 1000, 100, 50, 50
+FIELDS = ("event_id", "venue_id", "gate_id", "t", "kind", "direction", "pass_id", "decision", "reason",
+          "latency_ms", "detail", "received_at")
+
+
+def seed(url: str) -> list[tuple[str, str]]:
+    engine = db.make_engine(url)
+    db.migrate(engine)
+    with db.session_factory(engine)() as session:
+        venue = ops.create_venue(session, "bench")
+        gates = [(f"g{i:04d}", ops.create_gate(session, venue, f"g{i:04d}")) for i in range(GATES)]
+        session.commit()
+    engine.dispose()
+    return gates
+
+
+def batch_body(gate_id: str) -> bytes:
+    now = time.time()
+    events = [{"event_id": uuid.uuid4().hex, "gate_id": gate_id, "t": now, "kind": "decision",
+               "direction": "entry", "pass_id": uuid.uuid4().hex, "decision": "admit", "reason": "admit",
+               "latency_ms": 1.2, "detail": "Welcome"} for _ in range(BATCH)]
+    return json.dumps({"events": events}).encode()
+
+
+def ingest_run(base: str, gates: list[tuple[str, str]], batches_per_gate: int) -> float:
+    """Events/s for SENDERS gates sending ``batches_per_gate`` batches each, concurrently."""
+    senders = gates[:SENDERS]
+    bodies = {gate_id: [batch_body(gate_id) for _ in range(batches_per_gate)] for gate_id, _ in senders}
+    barrier = threading.Barrier(SENDERS + 1)
+
+    def send(gate_id: str, token: str) -> int:
+        session = requests.Session()
+        session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        barrier.wait()
+        stored = 0
+        for body in bodies[gate_id]:
+            r = session.post(f"{base}/v1/gates/{gate_id}/events", data=body, timeout=60)
+            r.raise_for_status()
+            stored += r.json()["stored"]
+        return stored
+
+    with ThreadPoolExecutor(SENDERS) as pool:
+        futures = [pool.submit(send, gate_id, token) for gate_id, token in senders]
+        barrier.wait()
+        start = time.perf_counter()
+        stored = sum(f.result() for f in futures)
+        elapsed = time.perf_counter() - start
+    assert stored == SENDERS * batches_per_gate * BATCH, stored
+    return stored / elapsed
+
+
+def copy_run(dsn: str, rows: int) -> float:
+    """Events/s for the same rows written by psycopg COPY in one transaction."""
+    now = time.time()
+    data = [(uuid.uuid4().hex, 1, "g0000", now, "decision", "entry", uuid.uuid4().hex, "admit", "admit",
+             1.2, "Welcome", now) for _ in range(rows)]
+    with psycopg.connect(dsn) as conn:
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY events ({', '.join(FIELDS)}) FROM STDIN") as copy:
+            for row in data:
+                copy.write_row(row)
+        conn.commit()
+        return rows / (time.perf_counter() - start)
+
+
+def poll_run(base: str, gates: list[tuple[str, str]], etags: dict[str, str],
+             seconds: float) -> tuple[float, int, int]:
+    """(fetches/s, fetches, 304s) for POLLERS threads cycling through all gates with If-None-Match."""
+    stop = time.perf_counter() + seconds
+    counts: list[tuple[int, int]] = []
+
+    def poll(part: list[tuple[str, str]]) -> None:
+        session = requests.Session()
+        done = not_modified = 0
+        while time.perf_counter() < stop:
+            for gate_id, token in part:
+                r = session.get(f"{base}/v1/gates/{gate_id}/bundle", params={"revoked": 1, "blocked": 1},
+                                headers={"Authorization": f"Bearer {token}", "If-None-Match": etags[gate_id]},
+                                timeout=60)
+                done += 1
+                not_modified += r.status_code == 304
+                if time.perf_counter() >= stop:
+                    break
+        counts.append((done, not_modified))
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=poll, args=(gates[i::POLLERS],)) for i in range(POLLERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    done = sum(c[0] for c in counts)
+    return done / elapsed, done, sum(c[1] for c in counts)
+
+
+def wait_up(base: str, proc: subprocess.Popen) -> None:
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError("passgate-hub serve exited")
+        try:
+            requests.get(f"{base}/openapi.json", timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("passgate-hub serve did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=10, help="batches per gate per run")
+    parser.add_argument("--workers", type=int, default=2, help="hub worker processes")
+    parser.add_argument("--poll-seconds", type=float, default=5.0)
+    parser.add_argument("--no-fsync", action="store_true", help="PostgreSQL with fsync off")
+    args = parser.parse_args()
+
+    cluster = PgCluster(durable=not args.no_fsync).start()
+    proc = None
+    try:
+        url = cluster.create_database("bench")
+        gates = seed(url)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        hub = Path(sys.executable).with_name("passgate-hub")
+        proc = subprocess.Popen([str(hub), "--database", url, "serve", "--port", str(port),
+                                 "--workers", str(args.workers), "--log-level", "warning"])
+        wait_up(base, proc)
+        ingest_run(base, gates, 1)  # warm-up: connections, pools, caches
+        rates = [ingest_run(base, gates, args.batches) for _ in range(args.runs)]
+        rows = SENDERS * args.batches * BATCH
+        copies = [copy_run(cluster.dsn("bench"), rows) for _ in range(args.runs)]
+        hub_rate, copy_rate = statistics.median(rates), statistics.median(copies)
+        print(f"ingest over HTTP  : {hub_rate:8.0f} events/s (median of {args.runs}; {SENDERS} gates x "
+              f"{args.batches} batches of {BATCH}; {args.workers} hub workers)")
+        print(f"baseline psycopg COPY: {copy_rate:8.0f} events/s (same rows, same table)")
+        print(f"ratio HTTP / COPY : {hub_rate / copy_rate:8.2f}   goal >= 5000 events/s: "
+              f"{'met' if hub_rate >= 5000 else 'NOT met'}")
+
+        etags = {}
+        session = requests.Session()
+        for gate_id, token in gates:
+            r = session.get(f"{base}/v1/gates/{gate_id}/bundle", params={"revoked": 1, "blocked": 1},
+                            headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            etags[gate_id] = r.headers["ETag"]
+        polls = [poll_run(base, gates, etags, args.poll_seconds) for _ in range(3)]
+        rate = statistics.median(p[0] for p in polls)
+        print(f"bundle polls      : {rate:8.0f} fetches/s (median of 3; {GATES} gates; "
+              f"{sum(p[2] for p in polls)} of {sum(p[1] for p in polls)} answers were 304)")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
