@@ -1,0 +1,1 @@
+"""Atheris harnesses for passgate's parsers (run them with ``python -m fuzz.run_all``)."""
