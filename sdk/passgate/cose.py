@@ -66,7 +66,7 @@ class Sign1:
     def alg(self) -> int:
         """The algorithm from the protected header (never from the unprotected one)."""
         alg = self.protected_header.get(HEADER_ALG)
-        if alg not in ALGORITHM_NAMES:
+        if type(alg) is not int or alg not in ALGORITHM_NAMES:  # a list or map is unhashable
             where = "missing from the protected header" if alg is None else f"{alg!r}"
             raise UnsupportedAlgorithmError(f"unsupported algorithm: {where}")
         return alg
