@@ -636,7 +636,10 @@ def _decode_header(payload: bytes, expected: str | None) -> dict[str, Any]:
     if header.get("fmt") != FORMAT or header.get("hash") != HASH:
         raise FormatError(f"unsupported format {header.get('fmt')!r} / hash {header.get('hash')!r}")
     kind_of_file = header.get("type")
-    if kind_of_file not in _FIELDS or (expected is not None and kind_of_file != expected):
+    # isinstance first: a list or map as the type would make the dict lookup raise TypeError
+    if not isinstance(kind_of_file, str) or kind_of_file not in _FIELDS or (
+        expected is not None and kind_of_file != expected
+    ):
         raise FormatError(f"unexpected file type {kind_of_file!r}")
     for name in _FIELDS[kind_of_file]:
         value = header.get(name)

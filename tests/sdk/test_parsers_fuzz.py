@@ -3,11 +3,13 @@ harnesses in ``fuzz/`` found: each input here once escaped its parser as an unty
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cbor2
 import pytest
 
 from passgate import cose
-from passgate.denylist import FormatError, _head, read_signed
+from passgate.denylist import DenyList, FormatError, _head, inspect, read_signed
 from passgate.keys import TrustStore
 
 # --- regressions found by fuzz/ ------------------------------------------------------------
@@ -28,3 +30,18 @@ def test_float_alg_is_not_taken_for_an_integer_one() -> None:
     envelope = cbor2.dumps([cbor2.dumps({1: -8.0}), {}, b"", b""])
     with pytest.raises(cose.UnsupportedAlgorithmError):
         _ = cose.decode_sign1(envelope).alg
+
+
+@pytest.mark.parametrize("file_type", [[], {}, ["local"]], ids=["list", "map", "list-of-str"])
+def test_unhashable_file_type_is_a_format_error(file_type: object, tmp_path: Path) -> None:
+    """fuzz_denylist: the header's ``type`` was looked up in a dict before being checked (TypeError),
+    in ``inspect`` and in ``DenyList.load`` before the checksum."""
+    header = {"fmt": 1, "hash": "sha256/8", "type": file_type, "kind": "blocked", "scope": "",
+              "version": 1, "issued_at": 0, "count": 0}
+    data = _head(cbor2.dumps(header)) + bytes(4)
+    with pytest.raises(FormatError, match="file type"):
+        inspect(data)
+    path = tmp_path / "local.pgdl"
+    path.write_bytes(data)
+    with pytest.raises(FormatError, match="file type"):
+        DenyList.load(path)
