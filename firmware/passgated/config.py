@@ -165,6 +165,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> GateConfig:
             raise ConfigError(f"{file}: no such file") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+        except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+            raise ConfigError(f"{file}: not valid TOML (nested too deeply)") from None
     config = parse_config(data, base=base)
     return _replace(config, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -11,6 +11,7 @@ import pytest
 from passgate import cose
 from passgate.denylist import DenyList, FormatError, _head, inspect, read_signed
 from passgate.keys import TrustStore
+from passgated.config import ConfigError, load_config
 
 # --- regressions found by fuzz/ ------------------------------------------------------------
 
@@ -45,3 +46,11 @@ def test_unhashable_file_type_is_a_format_error(file_type: object, tmp_path: Pat
     path.write_bytes(data)
     with pytest.raises(FormatError, match="file type"):
         DenyList.load(path)
+
+
+def test_deeply_nested_toml_is_a_config_error(tmp_path: Path) -> None:
+    """fuzz_config: tomllib recurses once per nesting level, so 500 ``[`` raised RecursionError."""
+    path = tmp_path / "gate.toml"
+    path.write_text("zones = " + "[" * 5000)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
