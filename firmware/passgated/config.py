@@ -6,6 +6,7 @@ Every setting has an embedded default, so ``passgated simulate`` and ``demo`` ne
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -113,6 +114,8 @@ def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     if not isinstance(value, kind):
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise ConfigError(f"{where}.{key}: expected {names}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison check
+        raise ConfigError(f"{where}.{key}: expected a finite number, got {value!r}")
     return value
 
 

@@ -54,3 +54,22 @@ def test_deeply_nested_toml_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("zones = " + "[" * 5000)
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        "[policy]\nskew_seconds = nan",  # every time-window comparison with NaN is False: no expiry
+        "[policy]\nanti_passback_minutes = -nan",
+        "[denylist]\nmax_age_hours = inf",
+        "[timing]\nrelay_pulse_ms = nan",
+        "[hub]\nurl = 'https://hub'\ntoken = 't'\ninterval_seconds = inf",
+    ],
+)
+def test_non_finite_numbers_are_config_errors(toml: str, tmp_path: Path) -> None:
+    """fuzz_config's invariant (every accepted number finite): TOML's nan and inf passed every check
+    (``nan <= 0`` is False)."""
+    path = tmp_path / "gate.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match="finite"):
+        load_config(path)
