@@ -237,7 +237,10 @@ def _verify(text: str | bytes, trust: TrustStore) -> Pass:
 
 def _clock(epoch: float) -> str:
     """Local wall-clock time for the guard: the gate's display speaks the venue's time."""
-    return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M")
+    try:
+        return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):  # a signed date outside datetime's years 1-9999
+        return f"epoch {epoch}"
 
 
 def _with_issuer(p: Pass, issuer: str) -> Pass:

@@ -8,10 +8,15 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from passgate import cose
+from passgate import PassRefused, Reason, cose, generate_private_key, issue_pass, verify_pass
 from passgate.denylist import DenyList, FormatError, _head, inspect, read_signed
 from passgate.keys import TrustStore
 from passgated.config import ConfigError, load_config
+
+NOW = 1_800_000_000
+KEY = generate_private_key()
+TRUST = TrustStore()
+TRUST.add(KEY.public_key())
 
 # --- regressions found by fuzz/ ------------------------------------------------------------
 
@@ -73,3 +78,23 @@ def test_non_finite_numbers_are_config_errors(toml: str, tmp_path: Path) -> None
     path.write_text(toml)
     with pytest.raises(ConfigError, match="finite"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("valid_from", "valid_until", "reason"),
+    [
+        (NOW * 1000, NOW * 1000 + 1, Reason.NOT_YET_VALID),  # an issuer writing milliseconds
+        (-(2**40), -(2**40) + 1, Reason.EXPIRED),
+        (2**62, 2**63, Reason.NOT_YET_VALID),
+    ],
+)
+def test_signed_pass_with_dates_beyond_datetime_is_refused(
+    valid_from: int, valid_until: int, reason: Reason
+) -> None:
+    """The refusal text formats the date, and ``datetime`` stops at year 9999: ValueError or
+    OSError escaped ``verify_pass`` (and the gate's policy) for a validly signed pass."""
+    text = issue_pass(KEY, valid_from=valid_from, valid_until=valid_until, issued_at=NOW)
+    with pytest.raises(PassRefused) as info:
+        verify_pass(text, TRUST, now=NOW)
+    assert info.value.reason is reason
+    assert str(valid_from if reason is Reason.NOT_YET_VALID else valid_until) in info.value.detail
