@@ -97,6 +97,22 @@ def test_signed_arbitrary_claims_verify_or_are_refused(claims: dict[int, Any]) -
     assert p.valid_from - 60 <= NOW < p.valid_until + 60
 
 
+def test_alg_swapped_from_es256_to_eddsa_is_refused() -> None:
+    """Issue 7 item 2: test_passes swaps EdDSA to ES256; this is the other direction (an ES256
+    signature presented as EdDSA under the ES256 key's kid)."""
+    es_key = generate_private_key("es256")
+    text = issue_pass(es_key, valid_from=NOW, valid_until=NOW + 60, issued_at=NOW)
+    msg = cose.decode_sign1(base45.decode(text[len(PREFIX):]))
+    protected = cbor2.dumps({cose.HEADER_ALG: cose.EDDSA, cose.HEADER_KID: msg.kid})
+    swapped = PREFIX + base45.encode(cbor2.dumps([protected, {}, msg.payload, msg.signature]))
+    trust = TrustStore()
+    trust.add(es_key.public_key())
+    with pytest.raises(PassRefused) as info:
+        verify_pass(swapped, trust, now=NOW)
+    assert info.value.reason is Reason.BAD_SIGNATURE
+    assert verify_pass(text, trust, now=NOW).alg == cose.ES256
+
+
 # --- deny lists ----------------------------------------------------------------------------
 
 
