@@ -36,7 +36,10 @@ class Framer:
     ``crlf``, or ``gap`` (no terminator: a line ends after ``gap`` seconds of silence). ``gap``
     may also be given with a terminator framing: then either ends a line (a keyboard wedge that
     sometimes omits Enter). Without a gap, a partial line left silent for ``STALE_S`` is dropped
-    as noise so it cannot corrupt the next scan. Lines longer than ``max_len`` are dropped whole.
+    as noise so it cannot corrupt the next scan. Lines longer than ``max_len`` are dropped whole,
+    and lines shorter than ``min_len`` are dropped as noise: binary noise on a serial line throws
+    off short printable fragments between stray CR/LF bytes, and those would otherwise count as
+    scans (and against the flood limit that protects good ones).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class Framer:
         *,
         gap: float | None = None,
         max_len: int = 4096,
+        min_len: int = 1,
         strip_aim: bool = True,
     ) -> None:
         if framing not in FRAMINGS:
@@ -56,6 +60,7 @@ class Framer:
         self.framing = framing
         self.gap = gap
         self.max_len = max_len
+        self.min_len = min_len
         self.strip_aim = strip_aim
         self._end = re.compile(_TERMINATORS[framing]) if framing != "gap" else None
         self._buf = bytearray()
@@ -132,6 +137,8 @@ class Framer:
             return []  # a bare terminator (the LF of a CRLF in "any" framing) is not a scan
         if _BAD_CONTROL.search(line):
             return [Frame(b"", now, "binary noise (control characters)")]
+        if len(line) < self.min_len:
+            return [Frame(b"", now, f"noise (shorter than {self.min_len} bytes)")]
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:

@@ -82,6 +82,7 @@ class KeyboardScanner(ScannerSource):
         *,
         gap_ms: float = 100.0,
         max_len: int = 4096,
+        min_len: int = 8,
         grab: bool = True,
         dedupe: float = 1.0,
         retry: float = 0.5,
@@ -91,7 +92,7 @@ class KeyboardScanner(ScannerSource):
         self.path = path
         self.grab = grab
         self.retry = retry
-        self.framer = Framer("cr", gap=gap_ms / 1000, max_len=max_len)
+        self.framer = Framer("cr", gap=gap_ms / 1000, max_len=max_len, min_len=min_len)
         self._waker: Waker | None = None  # one per iteration, for close() to wake it
 
     def _read(self) -> Iterator[Scan]:

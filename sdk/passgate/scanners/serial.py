@@ -27,8 +27,9 @@ READ_TIMEOUT = 0.05  # bounds how long close() waits when the port cannot cancel
 class SerialScanner(ScannerSource):
     """Scans from a serial port: ``baud`` (115200), ``framing`` (``any``, ``cr``, ``lf``,
     ``crlf`` or ``gap``), ``gap_ms`` (silence that ends a line; 50 with ``framing="gap"``),
-    ``max_len`` bytes a line, AIM ids (``]Q1``) stripped. ``dedupe`` seconds (1.0) drops a
-    scanner's repeats of a code still held under it."""
+    ``max_len`` bytes a line, lines under ``min_len`` bytes (8) dropped as line noise (set 1 for
+    short 1-D codes), AIM ids (``]Q1``) stripped. ``dedupe`` seconds (1.0) drops a scanner's
+    repeats of a code still held under it."""
 
     def __init__(
         self,
@@ -38,6 +39,7 @@ class SerialScanner(ScannerSource):
         framing: str = "any",
         gap_ms: float | None = None,
         max_len: int = 4096,
+        min_len: int = 8,
         strip_aim: bool = True,
         dedupe: float = 1.0,
         retry: float = 0.2,
@@ -52,6 +54,7 @@ class SerialScanner(ScannerSource):
             framing,
             gap=gap_ms / 1000 if gap_ms is not None else None,
             max_len=max_len,
+            min_len=min_len,
             strip_aim=strip_aim,
         )
         gap = self.framer.gap
