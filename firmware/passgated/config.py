@@ -75,7 +75,7 @@ class GateConfig:
     exit_mode: str  # "free": exits need no scan; "scanned": exits are scanned too
     trust_dir: Path | None
     denylist_dir: Path | None
-    denylist_scope: str
+    denylist_scope: str | None  # None: the venue (the hub signs each venue's lists with its name)
     max_list_age_s: float
     scanners: tuple[ScannerSpec, ...]
     pin_factory: str
@@ -284,7 +284,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         exit_mode=exit_mode,
         trust_dir=path_of(_get(sections["trust"], "dir", str, "trust", None)),
         denylist_dir=path_of(_get(deny, "dir", str, "denylist", None)),
-        denylist_scope=_get(deny, "scope", str, "denylist", "default"),
+        denylist_scope=_get(deny, "scope", str, "denylist", None),
         max_list_age_s=3600 * _positive(
             _get(deny, "max_age_hours", (int, float), "denylist", 24), "denylist.max_age_hours"
         ),

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from passgate import PassRefused, TrustStore, verify_signature
@@ -134,31 +135,46 @@ class Gate:
         self._watchdog_s = _watchdog_interval()
 
     # -- set-up -------------------------------------------------------------------------------
+    @property
+    def _hub_trust_dir(self) -> Path:
+        """Keys the hub sends; the sync client owns this directory, the operator's stays apart."""
+        return self.config.journal_path.parent / "hub-trust"
+
     def _load_trust(self) -> TrustStore:
-        if self.config.trust_dir is None:
-            log.warning("no trust directory configured: every pass will be refused (unknown_key)")
-            return TrustStore()
-        return TrustStore.load(self.config.trust_dir)
+        """The operator's trust directory plus, with a hub, the issuer keys the hub sent."""
+        store = TrustStore()
+        directories = [self.config.trust_dir] if self.config.trust_dir is not None else []
+        if self.config.hub is not None and any(self._hub_trust_dir.glob("*.pem")):
+            directories.append(self._hub_trust_dir)
+        for directory in directories:
+            for key in TrustStore.load(directory):
+                store.add(key)
+        if not len(store) and self.config.hub is None:
+            log.warning("no trusted keys configured: every pass will be refused (unknown_key)")
+        return store
 
     def _load_denylists(self) -> dict[str, Any]:
-        if self.config.denylist_dir is None:
+        directory = self.config.denylist_dir
+        if directory is None and self.config.hub is not None:
+            directory = self.config.journal_path.parent / "lists"
+        if directory is None:
             return {"revoked": _NoList(), "blocked": _NoList()}
         from passgate.denylist import CorruptFileError, LiveDenyList
 
-        directory = self.config.denylist_dir
+        scope = self.config.denylist_scope or self.config.venue
         directory.mkdir(parents=True, exist_ok=True)
         lists = {}
         for kind in ("revoked", "blocked"):
             path = directory / f"{kind}.pgdl"
             try:
-                lists[kind] = LiveDenyList(path, kind=kind, scope=self.config.denylist_scope)
+                lists[kind] = LiveDenyList(path, kind=kind, scope=scope)
             except CorruptFileError as exc:
                 # Keep the evidence, start empty (version 0 = stale: the stale policy rules), and
                 # let the sync client fetch a fresh snapshot.
                 aside = path.with_suffix(".corrupt")
                 path.replace(aside)
                 log.error("%s; moved to %s, starting with an empty %s list", exc, aside, kind)
-                lists[kind] = LiveDenyList(path, kind=kind, scope=self.config.denylist_scope)
+                lists[kind] = LiveDenyList(path, kind=kind, scope=scope)
         return lists
 
     def start(self) -> None:
@@ -190,7 +206,7 @@ class Gate:
         self.sync = SyncClient(
             self.config.hub, journal_path=self.config.journal_path, gate_id=self.config.gate_id,
             denylists={k: v for k, v in self.denylists.items() if not isinstance(v, _NoList)},
-            trust_dir=self.config.trust_dir, on_trust_changed=self._reload_trust,
+            trust_dir=self._hub_trust_dir, on_trust_changed=self._reload_trust,
         )
         self.sync.start()
 

@@ -106,6 +106,8 @@ def _session(hub: HubSpec) -> requests.Session:
     return session
 
 
+CLOCK_SKEW_WARN_S = 30.0  # beyond this the gate's clock is reported as wrong
+
 class SyncClient:
     """Background sync with the hub for one gate; see the module docstring."""
 
@@ -151,6 +153,7 @@ class SyncClient:
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.clock_offset_s: float | None = None
+        self.clock_skewed = False
 
     # -- persistence of the redemption cursor -------------------------------------------------
     def _load_state(self) -> dict[str, Any]:
@@ -292,6 +295,14 @@ class SyncClient:
         answer = self._call("POST", "heartbeat", json=beat).json()
         received = self.clock()
         self.clock_offset_s = answer["server_time"] - (sent + received) / 2
+        skewed = abs(self.clock_offset_s) > CLOCK_SKEW_WARN_S
+        if skewed and not self.clock_skewed:
+            # Validity windows are judged on the gate's own clock: a wrong clock admits expired
+            # passes or refuses valid ones, so the operator must hear about it.
+            log.warning("gate clock is %.0f s %s the hub's (more than %.0f s): check NTP",
+                        abs(self.clock_offset_s), "behind" if self.clock_offset_s > 0 else "ahead of",
+                        CLOCK_SKEW_WARN_S)
+        self.clock_skewed = skewed
 
     def _list_status(self, now: float) -> dict[str, dict[str, Any]]:
         return {kind: {"version": live.current.version,
@@ -336,4 +347,5 @@ class SyncClient:
         with self._journal_lock:
             backlog = self._journal.backlog()
         return {"last_success": self.last_success, "last_error": self.last_error, "backlog": backlog,
-                "lists": self._list_status(now), "clock_offset_s": self.clock_offset_s}
+                "lists": self._list_status(now), "clock_offset_s": self.clock_offset_s,
+                "clock_skewed": self.clock_skewed}

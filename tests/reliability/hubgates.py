@@ -1,0 +1,66 @@
+"""Real gates (the daemon on simulated pins, with a ``[hub]`` section) against a real hub over
+loopback HTTP, for the sync and outage tests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from passgated.config import HubSpec, load_config
+from passgated.simulate import SimulatedGate
+from tests.hub.server import HubServer
+from tests.hub.test_api import setup_venue
+
+TIMEOUT = 10
+
+
+def start_hub(tmp_path: Path) -> tuple[HubServer, requests.Session, dict[str, str]]:
+    hub = HubServer(f"sqlite:///{tmp_path / 'hub.db'}").start()
+    admin = hub.admin()
+    return hub, admin, setup_venue(hub, admin)
+
+
+def start_gate(tmp_path: Path, name: str, hub: HubServer, token: str,
+               decisions: list[dict[str, Any]]) -> SimulatedGate:
+    config = load_config(None, gate_id=f"arena-{name}", venue="arena", zones=["floor"],
+                         journal_path=tmp_path / name / "journal.db")
+    config = replace(config, hub=HubSpec(hub.url, token, interval_s=0.1))
+    gate = SimulatedGate(config, walk_s=0.0, sources=[], display=False, on_decision=decisions.append)
+    gate.start()
+    return gate
+
+
+def issue(hub: HubServer, admin: requests.Session, count: int = 1, **claims: Any) -> list[dict[str, str]]:
+    body = {"count": count, "valid_from": time.time() - 60, "valid_until": time.time() + 3600,
+            "zones": ["floor"], "entries": 1, **claims}
+    r = admin.post(f"{hub.url}/v1/admin/venues/arena/passes", json=body, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    return r.json()["passes"]
+
+
+def hub_event_ids(hub: HubServer, admin: requests.Session, gate_id: str) -> list[str]:
+    """Every event the hub holds for a gate, paged through the admin API."""
+    ids: list[str] = []
+    after = 0
+    while True:
+        r = admin.get(f"{hub.url}/v1/admin/venues/arena/events",
+                      params={"gate_id": gate_id, "after": after, "limit": 10000}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        if not page:
+            return ids
+        ids += [e["event_id"] for e in page]
+        after = page[-1]["seq"]
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
