@@ -206,7 +206,7 @@ class Gate:
         self.sync = SyncClient(
             self.config.hub, journal_path=self.config.journal_path, gate_id=self.config.gate_id,
             denylists={k: v for k, v in self.denylists.items() if not isinstance(v, _NoList)},
-            trust_dir=self._hub_trust_dir, on_trust_changed=self._reload_trust,
+            trust_dir=self._hub_trust_dir, on_trust_changed=self._reload_trust, clock=self.clock.wall,
         )
         self.sync.start()
 

@@ -25,11 +25,12 @@ def start_hub(tmp_path: Path) -> tuple[HubServer, requests.Session, dict[str, st
 
 
 def start_gate(tmp_path: Path, name: str, hub: HubServer, token: str,
-               decisions: list[dict[str, Any]]) -> SimulatedGate:
+               decisions: list[dict[str, Any]], **gate_options: Any) -> SimulatedGate:
     config = load_config(None, gate_id=f"arena-{name}", venue="arena", zones=["floor"],
                          journal_path=tmp_path / name / "journal.db")
     config = replace(config, hub=HubSpec(hub.url, token, interval_s=0.1))
-    gate = SimulatedGate(config, walk_s=0.0, sources=[], display=False, on_decision=decisions.append)
+    gate = SimulatedGate(config, walk_s=0.0, sources=[], display=False, on_decision=decisions.append,
+                         **gate_options)
     gate.start()
     return gate
 

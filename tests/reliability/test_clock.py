@@ -82,3 +82,20 @@ def test_wall_clock_jump_back_does_not_hold_the_turnstile_open(tmp_path: Path) -
         assert 0.25 <= on_for < 1.0
     finally:
         gate.stop()
+
+
+def test_a_gate_clock_far_off_the_hub_is_detected_and_reported(tmp_path: Path, caplog) -> None:
+    from .hubgates import start_gate, start_hub, wait_for
+
+    hub, _, tokens = start_hub(tmp_path)
+    wall = Wall()
+    wall.offset = -2 * 3600.0  # the gate's RTC lost two hours
+    gate = start_gate(tmp_path, "g1", hub, tokens["g1"], [], clock=Clock(wall=wall))
+    try:
+        assert wait_for(lambda: (gate.status()["sync"] or {}).get("clock_offset_s") is not None)
+        sync = gate.status()["sync"]
+        assert sync["clock_skewed"] and abs(sync["clock_offset_s"] - 7200) < 60
+        assert "gate clock is 7200 s behind the hub's" in caplog.text
+    finally:
+        gate.stop()
+        hub.close()
