@@ -12,6 +12,7 @@ kept in ``fuzz/findings/NAME/`` (replay it with ``python -m fuzz.fuzz_NAME FILE`
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import subprocess
 import sys
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("atheris") is None:
+        print("atheris is not installed: pip install -e '.[fuzz]'", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="passgate-fuzz-seeds-") as tmp:
         corpora = make_corpus(Path(tmp))
         print(f"{'target':12} {'inputs':>10} {'crashes':>8} {'forgeries':>10} {'exec/s':>8} {'time':>8}")
