@@ -20,15 +20,19 @@ def test_ci_runs_readmes_test_command() -> None:
     assert test_command in ci_lines
 
 
-def test_cli_examples_run(tmp_path: Path) -> None:
-    block = README.split("<!-- example:sdk -->", 1)[1].split("<!-- /example -->", 1)[0]
+def run_example(name: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the shell block marked ``<!-- example:NAME -->`` in README, with the venv on PATH."""
+    block = README.split(f"<!-- example:{name} -->", 1)[1].split("<!-- /example -->", 1)[0]
     script = block.split("```sh\n", 1)[1].rsplit("```", 1)[0]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=120,
-    )
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_cli_examples_run(tmp_path: Path) -> None:
+    result = run_example("sdk", tmp_path)
     assert result.stdout.count('"valid": true') == 21
     assert (tmp_path / "pass.png").exists()
 
@@ -38,3 +42,9 @@ def test_python_example_runs(capsys) -> None:
     exec(compile(example, "README.md", "exec"), {})
     out = capsys.readouterr().out.split()
     assert len(out[0]) == 32 and out[1] == "('A',)"
+
+
+def test_hub_examples_run(tmp_path: Path) -> None:
+    result = run_example("hub", tmp_path)
+    assert '"token": "pgg_' in result.stdout and '"kind": "revoked"' in result.stdout
+    assert len(list((tmp_path / "passes").glob("*.png"))) == 5
