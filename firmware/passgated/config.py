@@ -17,7 +17,7 @@ from .policy import Direction, PolicyConfig, StaleListPolicy
 
 PIN_FACTORIES = ("mock", "lgpio", "rpigpio", "auto")
 OUTPUT_PINS = ("relay_entry", "relay_exit", "release", "green", "red", "buzzer")
-INPUT_PINS = ("passage_entry", "passage_exit", "fire_loop", "tamper", "reset")
+INPUT_PINS = ("passage_entry", "passage_exit", "fire_loop", "tamper", "reset", "turnstile_ready")
 
 
 class ConfigError(ValueError):
@@ -34,7 +34,7 @@ class PinSpec:
     pull_up: bool = True
 
 
-DEFAULT_PINS: dict[str, PinSpec] = {
+DEFAULT_PINS: dict[str, PinSpec | None] = {
     "relay_entry": PinSpec(5),
     "relay_exit": PinSpec(6),
     "release": PinSpec(13),
@@ -46,6 +46,7 @@ DEFAULT_PINS: dict[str, PinSpec] = {
     "fire_loop": PinSpec(17),
     "tamper": PinSpec(27),
     "reset": PinSpec(22),
+    "turnstile_ready": None,  # optional: the turnstile controller's ready/fault output
 }
 
 

@@ -274,7 +274,7 @@ class Gate:
                 elif item is not None:
                     self._execute(self.machine.handle(item, self.clock.monotonic()))
                 self._execute(self.machine.handle(Tick(), self.clock.monotonic()))
-                self._check_health()
+                self._check_health(now_please=isinstance(item, Tick))
             except Exception:
                 log.exception("control loop error; outputs kept safe")
                 self.io.apply(self.machine.outputs)
@@ -294,15 +294,17 @@ class Gate:
                 return
             self._execute(self.machine.handle(event, self.clock.monotonic()))
 
-    def _check_health(self) -> None:
+    def _check_health(self, *, now_please: bool = False) -> None:
         now = self.clock.monotonic()
-        if now - self._last_health < HEALTH_EVERY_S:
+        if now - self._last_health < HEALTH_EVERY_S and not now_please:
             return
         self._last_health = now
-        ok = all(source.health()["connected"] for source, _ in self.sources)
-        if ok != self.machine.health.scanners_ok:
-            log.warning("scanners %s", "back" if ok else "gone: FAULT")
-            self._execute(self.machine.handle(Health(scanners_ok=ok), now))
+        health = Health(scanners_ok=all(source.health()["connected"] for source, _ in self.sources),
+                        turnstile_ready=self.io.turnstile_ready)
+        if health != self.machine.health:
+            log.warning("health: scanners %s, turnstile %s", "ok" if health.scanners_ok else "GONE",
+                        "ready" if health.turnstile_ready else "NOT READY")
+            self._execute(self.machine.handle(health, now))
 
     def _on_scan(self, scan: Scan, direction: Direction) -> None:
         refusal = self.machine.refusal_for_scan()

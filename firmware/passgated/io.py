@@ -20,7 +20,7 @@ from gpiozero import Buzzer, DigitalInputDevice, OutputDevice
 from gpiozero.pins import Factory
 
 from .config import GateConfig, PinSpec
-from .machine import FREE, Event, FireLoop, Outputs, Passage, ResetRequested, Tamper
+from .machine import FREE, Event, FireLoop, Outputs, Passage, ResetRequested, Tamper, Tick
 from .policy import Direction
 
 BEEPS = {  # pattern: (on_s, off_s, repetitions)
@@ -78,6 +78,7 @@ class GateIO:
         }
         self.tamper = self._input(pins["tamper"], glitch)
         self.reset = self._input(pins["reset"], glitch)
+        self.turnstile = self._input(pins["turnstile_ready"], glitch)
         self._outputs = Outputs()
 
     def _output(self, spec: PinSpec | None, cls: type = OutputDevice) -> OutputDevice | None:
@@ -104,6 +105,11 @@ class GateIO:
         """The NC loop pulls the input active; open loop or cut wire reads inactive."""
         return bool(self.fire_loop.is_active)
 
+    @property
+    def turnstile_ready(self) -> bool:
+        """The turnstile controller reports ready (True when that input is not wired)."""
+        return self.turnstile is None or bool(self.turnstile.is_active)
+
     def start(self) -> None:
         """Wire input edges to events (after the boot read, so boot sees levels, not edges)."""
         self.fire_loop.when_deactivated = self._fire_loop_opened
@@ -116,6 +122,9 @@ class GateIO:
             self.tamper.when_deactivated = lambda: self.on_event(Tamper(False))
         if self.reset is not None:
             self.reset.when_activated = lambda: self.on_event(ResetRequested())
+        if self.turnstile is not None:  # re-check health at once on either edge
+            self.turnstile.when_activated = lambda: self.on_event(Tick())
+            self.turnstile.when_deactivated = lambda: self.on_event(Tick())
 
     def _fire_loop_opened(self) -> None:
         self._drive(FREE)  # first: release, before the event is even queued

@@ -263,3 +263,25 @@ def test_stale_lists_refused_when_configured(tmp_path, trust) -> None:
     finally:
         gate.stop()
     assert decisions[0]["reason"] == "deny_list_stale"
+
+
+def test_turnstile_not_ready_is_a_fault(tmp_path, trust) -> None:
+    from passgated.config import PinSpec
+
+    config = load_config(None, journal_path=tmp_path / "journal.db")
+    config = config.__class__(**{**{f: getattr(config, f) for f in config.__slots__},
+                                 "pins": {**config.pins, "turnstile_ready": PinSpec(26)}})
+    gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=[], display=False)
+    gate.io.fire_loop.pin.drive_low()
+    ready = gate.io.turnstile.pin
+    ready.drive_low()  # the controller says ready
+    gate.start()
+    try:
+        assert gate.state is State.IDLE
+        ready.drive_high()  # controller fault
+        assert wait_for(lambda: gate.state is State.FAULT)
+        assert gate.io.red.pin.state
+        ready.drive_low()
+        assert wait_for(lambda: gate.state is State.IDLE)
+    finally:
+        gate.stop()
