@@ -102,7 +102,6 @@ def _session(hub: HubSpec) -> requests.Session:
     retry = Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0.2)
     session.mount("https://", HTTPAdapter(max_retries=retry))
     session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.verify = hub.ca_bundle or True
     return session
 
 
@@ -168,7 +167,10 @@ class SyncClient:
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = self.session.request(method, f"{self._base}/{path}", timeout=TIMEOUT, **kwargs)
+        # verify= on every request: requests lets $REQUESTS_CA_BUNDLE override Session.verify, which
+        # would silently drop the configured CA bundle on machines that export it.
+        response = self.session.request(method, f"{self._base}/{path}", timeout=TIMEOUT,
+                                        verify=self.hub.ca_bundle or True, **kwargs)
         if response.status_code >= 400:
             detail = response.text[:200].replace("\n", " ")
             raise HubError(f"{method} {path}: HTTP {response.status_code} {detail}",

@@ -19,18 +19,21 @@ START_TIMEOUT_S = 15.0
 class HubServer:
     """``start()`` / ``stop()`` any number of times on the same port (an outage and a recovery)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, tls: tuple[str, str] | None = None) -> None:
+        """``tls``: (certificate file, key file) to serve HTTPS."""
         self.engine = db.make_engine(url)
         db.migrate(self.engine)
         self.app = hub_app.create_app(self.engine)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> HubServer:
+        certfile, keyfile = self.tls or (None, None)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
+                                lifespan="off", ssl_certfile=certfile, ssl_keyfile=keyfile)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
