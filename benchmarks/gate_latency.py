@@ -27,6 +27,7 @@ from passgate import TrustStore, generate_private_key, issue_pass, verify_pass
 from passgate.scanners import SerialScanner
 from passgated.config import load_config
 from passgated.daemon import Gate
+from passgated.journal import Journal
 from passgated.policy import Direction
 
 
@@ -118,7 +119,7 @@ def main() -> None:
             gate.stop()
             os.close(master)
             os.close(slave)
-        journal_ok = gate.journal.__class__(Path(tmp) / "journal.db", "gate-1", recover=False)
+        journal_ok = Journal(Path(tmp) / "journal.db", "gate-1", recover=False)
         redeemed = len(journal_ok.events("redeemed"))
         journal_ok.close()
 

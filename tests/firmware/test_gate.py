@@ -6,6 +6,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from passgate import TrustStore, generate_private_key, issue_pass
 from passgate.scanners import SerialScanner
 from passgated.config import load_config
 from passgated.daemon import Gate
-from passgated.machine import State
+from passgated.journal import Journal
+from passgated.machine import State, Timing
 from passgated.policy import Direction
 
 KEY = generate_private_key()
@@ -54,10 +56,8 @@ def make_gate(tmp_path: Path, trust: TrustStore, sources, *, display: bool = Fal
         config_file, zones=["A"], journal_path=tmp_path / "journal.db", pin_factory="mock",
         display_listen="127.0.0.1:0", **overrides,
     )
-    config = config.__class__(**{**{f: getattr(config, f) for f in config.__slots__},
-                                 "timing": config.timing.__class__(relay_pulse_s=PULSE_S,
-                                                                   passage_timeout_s=2.0,
-                                                                   refusal_display_s=0.2)})
+    config = replace(config, timing=Timing(relay_pulse_s=PULSE_S, passage_timeout_s=2.0,
+                                           refusal_display_s=0.2))
     gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=sources, display=display)
     gate.io.fire_loop.pin.drive_low()  # the fire loop is closed and healthy
     return gate
@@ -108,7 +108,7 @@ def test_scan_to_relay_to_journal_and_restart_keeps_entries(tmp_path, trust, pty
     finally:
         again.stop()
     assert [d["reason"] for d in decisions] == ["used_up"]
-    events = again.journal.__class__(tmp_path / "journal.db", "gate-1", recover=False).events()
+    events = Journal(tmp_path / "journal.db", "gate-1", recover=False).events()
     kinds = [e["kind"] for e in events]
     assert kinds.count("redeemed") == 1 and kinds.count("decision") == 3
     assert all(e["latency_ms"] is not None for e in events if e["kind"] == "decision")
@@ -269,8 +269,7 @@ def test_turnstile_not_ready_is_a_fault(tmp_path, trust) -> None:
     from passgated.config import PinSpec
 
     config = load_config(None, journal_path=tmp_path / "journal.db")
-    config = config.__class__(**{**{f: getattr(config, f) for f in config.__slots__},
-                                 "pins": {**config.pins, "turnstile_ready": PinSpec(26)}})
+    config = replace(config, pins={**config.pins, "turnstile_ready": PinSpec(26)})
     gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=[], display=False)
     gate.io.fire_loop.pin.drive_low()
     ready = gate.io.turnstile.pin

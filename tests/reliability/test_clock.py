@@ -10,6 +10,7 @@ from passgate import TrustStore, generate_private_key, issue_pass
 from passgate.scanners import Scan
 from passgated.config import load_config
 from passgated.daemon import Clock, Gate
+from passgated.journal import Journal
 from passgated.machine import State, Tick
 from passgated.policy import Direction
 
@@ -64,7 +65,7 @@ def test_wall_clock_jump_forward_does_not_burn_the_redemption(tmp_path: Path) ->
         assert wait_for(lambda: not relay.state)
     finally:
         gate.stop()
-    kinds = [e["kind"] for e in gate.journal.__class__(tmp_path / "j.db", "gate-1", recover=False).events()]
+    kinds = [e["kind"] for e in Journal(tmp_path / "j.db", "gate-1", recover=False).events()]
     assert "redeemed" in kinds and "released" not in kinds
 
 
