@@ -120,6 +120,12 @@ def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
+def _non_negative(value: float, where: str) -> float:
+    if value < 0:
+        raise ConfigError(f"{where}: must not be negative, got {value!r}")
+    return value
+
+
 def _positive(value: float, where: str) -> float:
     if value <= 0:
         raise ConfigError(f"{where}: must be greater than 0, got {value!r}")
@@ -252,6 +258,9 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
     def ms(key: str, default: float) -> float:
         return _positive(_get(timing, key, (int, float), "timing", default), f"timing.{key}") / 1000
 
+    def policy_number(key: str, default: float) -> float:
+        return _non_negative(_get(policy, key, (int, float), "policy", default), f"policy.{key}")
+
     stale = _get(deny, "stale_policy", str, "denylist", "admit")
     try:
         stale_policy = StaleListPolicy(stale)
@@ -302,9 +311,9 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         policy=PolicyConfig(
             zones=zones,
             anti_passback=_get(policy, "anti_passback", bool, "policy", True),
-            anti_passback_timeout_s=_get(policy, "anti_passback_minutes", (int, float), "policy", 0) * 60,
+            anti_passback_timeout_s=60 * policy_number("anti_passback_minutes", 0),
             stale_list=stale_policy,
-            skew_s=_get(policy, "skew_seconds", (int, float), "policy", 60),
+            skew_s=policy_number("skew_seconds", 60),
         ),
         journal_path=path_of(_get(journal, "path", str, "journal", "passgate-journal.db")),  # type: ignore[arg-type]
         retention_days=_positive(_get(journal, "retention_days", (int, float), "journal", 30),

@@ -220,6 +220,8 @@ def _read_manifest(root: Path) -> dict[str, dict[str, object]]:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"{path}: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise KeyFileError(f"{path}: nested too deeply") from None
     entries: dict[str, dict[str, object]] = {}
     for i, item in enumerate(data.get("key", [])):
         if not isinstance(item, dict) or not isinstance(item.get("file"), str):

@@ -243,6 +243,15 @@ def _clock(epoch: float) -> str:
         return f"epoch {epoch}"
 
 
+def iso_utc(epoch: float) -> str:
+    """ISO 8601 UTC text of an epoch for reports; a signed date outside datetime's range (an
+    issuer writing milliseconds, say) comes out as the bare number rather than an exception."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"epoch {epoch}"
+
+
 def _with_issuer(p: Pass, issuer: str) -> Pass:
     return Pass(**{**{f: getattr(p, f) for f in Pass.__slots__}, "issuer": issuer})
 

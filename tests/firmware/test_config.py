@@ -54,6 +54,8 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
         ({"hub": {"url": "https://hub"}}, "hub.token"),
         ({"display": {"listen": "8080"}}, "display.listen"),
         ({"journal": {"retention_days": -1}}, "journal.retention_days"),
+        ({"policy": {"skew_seconds": -5}}, "policy.skew_seconds"),
+        ({"policy": {"anti_passback_minutes": -1}}, "policy.anti_passback_minutes"),
     ],
 )
 def test_errors_name_the_key(data: dict, key: str) -> None:

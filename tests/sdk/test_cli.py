@@ -105,3 +105,13 @@ def test_private_key_is_not_world_readable_even_with_lax_umask(tmp_path: Path) -
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "k" / "issuer.key.pem").stat().st_mode) == 0o600
+
+
+def test_verify_reports_dates_beyond_datetimes_range(keys: Path, capsys) -> None:
+    """An issuer writing milliseconds signs dates past year 9999: reported, never a traceback."""
+    from passgate import issue_pass
+    from passgate.keys import load_private_key
+
+    text = issue_pass(load_private_key(keys / "issuer.key.pem"), valid_from=0, valid_until=10**15)
+    assert main(["verify", "--trust", str(keys), text]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["valid_until"] == "epoch 1000000000000000"

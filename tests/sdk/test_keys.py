@@ -61,6 +61,7 @@ def test_single_file_trust(tmp_path: Path) -> None:
         ({"trust.toml": "[[key]\n"}, "trust.toml"),
         ({"trust.toml": '[[key]]\nfile = "x.pem"\nretired = "soon"\n'}, "retired"),
         ({"trust.toml": '[[key]]\nfile = "x.pem"\ncolour = 1\n'}, "colour"),
+        ({"trust.toml": "x = " + "[" * 2000 + "]" * 2000 + "\n"}, "nested too deeply"),
     ],
 )
 def test_bad_trust_directories_name_the_problem(tmp_path: Path, files, message) -> None:

@@ -11,7 +11,6 @@ import csv
 import json
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 from typing import TextIO
@@ -29,6 +28,7 @@ from ..denylist import (
     read_signed,
 )
 from ..keys import TrustedKey, TrustStore, key_id, load_private_key
+from ..passes import iso_utc
 from .common import CliError
 
 Run = Callable[[argparse.Namespace], int]
@@ -173,8 +173,6 @@ def run_delta(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     trust = TrustStore.load(args.trust) if args.trust else None
     summary = inspect(Path(args.file), trust)
-    summary["issued_at_utc"] = (
-        datetime.fromtimestamp(summary["issued_at"], UTC).isoformat().replace("+00:00", "Z")
-    )
+    summary["issued_at_utc"] = iso_utc(summary["issued_at"])
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 1 if summary["ok"] is False else 0

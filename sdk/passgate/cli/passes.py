@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..cose import ALGORITHM_NAMES
 from ..keys import TrustStore, load_private_key
-from ..passes import Pass, PassRefused, issue_pass, verify_pass
+from ..passes import Pass, PassRefused, iso_utc, issue_pass, verify_pass
 from ..qr import save_qr
 from .common import CliError, parse_time, read_lines
 
@@ -100,9 +99,6 @@ def text_pass_id(text: str, key: object) -> str:
 
 
 def pass_json(p: Pass) -> dict[str, object]:
-    def iso(epoch: int) -> str:
-        return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
     return {
         "valid": True,
         "reason": "admit",
@@ -110,8 +106,8 @@ def pass_json(p: Pass) -> dict[str, object]:
         "kid": p.kid.hex(),
         "alg": ALGORITHM_NAMES[p.alg],
         "issuer": p.issuer,
-        "valid_from": iso(p.valid_from),
-        "valid_until": iso(p.valid_until),
+        "valid_from": iso_utc(p.valid_from),
+        "valid_until": iso_utc(p.valid_until),
         "zones": list(p.zones),
         "entries": p.entries,
         "product": p.product,
