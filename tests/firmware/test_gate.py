@@ -19,18 +19,10 @@ from passgated.daemon import Gate
 from passgated.journal import Journal
 from passgated.machine import State, Timing
 from passgated.policy import Direction
+from tests.helpers import wait_for
 
 KEY = generate_private_key()
 PULSE_S = 0.1
-
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 @pytest.fixture

@@ -57,11 +57,3 @@ def hub_event_ids(hub: HubServer, admin: requests.Session, gate_id: str) -> list
         ids += [e["event_id"] for e in page]
         after = page[-1]["seq"]
 
-
-def wait_for(condition, timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()

@@ -13,6 +13,7 @@ from passgated.daemon import Clock, Gate
 from passgated.journal import Journal
 from passgated.machine import State, Tick
 from passgated.policy import Direction
+from tests.helpers import wait_for
 
 
 class Wall:
@@ -23,15 +24,6 @@ class Wall:
 
     def __call__(self) -> float:
         return time.time() + self.offset
-
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.002)
-    return condition()
 
 
 def make_gate(tmp_path: Path, wall: Wall) -> tuple[Gate, bytes]:
@@ -86,14 +78,14 @@ def test_wall_clock_jump_back_does_not_hold_the_turnstile_open(tmp_path: Path) -
 
 
 def test_a_gate_clock_far_off_the_hub_is_detected_and_reported(tmp_path: Path, caplog) -> None:
-    from .hubgates import start_gate, start_hub, wait_for
+    from .hubgates import start_gate, start_hub
 
     hub, _, tokens = start_hub(tmp_path)
     wall = Wall()
     wall.offset = -2 * 3600.0  # the gate's RTC lost two hours
     gate = start_gate(tmp_path, "g1", hub, tokens["g1"], [], clock=Clock(wall=wall))
     try:
-        assert wait_for(lambda: (gate.status()["sync"] or {}).get("clock_offset_s") is not None)
+        assert wait_for(lambda: (gate.status()["sync"] or {}).get("clock_offset_s") is not None, 20)
         sync = gate.status()["sync"]
         assert sync["clock_skewed"] and abs(sync["clock_offset_s"] - 7200) < 60
         assert "gate clock is 7200 s behind the hub's" in caplog.text

@@ -13,18 +13,10 @@ from passgate.scanners import Scan
 from passgated.config import load_config
 from passgated.daemon import Gate
 from passgated.machine import State
+from tests.helpers import wait_for
 
 TRIALS = 100
 LIMIT_S = 0.050
-
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.001)
-    return condition()
 
 
 def test_release_within_50ms_under_a_scan_flood(tmp_path: Path) -> None:

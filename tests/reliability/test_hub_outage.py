@@ -11,8 +11,11 @@ import pytest
 
 from passgated.journal import Journal
 from passgated.simulate import feed
+from tests.helpers import wait_for
 
-from .hubgates import hub_event_ids, issue, start_gate, start_hub, wait_for
+from .hubgates import hub_event_ids, issue, start_gate, start_hub
+
+HUB_WAIT_S = 20.0  # bound on every wait for a sync round to carry something
 
 
 def test_single_use_shared_between_gates_and_revocation(tmp_path: Path) -> None:
@@ -22,19 +25,21 @@ def test_single_use_shared_between_gates_and_revocation(tmp_path: Path) -> None:
     g1 = start_gate(tmp_path, "g1", hub, tokens["g1"], d1)
     g2 = start_gate(tmp_path, "g2", hub, tokens["g2"], d2)
     try:
-        assert wait_for(lambda: len(g1.trust) == 1 and len(g2.trust) == 1)  # issuer key from the hub
+        # the issuer key arrives from the hub
+        assert wait_for(lambda: len(g1.trust) == 1 and len(g2.trust) == 1, timeout=HUB_WAIT_S)
         [ticket, other] = issue(hub, admin, count=2)
         feed(g1, [ticket["text"]])
         assert d1[-1]["decision"] == "admit"
         pass_id = bytes.fromhex(ticket["pass_id"])
         reader = Journal(tmp_path / "g2" / "journal.db", "arena-g2", recover=False)
-        assert wait_for(lambda: reader.usage(pass_id).entries_used == 1)  # g1 -> hub -> g2
+        # g1 -> hub -> g2
+        assert wait_for(lambda: reader.usage(pass_id).entries_used == 1, timeout=HUB_WAIT_S)
         feed(g2, [ticket["text"]])
         assert d2[-1]["reason"] == "used_up"
         r = admin.post(f"{hub.url}/v1/admin/venues/arena/revocations",
                        json={"pass_ids": [other["pass_id"]]}, timeout=10)
         assert r.status_code < 300, r.text
-        assert wait_for(lambda: g1.status()["lists"]["revoked"]["version"] >= 2)
+        assert wait_for(lambda: g1.status()["lists"]["revoked"]["version"] >= 2, timeout=HUB_WAIT_S)
         feed(g1, [other["text"]])
         assert d1[-1]["reason"] == "revoked"
         status = g1.status()["sync"]
@@ -51,7 +56,7 @@ def run_outage(tmp_path: Path, scans: int) -> None:
     decisions: list[dict] = []
     gate = start_gate(tmp_path, "g1", hub, tokens["g1"], decisions)
     try:
-        assert wait_for(lambda: len(gate.trust) == 1)
+        assert wait_for(lambda: len(gate.trust) == 1, timeout=HUB_WAIT_S)
         total = scans + 100
         passes = [p["text"] for start in range(0, total, 5000)
                   for p in issue(hub, admin, count=min(5000, total - start))]

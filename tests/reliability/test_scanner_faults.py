@@ -2,11 +2,9 @@
 flooding garbage at full line rate, an over-long line. The gate stays responsive, reconnects
 within 2 s, and no good scan is lost."""
 
-import os
 import random
 import statistics
 import time
-import tty
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
@@ -17,46 +15,16 @@ from passgated.config import load_config
 from passgated.daemon import Gate
 from passgated.machine import State
 from passgated.policy import Direction
+from tests.helpers import Pty, wait_for
 
 RECONNECT_LIMIT_S = 2.0
-
-
-class Port:
-    """A pty behind a stable symlink: unplug closes it, replug swaps a new one in."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.plug()
-
-    def plug(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        tmp = self.link.with_suffix(".new")
-        tmp.symlink_to(os.ttyname(self.slave))
-        tmp.replace(self.link)
-
-    def unplug(self) -> None:
-        os.close(self.master)
-        os.close(self.slave)
-
-    def write(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-
-def wait_for(condition, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 def test_unplug_flood_and_overlong_line_lose_no_good_scan(tmp_path: Path) -> None:
     key = generate_private_key()
     trust = TrustStore()
     trust.add(key.public_key())
-    port = Port(tmp_path / "scanner")
+    port = Pty(tmp_path / "scanner")
     scanner = SerialScanner(str(tmp_path / "scanner"), dedupe=0)
     config = load_config(None, journal_path=tmp_path / "j.db", commit_at_grant=True)
     decided: dict[str, float] = {}

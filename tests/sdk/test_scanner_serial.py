@@ -8,38 +8,15 @@ import queue
 import socket
 import threading
 import time
-import tty
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from passgate.scanners import Scan, SerialScanner, open_scanner
+from tests.helpers import Pty, wait_for
 
 WAIT = 3.0  # generous liveness bound for every expected event
-
-
-class Pty:
-    """A pty pair standing in for a USB-CDC scanner; ``link`` is a stable symlink to it (like
-    /dev/serial/by-id), so unplug/replug can swap the pty behind the same path."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.plug()
-
-    def plug(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        tmp = self.link.with_suffix(".new")
-        tmp.symlink_to(os.ttyname(self.slave))
-        tmp.replace(self.link)
-
-    def unplug(self) -> None:
-        os.close(self.master)
-        os.close(self.slave)
-
-    def write(self, data: bytes) -> None:
-        os.write(self.master, data)
 
 
 class Reader:
@@ -62,15 +39,6 @@ class Reader:
         return self.scans.empty()
 
 
-def wait_until(condition, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 @pytest.fixture
 def pty(tmp_path: Path) -> Iterator[Pty]:
     device = Pty(tmp_path / "ttyScanner")
@@ -85,7 +53,7 @@ def start(pty: Pty, **options: object) -> Reader:
     options.setdefault("min_len", 1)  # short payloads here; the noise filter has its own test
     source = SerialScanner(str(pty.link), **options)  # type: ignore[arg-type]
     reader = Reader(source)
-    assert wait_until(lambda: source.health()["connected"])
+    assert wait_for(lambda: source.health()["connected"])
     return reader
 
 
@@ -153,7 +121,7 @@ def test_duplicates_within_the_window_are_suppressed(pty: Pty) -> None:
     reader = start(pty, dedupe=30)
     pty.write(b"PG1:SAME\rPG1:SAME\rPG1:OTHER\rPG1:SAME\r")
     assert [s.text for s in reader.take(2)] == ["PG1:SAME", "PG1:OTHER"]
-    assert wait_until(lambda: reader.source.health()["duplicates"] == 2)
+    assert wait_for(lambda: reader.source.health()["duplicates"] == 2)
     assert reader.nothing_more()
     stop(reader)
 
@@ -161,7 +129,7 @@ def test_duplicates_within_the_window_are_suppressed(pty: Pty) -> None:
 def test_flood_is_bounded(pty: Pty) -> None:
     reader = start(pty)
     pty.write(b"".join(b"PG1:%d\r" % i for i in range(200)))
-    assert wait_until(lambda: reader.source.health()["scans"] + reader.source.health()["dropped"] == 200)
+    assert wait_for(lambda: reader.source.health()["scans"] + reader.source.health()["dropped"] == 200)
     health = reader.source.health()
     assert health["dropped"] > 0
     assert "flood" in health["last_error"]
@@ -174,11 +142,11 @@ def test_unplug_replug_reconnects_and_loses_nothing_after(pty: Pty) -> None:
     pty.write(b"PG1:BEFORE\r")
     assert [s.text for s in reader.take()] == ["PG1:BEFORE"]
     pty.unplug()
-    assert wait_until(lambda: not reader.source.health()["connected"])
+    assert wait_for(lambda: not reader.source.health()["connected"])
     assert reader.source.health()["last_error"]
     pty.plug()
     replugged = time.monotonic()
-    assert wait_until(lambda: reader.source.health()["connected"])
+    assert wait_for(lambda: reader.source.health()["connected"])
     assert time.monotonic() - replugged <= WAIT  # the spec says within 2 s
     pty.write(b"".join(b"PG1:AFTER%d\r" % i for i in range(10)))
     assert [s.text for s in reader.take(10)] == [f"PG1:AFTER{i}" for i in range(10)]
@@ -189,10 +157,10 @@ def test_unplug_replug_reconnects_and_loses_nothing_after(pty: Pty) -> None:
 def test_missing_port_waits_and_reports_not_connected(tmp_path: Path) -> None:
     link = tmp_path / "ttyLater"
     reader = Reader(SerialScanner(str(link), min_len=1))
-    assert wait_until(lambda: reader.source.health()["last_error"] is not None)
+    assert wait_for(lambda: reader.source.health()["last_error"] is not None)
     assert reader.source.health()["connected"] is False
     device = Pty(link)  # plugged in late
-    assert wait_until(lambda: reader.source.health()["connected"])
+    assert wait_for(lambda: reader.source.health()["connected"])
     device.write(b"PG1:LATE\r")
     assert [s.text for s in reader.take()] == ["PG1:LATE"]
     stop(reader)
@@ -214,7 +182,7 @@ def test_pyserial_socket_url_for_a_remote_scanner() -> None:
         conn, _ = server.accept()
         with conn:
             # pyserial's socket:// open() discards what arrives while it opens: wait for it
-            assert wait_until(lambda: source.health()["connected"])
+            assert wait_for(lambda: source.health()["connected"])
             conn.sendall(b"]Q1PG1:REMOTE\r")
             assert [(s.text, s.source) for s in reader.take()] == [
                 ("PG1:REMOTE", f"serial:socket://{host}:{port}")

@@ -1,0 +1,43 @@
+"""Small helpers shared by the tests: waiting on a condition, and a pty standing in for a scanner."""
+
+from __future__ import annotations
+
+import os
+import time
+import tty
+from collections.abc import Callable
+from pathlib import Path
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 5.0, poll: float = 0.002) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass (tests wait on what they
+    expect instead of sleeping a fixed time); returns its last value as a bool."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(poll)
+    return bool(condition())
+
+
+class Pty:
+    """A pty pair standing in for a USB-CDC scanner; ``link`` is a stable symlink to it (like
+    /dev/serial/by-id), so unplug/replug can swap the pty behind the same path."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.plug()
+
+    def plug(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tmp = self.link.with_suffix(".new")
+        tmp.symlink_to(os.ttyname(self.slave))
+        tmp.replace(self.link)
+
+    def unplug(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
