@@ -6,7 +6,8 @@ a reservation left behind by a crash is counted as used ("assumed"): the holder 
 through, and a single-use pass must never admit twice.
 
 Entries used and anti-passback state are read from here, so a restart forgets nothing. The
-``events`` table doubles as the sync outbox (``sent`` flag). Pass ids are stored as hex; the journal
+``events`` table doubles as the sync outbox (``sent``: 0 queued, 1 acknowledged by the hub, 2 refused
+by the hub as malformed and kept only for audit). Pass ids are stored as hex; the journal
 holds no personal data.
 """
 
@@ -207,6 +208,12 @@ class Journal:
         with self._tx():
             self.db.executemany("UPDATE events SET sent = 1 WHERE event_id = ?", [(i,) for i in ids])
 
+    def mark_rejected(self, event_ids: Iterable[str]) -> None:
+        """Events the hub refused as malformed: kept for audit, never sent again (sent = 2)."""
+        ids = list(event_ids)
+        with self._tx():
+            self.db.executemany("UPDATE events SET sent = 2 WHERE event_id = ?", [(i,) for i in ids])
+
     def backlog(self) -> int:
         return self.db.execute("SELECT count(*) FROM events WHERE sent = 0").fetchone()[0]
 
@@ -222,7 +229,7 @@ class Journal:
         and redemptions of passes expired longer ago than that. Returns events deleted."""
         cutoff = self.clock() - retention_days * 86400
         with self._tx():
-            sent_clause = "AND sent = 1" if keep_unsent else ""
+            sent_clause = "AND sent != 0" if keep_unsent else ""
             cur = self.db.execute(f"DELETE FROM events WHERE t < ? {sent_clause}", (cutoff,))
             self.db.execute(
                 "DELETE FROM redemptions WHERE valid_until IS NOT NULL AND valid_until < ?", (cutoff,)

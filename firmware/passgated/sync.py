@@ -63,9 +63,10 @@ FIELD_LIMITS = {"kind": 32, "direction": 8, "pass_id": 32, "decision": 16, "reas
 class HubError(Exception):
     """The hub answered with an error status; ``retry_after`` when it said when to come back."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 @dataclass
@@ -74,6 +75,7 @@ class SyncResult:
 
     ok: bool = True
     uploaded: int = 0
+    rejected: int = 0  # events the hub refused as malformed (quarantined in the journal)
     more: bool = False  # the outbox still holds events: start the next round at once
     lists: dict[str, int] = field(default_factory=dict)  # kind -> version after the round
     redemptions: int = 0
@@ -174,7 +176,8 @@ class SyncClient:
         if response.status_code >= 400:
             detail = response.text[:200].replace("\n", " ")
             raise HubError(f"{method} {path}: HTTP {response.status_code} {detail}",
-                           _retry_after(response.headers.get("Retry-After"), self.clock()))
+                           _retry_after(response.headers.get("Retry-After"), self.clock()),
+                           status=response.status_code)
         return response
 
     # -- one round ----------------------------------------------------------------------------
@@ -207,7 +210,12 @@ class SyncClient:
                 for name, limit in FIELD_LIMITS.items():
                     if isinstance(event[name], str):
                         event[name] = event[name][:limit]
-            acked = self._call("POST", "events", json={"events": events}).json()["acked"]
+            try:
+                acked = self._call("POST", "events", json={"events": events}).json()["acked"]
+            except HubError as exc:
+                if exc.status != 422:
+                    raise
+                acked = self._upload_one_by_one(events, result)
             sent = {e["event_id"] for e in events}.intersection(acked)
             with self._journal_lock:
                 self._journal.mark_sent(sent)
@@ -215,6 +223,24 @@ class SyncClient:
             if len(events) < BATCH:
                 return
         result.more = True
+
+    def _upload_one_by_one(self, events: list[dict[str, Any]], result: SyncResult) -> list[str]:
+        """The hub refused a batch as malformed: find the event(s) it refuses, so one poison event
+        cannot hold back every event queued behind it. A refused event stays in the journal
+        (for audit) but is never sent again."""
+        acked: list[str] = []
+        for event in events:
+            try:
+                acked += self._call("POST", "events", json={"events": [event]}).json()["acked"]
+            except HubError as exc:
+                if exc.status != 422:
+                    raise
+                log.error("hub refused journal event %s (%s): %s; kept locally, not sent again",
+                          event["event_id"], event["kind"], exc)
+                with self._journal_lock:
+                    self._journal.mark_rejected([event["event_id"]])
+                result.rejected += 1
+        return acked
 
     def _pull_bundle(self, result: SyncResult) -> None:
         params = {kind: live.current.version for kind, live in self.denylists.items()}
