@@ -104,7 +104,8 @@ class Gate:
         self.machine = GateMachine(config.timing, commit_at_grant=config.commit_at_grant,
                                    free_exit=config.exit_mode == "free")
         self.journal = Journal(config.journal_path, config.gate_id, clock=clock.wall,
-                               background_checkpoint=True)
+                               background_checkpoint=True,
+                               retention=(config.retention_days, config.hub is not None))
         if self.journal.recovered:
             log.warning("journal: %d reservation(s) from before a restart counted as used",
                         self.journal.recovered)

@@ -56,6 +56,8 @@ EVENT_FIELDS = ("event_id", "gate_id", "t", "kind", "direction", "pass_id", "dec
                 "latency_ms", "detail")
 COUNTED = ("reserved", "committed", "assumed")
 CHECKPOINT_EVERY_S = 2.0
+PURGE_EVERY_S = 6 * 3600.0
+PURGE_CHUNK = 1000  # rows a transaction: a long delete would block the control loop's writes
 
 
 class Journal:
@@ -67,13 +69,15 @@ class Journal:
     """
 
     def __init__(self, path: str | Path, gate_id: str, *, clock: Callable[[], float] = time.time,
-                 recover: bool = True, background_checkpoint: bool = False) -> None:
+                 recover: bool = True, background_checkpoint: bool = False,
+                 retention: tuple[float, bool] | None = None) -> None:
         """``recover=False`` for a second connection (sync worker, status page): only the control
         loop's own connection may turn a crash's leftover reservations into used entries.
 
         ``background_checkpoint``: the control loop's connection never checkpoints the WAL itself
         (SQLite's auto-checkpoint fsyncs the database inside a commit and measured 30-80 ms
-        stalls on the scan path); a thread with its own connection does passive checkpoints."""
+        stalls on the scan path); a thread with its own connection does passive checkpoints and,
+        given ``retention`` = (days, keep_unsent), purges every few hours while the gate runs."""
         self.path = str(path)
         self.gate_id = gate_id
         self.clock = clock
@@ -87,7 +91,7 @@ class Journal:
         self._checkpointer: _Checkpointer | None = None
         if background_checkpoint and self.path != ":memory:":
             self.db.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer = _Checkpointer(self.path, clock, retention)
             self._checkpointer.start()
 
     def _recover(self) -> int:
@@ -227,14 +231,7 @@ class Journal:
     def purge(self, retention_days: float, *, keep_unsent: bool = True) -> int:
         """Delete events older than the retention (unsent ones are kept while a hub is configured)
         and redemptions of passes expired longer ago than that. Returns events deleted."""
-        cutoff = self.clock() - retention_days * 86400
-        with self._tx():
-            sent_clause = "AND sent != 0" if keep_unsent else ""
-            cur = self.db.execute(f"DELETE FROM events WHERE t < ? {sent_clause}", (cutoff,))
-            self.db.execute(
-                "DELETE FROM redemptions WHERE valid_until IS NOT NULL AND valid_until < ?", (cutoff,)
-            )
-        return cur.rowcount
+        return _purge(self.db, self.clock() - retention_days * 86400, keep_unsent)
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -262,19 +259,44 @@ def unsent_count(path: str | Path) -> int:
         db.close()
 
 
-class _Checkpointer(threading.Thread):
-    """Passive WAL checkpoints off the control loop: they never block its writes."""
+def _purge(db: sqlite3.Connection, cutoff: float, keep_unsent: bool) -> int:
+    """Delete old events in short transactions of PURGE_CHUNK rows, then the redemptions of passes
+    expired before ``cutoff``; returns the events deleted."""
+    sent_clause = "AND sent != 0" if keep_unsent else ""
+    deleted = 0
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        cur = db.execute(f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE t < ? "
+                         f"{sent_clause} LIMIT {PURGE_CHUNK})", (cutoff,))
+        db.execute("COMMIT")
+        deleted += cur.rowcount
+        if cur.rowcount < PURGE_CHUNK:
+            break
+    db.execute("DELETE FROM redemptions WHERE valid_until IS NOT NULL AND valid_until < ?", (cutoff,))
+    return deleted
 
-    def __init__(self, path: str) -> None:
-        super().__init__(name="journal-checkpoint", daemon=True)
+
+class _Checkpointer(threading.Thread):
+    """Upkeep off the control loop: passive WAL checkpoints (they never block its writes) and the
+    periodic retention purge, on a connection of its own."""
+
+    def __init__(self, path: str, clock: Callable[[], float], retention: tuple[float, bool] | None) -> None:
+        super().__init__(name="journal-upkeep", daemon=True)
         self.path = path
+        self.clock = clock
+        self.retention = retention
         self._stopping = threading.Event()
 
     def run(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        last_purge = time.monotonic()  # the daemon purges at start
         try:
             while not self._stopping.wait(CHECKPOINT_EVERY_S):
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if self.retention and time.monotonic() - last_purge >= PURGE_EVERY_S:
+                    last_purge = time.monotonic()
+                    days, keep_unsent = self.retention
+                    _purge(db, self.clock() - days * 86400, keep_unsent)
         finally:
             db.close()
 

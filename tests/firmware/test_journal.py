@@ -167,3 +167,25 @@ def test_background_checkpoint_keeps_the_wal_bounded(tmp_path: Path, monkeypatch
     j.close()
     assert sizes[-1] < 4 * sizes[0]
     assert len(Journal(path, "g1").events()) == 2000
+
+
+def test_purge_runs_in_the_background_in_chunks(tmp_path: Path, monkeypatch) -> None:
+    """A gate that runs for months still honours its retention, without one long delete."""
+    import time
+
+    import passgated.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "CHECKPOINT_EVERY_S", 0.02)
+    monkeypatch.setattr(journal_module, "PURGE_EVERY_S", 0.05)
+    monkeypatch.setattr(journal_module, "PURGE_CHUNK", 100)
+    clock = FakeClock(1_000_000.0)
+    j = Journal(tmp_path / "j.db", "g1", clock=clock, background_checkpoint=True, retention=(30, False))
+    for _ in range(450):
+        j.record("state")
+    clock.t += 31 * 86400
+    fresh = j.record("state")
+    end = time.monotonic() + 5
+    while len(j.events()) > 1 and time.monotonic() < end:
+        time.sleep(0.02)
+    assert [e["event_id"] for e in j.events()] == [fresh]
+    j.close()
