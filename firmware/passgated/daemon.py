@@ -420,9 +420,17 @@ class Gate:
             "lists_stale": self._lists_stale(),
             "scanners": [source.health() for source, _ in self.sources],
             "journal_backlog": unsent_count(self.config.journal_path),
-            "sync": self.sync.status() if self.sync is not None else None,
+            "sync": self._sync_status(now),
             "uptime_s": round(now - self._started_wall, 1),
         }
+
+    def _sync_status(self, now: float) -> dict[str, Any] | None:
+        if self.sync is None:
+            return None
+        status = self.sync.status()
+        last = status.get("last_success")
+        status["last_success_age_s"] = round(now - last, 1) if last else None
+        return status
 
     # -- shutdown -----------------------------------------------------------------------------
     def stop(self) -> None:

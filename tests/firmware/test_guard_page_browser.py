@@ -168,3 +168,15 @@ def test_page_says_reconnecting_and_recovers_when_the_daemon_restarts(
     expect(browser_page.locator("#headline")).to_have_text("REFUSED")  # the last event, sent on connect
     expect(browser_page.locator("#reason")).to_have_text("Valid from 18:00")
     expect(browser_page.locator("#detail")).to_have_text("EXIT")
+
+
+def test_footer_shows_hub_sync_and_list_freshness(
+    browser_page: Page, make_display: Callable[..., GuardDisplay]
+) -> None:
+    status = {**STATUS, "sync": {"last_success_age_s": 12.0, "backlog": 3},
+              "lists": {"revoked": {"age_s": 600}, "blocked": {"age_s": 7200}}, "lists_stale": True}
+    display = make_display(status=lambda: status)
+    open_live(browser_page, display)
+    footer = browser_page.locator("#sync")
+    expect(footer).to_have_text("synced 12 s ago · 3 queued · lists 2 h old")
+    expect(footer).to_have_attribute("data-stale", "yes")
