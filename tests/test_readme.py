@@ -48,3 +48,10 @@ def test_hub_examples_run(tmp_path: Path) -> None:
     result = run_example("hub", tmp_path)
     assert '"token": "pgg_' in result.stdout and '"kind": "revoked"' in result.stdout
     assert len(list((tmp_path / "passes").glob("*.png"))) == 5
+
+
+def test_readme_lists_every_reason_code() -> None:
+    from passgate import Reason
+
+    for reason in Reason:
+        assert f"| `{reason.value}` | {reason.text} |" in README

@@ -23,7 +23,6 @@ class Reason(StrEnum):
     WRONG_ZONE = "wrong_zone"
     USED_UP = "used_up"
     ALREADY_INSIDE = "already_inside"
-    NOT_INSIDE = "not_inside"
     DENY_LIST_STALE = "deny_list_stale"
     BUSY = "busy"
     EMERGENCY = "emergency"
@@ -49,7 +48,6 @@ _TEXT: dict[Reason, str] = {
     Reason.WRONG_ZONE: "Not valid for this gate",
     Reason.USED_UP: "All entries used",
     Reason.ALREADY_INSIDE: "Already inside",
-    Reason.NOT_INSIDE: "No entry recorded",
     Reason.DENY_LIST_STALE: "Deny list out of date",
     Reason.BUSY: "Wait: gate busy",
     Reason.EMERGENCY: "Emergency: free passage",
