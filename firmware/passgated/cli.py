@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="FILE")
     p.set_defaults(run=cmd_check_config)
 
+    p = sub.add_parser("denylist", help="deny lists on a gate without a hub")
+    p.add_argument("action", choices=("add",), help="add: verify signed files and drop them in")
+    p.add_argument("files", nargs="+", metavar="FILE", help="signed snapshots or deltas (.pgdl)")
+    p.add_argument("--config", required=True, metavar="FILE")
+    p.set_defaults(run=cmd_denylist)
+
     for name, helptext in (("reset", "operator reset after an emergency (loop must be closed)"),
                            ("maintenance", "maintenance mode: free, locked or off")):
         p = sub.add_parser(name, help=helptext)
@@ -146,6 +152,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
           f"zones {', '.join(config.policy.zones) or 'any'}, directions "
           f"{', '.join(config.directions)}, {len(config.scanners)} scanner(s), "
           f"pins via {config.pin_factory}, journal {config.journal_path}")
+    return 0
+
+
+def cmd_denylist(args: argparse.Namespace) -> int:
+    """Verify each file against the gate's trust, then drop it into the gate's incoming folder,
+    where the running gate (or the next start) applies it in version order."""
+    from passgate.denylist import Delta, atomic_write, read_signed
+
+    from .daemon import denylist_dir, load_gate_trust
+
+    config = load_config(args.config)
+    directory = denylist_dir(config)
+    if directory is None:
+        raise ConfigError("denylist.dir: required to add deny lists to a gate without a hub")
+    trust = load_gate_trust(config)
+    incoming = directory / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    for name in args.files:
+        source = Path(name)
+        update = read_signed(source, trust)  # refuse a bad file here, with its reason
+        what = (f"delta {update.base}->{update.base + 1}" if isinstance(update, Delta)
+                else f"snapshot v{update.version}, {len(update)} entries")
+        atomic_write(incoming / source.name, [source.read_bytes()])
+        print(f"{source.name}: {update.kind} list {update.scope!r}, {what}: queued in {incoming}")
     return 0
 
 

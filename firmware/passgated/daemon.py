@@ -29,6 +29,7 @@ from passgate.scanners import Scan, ScannerSource, open_scanner
 
 from .config import GateConfig
 from .display import GateMetrics, GuardDisplay
+from .droplists import ListDropFolder
 from .io import GateIO, make_pin_factory
 from .journal import Journal, unsent_count
 from .machine import (
@@ -78,6 +79,32 @@ class _NoList:
         return False
 
 
+def hub_trust_dir(config: GateConfig) -> Path:
+    """Keys the hub sends; the sync client owns this directory, the operator's stays apart."""
+    return config.journal_path.parent / "hub-trust"
+
+
+def denylist_dir(config: GateConfig) -> Path | None:
+    """Where the gate keeps its deny lists (with a hub and no [denylist] dir: beside the journal)."""
+    if config.denylist_dir is None and config.hub is not None:
+        return config.journal_path.parent / "lists"
+    return config.denylist_dir
+
+
+def load_gate_trust(config: GateConfig) -> TrustStore:
+    """The operator's trust directory plus, with a hub, the issuer keys the hub sent."""
+    store = TrustStore()
+    directories = [config.trust_dir] if config.trust_dir is not None else []
+    if config.hub is not None and any(hub_trust_dir(config).glob("*.pem")):
+        directories.append(hub_trust_dir(config))
+    for directory in directories:
+        for key in TrustStore.load(directory):
+            store.add(key)
+    if not len(store) and config.hub is None:
+        log.warning("no trusted keys configured: every pass will be refused (unknown_key)")
+    return store
+
+
 class Gate:
     """One gate. ``start()`` boots it; ``stop()`` leaves every output safe.
 
@@ -110,6 +137,9 @@ class Gate:
             log.warning("journal: %d reservation(s) from before a restart counted as used",
                         self.journal.recovered)
         self.denylists = self._load_denylists()
+        directory = denylist_dir(config)
+        self.drop_folder = (ListDropFolder(directory, self.denylists, lambda: self.trust)
+                            if directory is not None else None)
         self.io = GateIO(config, self.pin_factory, self._input_event)
         self.sources = sources if sources is not None else [
             (open_scanner(spec.source, **spec.options), spec.direction) for spec in config.scanners
@@ -136,28 +166,11 @@ class Gate:
         self._watchdog_s = _watchdog_interval()
 
     # -- set-up -------------------------------------------------------------------------------
-    @property
-    def _hub_trust_dir(self) -> Path:
-        """Keys the hub sends; the sync client owns this directory, the operator's stays apart."""
-        return self.config.journal_path.parent / "hub-trust"
-
     def _load_trust(self) -> TrustStore:
-        """The operator's trust directory plus, with a hub, the issuer keys the hub sent."""
-        store = TrustStore()
-        directories = [self.config.trust_dir] if self.config.trust_dir is not None else []
-        if self.config.hub is not None and any(self._hub_trust_dir.glob("*.pem")):
-            directories.append(self._hub_trust_dir)
-        for directory in directories:
-            for key in TrustStore.load(directory):
-                store.add(key)
-        if not len(store) and self.config.hub is None:
-            log.warning("no trusted keys configured: every pass will be refused (unknown_key)")
-        return store
+        return load_gate_trust(self.config)
 
     def _load_denylists(self) -> dict[str, Any]:
-        directory = self.config.denylist_dir
-        if directory is None and self.config.hub is not None:
-            directory = self.config.journal_path.parent / "lists"
+        directory = denylist_dir(self.config)
         if directory is None:
             return {"revoked": _NoList(), "blocked": _NoList()}
         from passgate.denylist import CorruptFileError, LiveDenyList
@@ -184,6 +197,9 @@ class Gate:
         now = self.clock.monotonic()
         self._execute(self.machine.handle(Booted(fire_loop_closed=self.io.fire_loop_closed), now))
         self.io.start()
+        if self.drop_folder is not None:
+            self.drop_folder.scan_once()  # lists dropped while the gate was off apply before READY
+            self.drop_folder.start()
         if self.display is not None:
             self.display.start()
             log.info("guard display on %s", self.display.url)
@@ -207,7 +223,7 @@ class Gate:
         self.sync = SyncClient(
             self.config.hub, journal_path=self.config.journal_path, gate_id=self.config.gate_id,
             denylists={k: v for k, v in self.denylists.items() if not isinstance(v, _NoList)},
-            trust_dir=self._hub_trust_dir, on_trust_changed=self._reload_trust, clock=self.clock.wall,
+            trust_dir=hub_trust_dir(self.config), on_trust_changed=self._reload_trust, clock=self.clock.wall,
         )
         self.sync.start()
 
@@ -446,6 +462,8 @@ class Gate:
             thread.join(timeout=5)
         if self.sync is not None:
             self.sync.close()
+        if self.drop_folder is not None:
+            self.drop_folder.close()
         if self.display is not None:
             self.display.close()
         self.io.safe()

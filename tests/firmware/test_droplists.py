@@ -1,0 +1,135 @@
+"""Deny-list updates by file for gates without a hub: verified, applied in version order, waiting
+for missing predecessors, and refused files set aside with their reason."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+import passgated.droplists as droplists
+from passgate import TrustStore, generate_private_key, issue_pass
+from passgate.denylist import LiveDenyList, sign_delta, sign_snapshot
+from passgate.keys import write_keypair
+from passgated.config import load_config
+from passgated.daemon import Gate
+from passgated.droplists import ListDropFolder
+from passgated.simulate import feed
+from tests.helpers import wait_for
+
+KEY = generate_private_key()
+ID = [bytes([i]) * 16 for i in range(6)]
+
+
+@pytest.fixture(autouse=True)
+def no_settle(monkeypatch) -> None:
+    monkeypatch.setattr(droplists, "SETTLE_S", 0.0)
+
+
+def trust() -> TrustStore:
+    store = TrustStore()
+    store.add(KEY.public_key())
+    return store
+
+
+def folder(tmp_path: Path) -> ListDropFolder:
+    lists = {kind: LiveDenyList(tmp_path / f"{kind}.pgdl", kind=kind, scope="acme")
+             for kind in ("revoked", "blocked")}
+    return ListDropFolder(tmp_path, lists, trust)
+
+
+def drop(f: ListDropFolder, name: str, data: bytes) -> None:
+    (f.incoming / name).write_bytes(data)
+
+
+def test_snapshot_then_deltas_in_version_order(tmp_path: Path) -> None:
+    f = folder(tmp_path)
+    drop(f, "c-delta-2-3.pgdl", sign_delta(KEY, kind="revoked", scope="acme", base=2, adds=[ID[2]]))
+    drop(f, "b-delta-1-2.pgdl", sign_delta(KEY, kind="revoked", scope="acme", base=1, adds=[ID[1]]))
+    drop(f, "a-snapshot.pgdl", sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=1))
+    assert set(f.scan_once().values()) == {"applied"}
+    current = f.lists["revoked"].current
+    assert current.version == 3 and all(ID[i] in current for i in range(3)) and ID[3] not in current
+    assert sorted(p.name for p in f.applied.iterdir()) == ["a-snapshot.pgdl", "b-delta-1-2.pgdl",
+                                                           "c-delta-2-3.pgdl"]
+    assert LiveDenyList(tmp_path / "revoked.pgdl", kind="revoked", scope="acme").current.version == 3
+
+
+def test_a_delta_ahead_waits_for_its_predecessor(tmp_path: Path) -> None:
+    f = folder(tmp_path)
+    drop(f, "v1.pgdl", sign_snapshot(KEY, [ID[0]], kind="blocked", scope="acme", version=1))
+    drop(f, "d3.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=2, removes=[ID[0]]))
+    assert f.scan_once() == {"v1.pgdl": "applied", "d3.pgdl": "waiting"}
+    assert (f.incoming / "d3.pgdl").exists()
+    drop(f, "d2.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=1, adds=[ID[4]]))
+    assert f.scan_once() == {"d2.pgdl": "applied", "d3.pgdl": "applied"}
+    current = f.lists["blocked"].current
+    assert current.version == 3 and ID[0] not in current and ID[4] in current
+
+
+def test_bad_files_are_set_aside_with_their_reason(tmp_path: Path) -> None:
+    f = folder(tmp_path)
+    good = sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=2)
+    drop(f, "ok.pgdl", good)
+    f.scan_once()
+    tampered = bytearray(sign_snapshot(KEY, [ID[1]], kind="revoked", scope="acme", version=3))
+    tampered[-1] ^= 1
+    drop(f, "tampered.pgdl", bytes(tampered))
+    drop(f, "stranger.pgdl", sign_snapshot(generate_private_key(), [ID[2]], kind="revoked", scope="acme",
+                                           version=4))
+    drop(f, "old.pgdl", sign_snapshot(KEY, [ID[3]], kind="revoked", scope="acme", version=1))
+    drop(f, "other-scope.pgdl", sign_snapshot(KEY, [ID[3]], kind="revoked", scope="zoo", version=9))
+    drop(f, "noise.pgdl", b"not a list at all")
+    outcomes = f.scan_once()
+    assert set(outcomes.values()) == {"rejected"} and len(outcomes) == 5
+    for name in outcomes:
+        assert (f.rejected / name).exists() and (f.rejected / f"{name}.why").read_text().strip()
+    assert f.lists["revoked"].current.version == 2 and ID[1] not in f.lists["revoked"].current
+
+
+def test_a_file_still_arriving_is_left_alone(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(droplists, "SETTLE_S", 60.0)
+    f = folder(tmp_path)
+    drop(f, "v1.pgdl", sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=1))
+    drop(f, "v2.pgdl.partial", b"half a fi")
+    assert f.scan_once() == {}
+    old = time.time() - 120
+    os.utime(f.incoming / "v1.pgdl", (old, old))
+    assert f.scan_once() == {"v1.pgdl": "applied"}
+
+
+def test_cli_add_reaches_a_running_gate(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(droplists, "SCAN_EVERY_S", 0.05)
+    write_keypair(KEY, tmp_path / "trust", "issuer")
+    config_file = tmp_path / "gate.toml"
+    config_file.write_text('[gate]\nvenue = "acme"\n[trust]\ndir = "trust"\n[denylist]\ndir = "lists"\n'
+                           '[journal]\npath = "journal.db"\n[display]\nlisten = false\n')
+    text = issue_pass(KEY, valid_from=0, valid_until=2**31, pass_id=ID[5])
+    decisions: list[dict] = []
+    gate = Gate(load_config(config_file), pin_factory=MockFactory(), sources=[], display=False,
+                on_decision=decisions.append)
+    gate.io.fire_loop.pin.drive_low()
+    gate.start()
+    try:
+        snapshot = tmp_path / "revoked-v1.pgdl"
+        snapshot.write_bytes(sign_snapshot(KEY, [ID[5]], kind="revoked", scope="acme", version=1))
+        added = subprocess.run([sys.executable, "-m", "passgated.cli", "denylist", "add", str(snapshot),
+                                "--config", str(config_file)], capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
+        assert "revoked list 'acme', snapshot v1, 1 entries" in added.stdout
+        assert wait_for(lambda: gate.status()["lists"]["revoked"]["version"] == 1, timeout=10)
+        feed(gate, [text])
+        assert decisions[-1]["reason"] == "revoked"
+        bad = tmp_path / "bad.pgdl"
+        bad.write_bytes(b"PGDL nonsense")
+        refused = subprocess.run([sys.executable, "-m", "passgated.cli", "denylist", "add", str(bad),
+                                  "--config", str(config_file)], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert not (tmp_path / "lists" / "incoming" / "bad.pgdl").exists()
+    finally:
+        gate.stop()
