@@ -49,25 +49,27 @@ def drop(f: ListDropFolder, name: str, data: bytes) -> None:
 
 def test_snapshot_then_deltas_in_version_order(tmp_path: Path) -> None:
     f = folder(tmp_path)
-    drop(f, "c-delta-2-3.pgdl", sign_delta(KEY, kind="revoked", scope="acme", base=2, adds=[ID[2]]))
+    # names sort against the version order, so only the version ordering can apply them in one go
+    drop(f, "a-delta-2-3.pgdl", sign_delta(KEY, kind="revoked", scope="acme", base=2, adds=[ID[2]]))
     drop(f, "b-delta-1-2.pgdl", sign_delta(KEY, kind="revoked", scope="acme", base=1, adds=[ID[1]]))
-    drop(f, "a-snapshot.pgdl", sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=1))
-    assert set(f.scan_once().values()) == {"applied"}
+    drop(f, "c-snapshot.pgdl", sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=1))
+    assert f.scan_once() == {"a-delta-2-3.pgdl": "applied", "b-delta-1-2.pgdl": "applied",
+                             "c-snapshot.pgdl": "applied"}
     current = f.lists["revoked"].current
     assert current.version == 3 and all(ID[i] in current for i in range(3)) and ID[3] not in current
-    assert sorted(p.name for p in f.applied.iterdir()) == ["a-snapshot.pgdl", "b-delta-1-2.pgdl",
-                                                           "c-delta-2-3.pgdl"]
+    assert sorted(p.name for p in f.applied.iterdir()) == ["a-delta-2-3.pgdl", "b-delta-1-2.pgdl",
+                                                           "c-snapshot.pgdl"]
     assert LiveDenyList(tmp_path / "revoked.pgdl", kind="revoked", scope="acme").current.version == 3
 
 
 def test_a_delta_ahead_waits_for_its_predecessor(tmp_path: Path) -> None:
     f = folder(tmp_path)
     drop(f, "v1.pgdl", sign_snapshot(KEY, [ID[0]], kind="blocked", scope="acme", version=1))
-    drop(f, "d3.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=2, removes=[ID[0]]))
-    assert f.scan_once() == {"v1.pgdl": "applied", "d3.pgdl": "waiting"}
-    assert (f.incoming / "d3.pgdl").exists()
-    drop(f, "d2.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=1, adds=[ID[4]]))
-    assert f.scan_once() == {"d2.pgdl": "applied", "d3.pgdl": "applied"}
+    drop(f, "a3.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=2, removes=[ID[0]]))
+    assert f.scan_once() == {"v1.pgdl": "applied", "a3.pgdl": "waiting"}
+    assert (f.incoming / "a3.pgdl").exists()
+    drop(f, "b2.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=1, adds=[ID[4]]))
+    assert f.scan_once() == {"b2.pgdl": "applied", "a3.pgdl": "applied"}
     current = f.lists["blocked"].current
     assert current.version == 3 and ID[0] not in current and ID[4] in current
 

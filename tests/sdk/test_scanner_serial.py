@@ -146,8 +146,8 @@ def test_unplug_replug_reconnects_and_loses_nothing_after(pty: Pty) -> None:
     assert reader.source.health()["last_error"]
     pty.plug()
     replugged = time.monotonic()
-    assert wait_for(lambda: reader.source.health()["connected"])
-    assert time.monotonic() - replugged <= WAIT  # the spec says within 2 s
+    assert wait_for(lambda: reader.source.health()["connected"], 2.5)
+    assert time.monotonic() - replugged <= 2.0  # the spec: reconnects by itself within 2 s
     pty.write(b"".join(b"PG1:AFTER%d\r" % i for i in range(10)))
     assert [s.text for s in reader.take(10)] == [f"PG1:AFTER{i}" for i in range(10)]
     assert reader.source.health()["reconnects"] == 1
