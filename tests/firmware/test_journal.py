@@ -189,3 +189,23 @@ def test_purge_runs_in_the_background_in_chunks(tmp_path: Path, monkeypatch) -> 
         time.sleep(0.02)
     assert [e["event_id"] for e in j.events()] == [fresh]
     j.close()
+
+
+def test_purge_deletes_in_short_transactions(tmp_path: Path, monkeypatch) -> None:
+    """Each purge transaction deletes at most PURGE_CHUNK rows, so a big purge never holds the
+    write lock long enough to stall a scan."""
+    import passgated.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "PURGE_CHUNK", 100)
+    clock = FakeClock(1_000_000.0)
+    j = Journal(tmp_path / "j.db", "g1", clock=clock)
+    for _ in range(450):
+        j.record("state")
+    clock.t += 31 * 86400
+    statements: list[str] = []
+    j.db.set_trace_callback(statements.append)
+    assert j.purge(30, keep_unsent=False) == 450
+    j.db.set_trace_callback(None)
+    deletes = [s for s in statements if s.startswith("DELETE FROM events")]
+    commits = [s for s in statements if s == "COMMIT"]
+    assert len(deletes) == 5 and len(commits) >= 5 and all("LIMIT 100" in s for s in deletes)

@@ -110,6 +110,20 @@ def test_stale_lists() -> None:
     assert run(p, stale=False, stale_list=StaleListPolicy.REFUSE).admit
 
 
-def test_decide_is_pure() -> None:
-    p = make(zones=["A"])
-    assert run(p) == run(p)
+def test_policy_and_machine_import_nothing_that_does_io() -> None:
+    """The design's wall: the pure core takes inputs and returns decisions and actions; I/O
+    (sqlite, sockets, threads, GPIO, HTTP, the clock) lives at the edges."""
+    import ast
+    from pathlib import Path
+
+    import passgated
+
+    forbidden = {"sqlite3", "socket", "threading", "gpiozero", "requests", "time", "os", "subprocess",
+                 "asyncio", "urllib", "http", "serial"}
+    for name in ("policy.py", "machine.py"):
+        tree = ast.parse((Path(passgated.__file__).parent / name).read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+        assert not imported & forbidden, (name, imported & forbidden)

@@ -81,5 +81,6 @@ def test_tls_with_a_custom_ca_bundle(tmp_path: Path, monkeypatch) -> None:
         assert not result.ok and "CERTIFICATE_VERIFY_FAILED" in (stranger.status()["last_error"] or "")
         trusted.close()
         stranger.close()
+        admin.close()
     finally:
         hub.close()

@@ -45,9 +45,15 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving; a client holding a keep-alive connection does not hold the stop up."""
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
-            self._thread.join(timeout=START_TIMEOUT_S)
+            self._thread.join(timeout=2)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(timeout=START_TIMEOUT_S)
+            if self._thread.is_alive():
+                raise RuntimeError("the hub did not stop")
             self._server = self._thread = None
 
     def session(self) -> db.Session:
