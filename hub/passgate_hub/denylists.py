@@ -16,14 +16,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from passgate import denylist
 from passgate.cose import PrivateKey
 
-from .models import DenyDelta, DenyEntry, DenyList, IssuerKey, Venue
+from .keys import held_key
+from .models import DenyDelta, DenyEntry, DenyList, Venue
 
 KINDS = denylist.KINDS
 MAX_DELTAS = 32  # further behind than this, a snapshot is smaller and faster to apply
@@ -36,14 +36,10 @@ class DenyListChangeError(ValueError):
 
 def signing_key(db: Session, venue: Venue) -> PrivateKey:
     """The venue's deny-list signing key (created with the venue; gates trust it via the bundle)."""
-    row = db.scalar(select(IssuerKey).where(IssuerKey.venue_id == venue.id,
-                                            IssuerKey.purpose == "denylist",
-                                            IssuerKey.retired_at.is_(None),
-                                            IssuerKey.private_pem.is_not(None))
-                    .order_by(IssuerKey.id.desc()).limit(1))
-    if row is None or row.private_pem is None:
+    key = held_key(db, venue, "denylist")
+    if key is None:
         raise LookupError(f"venue {venue.name!r} has no deny-list signing key")
-    return serialization.load_pem_private_key(row.private_pem.encode(), password=None)  # type: ignore[return-value]
+    return key
 
 
 def _locked_list(db: Session, venue: Venue, kind: str) -> DenyList:

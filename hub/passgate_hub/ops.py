@@ -19,6 +19,7 @@ from passgate import cose, generate_private_key, issue_pass, key_id
 from passgate.keys import public_pem
 
 from . import auth, denylists
+from .keys import held_key
 from .models import ApiKey, DenyList, Event, Gate, IssuedPass, IssuerKey, Venue, Zone
 
 # A passage counts once: a committed (or crash-assumed) redemption, a forced passage, or a passage
@@ -139,14 +140,10 @@ def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_unt
           zones: Iterable[str] = (), entries: int | None = None, product: str | None = None,
           reentry: bool = False, record: bool = True) -> tuple[str, list[tuple[str, str]]]:
     """Sign ``count`` passes with the venue's newest hub-held issuer key: ``(kid, [(id, text)])``."""
-    row = db.scalar(select(IssuerKey).where(IssuerKey.venue_id == venue.id,
-                                            IssuerKey.purpose == "passes",
-                                            IssuerKey.private_pem.is_not(None),
-                                            IssuerKey.retired_at.is_(None))
-                    .order_by(IssuerKey.id.desc()).limit(1))
-    if row is None or row.private_pem is None:
+    key = held_key(db, venue, "passes")
+    if key is None:
         raise NotFound(f"venue {venue.name!r} has no hub-held issuer key (generate one first)")
-    key = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
+    kid = key_id(key).hex()
     zones = list(zones)
     now = time.time()
     out = []
@@ -160,10 +157,10 @@ def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_unt
             raise Conflict(str(exc)) from None
         out.append((pass_id.hex(), text))
     if record:
-        db.add_all(IssuedPass(pass_id=p, venue_id=venue.id, kid=row.kid, product=product, zones=zones,
+        db.add_all(IssuedPass(pass_id=p, venue_id=venue.id, kid=kid, product=product, zones=zones,
                               entries=entries, valid_from=valid_from, valid_until=valid_until,
                               issued_at=now) for p, _ in out)
-    return row.kid, out
+    return kid, out
 
 
 def list_gates(db: Session, venue: Venue | None = None, *, now: float | None = None) -> list[dict[str, Any]]:
