@@ -20,7 +20,7 @@ from passgated.journal import Journal
 from passgated.policy import Context, Decision, Direction, PolicyConfig, decide
 from passgated.sync import SyncClient
 from tests.hub.fixtures import db_url, hub
-from tests.hub.server import HubServer
+from tests.hub.server import HubServer, issue
 from tests.hub.test_api import setup_venue
 
 __all__ = ["db_url", "hub"]
@@ -73,14 +73,6 @@ def venue(hub: HubServer, tmp_path: Path) -> Iterator[tuple[HubServer, requests.
     yield hub, admin, gates
     for gate in gates.values():
         gate.close()
-
-
-def issue(hub: HubServer, admin: requests.Session, count: int = 1, **claims: object) -> list[dict[str, str]]:
-    body = {"count": count, "valid_from": time.time() - 60, "valid_until": time.time() + 3600,
-            "zones": ["floor"], "entries": 1, **claims}
-    r = admin.post(f"{hub.url}/v1/admin/venues/arena/passes", json=body, timeout=TIMEOUT)
-    assert r.status_code == 201, r.text
-    return r.json()["passes"]
 
 
 def hub_events(hub: HubServer, admin: requests.Session, gate_id: str) -> list[dict]:

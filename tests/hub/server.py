@@ -75,3 +75,13 @@ class HubServer:
     def close(self) -> None:
         self.stop()
         self.engine.dispose()
+
+
+def issue(hub: HubServer, admin: requests.Session, count: int = 1, **claims: object) -> list[dict[str, str]]:
+    """Passes for the arena's floor (see ``test_api.setup_venue``), single entry unless told,
+    issued through the admin API with the hub-held key."""
+    body = {"count": count, "valid_from": time.time() - 60, "valid_until": time.time() + 3600,
+            "zones": ["floor"], "entries": 1, **claims}
+    r = admin.post(f"{hub.url}/v1/admin/venues/arena/passes", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()["passes"]

@@ -3,7 +3,6 @@ loopback HTTP, for the sync and outage tests."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,11 @@ import requests
 
 from passgated.config import HubSpec, load_config
 from passgated.simulate import SimulatedGate
-from tests.hub.server import HubServer
+from tests.hub.server import HubServer, issue
 from tests.hub.test_api import setup_venue
 
 TIMEOUT = 10
+__all__ = ["hub_event_ids", "issue", "start_gate", "start_hub"]
 
 
 def start_hub(tmp_path: Path) -> tuple[HubServer, requests.Session, dict[str, str]]:
@@ -33,14 +33,6 @@ def start_gate(tmp_path: Path, name: str, hub: HubServer, token: str,
                          **gate_options)
     gate.start()
     return gate
-
-
-def issue(hub: HubServer, admin: requests.Session, count: int = 1, **claims: Any) -> list[dict[str, str]]:
-    body = {"count": count, "valid_from": time.time() - 60, "valid_until": time.time() + 3600,
-            "zones": ["floor"], "entries": 1, **claims}
-    r = admin.post(f"{hub.url}/v1/admin/venues/arena/passes", json=body, timeout=TIMEOUT)
-    assert r.status_code == 201, r.text
-    return r.json()["passes"]
 
 
 def hub_event_ids(hub: HubServer, admin: requests.Session, gate_id: str) -> list[str]:
