@@ -7,12 +7,13 @@ and missing it skips locally but fails under ``CI=true`` (``.ci/run`` installs i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from passgated.display import GateMetrics, GuardDisplay
 from tests.parts import require_part
 
 if TYPE_CHECKING:
@@ -50,3 +51,27 @@ def browser_page(chromium_browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def metrics() -> GateMetrics:
+    return GateMetrics()
+
+
+@pytest.fixture
+def make_display(metrics: GateMetrics) -> Iterator[Callable[..., GuardDisplay]]:
+    """Started displays on a free loopback port (``port=0`` unless given), all closed at the end."""
+    displays: list[GuardDisplay] = []
+
+    def make(**kwargs: object) -> GuardDisplay:
+        kwargs.setdefault("status", lambda: {"state": "IDLE", "gate_id": "G-07"})
+        kwargs.setdefault("metrics", metrics)
+        kwargs.setdefault("port", 0)
+        display = GuardDisplay(**kwargs)  # type: ignore[arg-type]
+        displays.append(display)
+        display.start()
+        return display
+
+    yield make
+    for display in displays:
+        display.close()

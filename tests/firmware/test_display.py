@@ -43,29 +43,6 @@ def control() -> Control:
 
 
 @pytest.fixture
-def metrics() -> GateMetrics:
-    return GateMetrics()
-
-
-@pytest.fixture
-def make_display(metrics: GateMetrics) -> Iterator[Callable[..., GuardDisplay]]:
-    """Started displays on a free loopback port, all closed at the end of the test."""
-    displays: list[GuardDisplay] = []
-
-    def make(**kwargs: object) -> GuardDisplay:
-        kwargs.setdefault("status", lambda: {"state": "IDLE", "gate_id": "G1"})
-        kwargs.setdefault("metrics", metrics)
-        display = GuardDisplay(port=0, **kwargs)  # type: ignore[arg-type]
-        displays.append(display)
-        display.start()
-        return display
-
-    yield make
-    for display in displays:
-        display.close()
-
-
-@pytest.fixture
 def display(make_display: Callable[..., GuardDisplay], control: Control) -> GuardDisplay:
     return make_display(control=control)
 

@@ -7,32 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from passgated.display import GateMetrics, GuardDisplay
+from passgated.display import GuardDisplay
 
 SCREENSHOTS = Path("/tmp")
 STATUS = {"state": "IDLE", "gate_id": "G-07", "counts_today": {"admit": 0, "refuse": 0}}
-
-
-@pytest.fixture
-def make_display() -> Iterator[Callable[..., GuardDisplay]]:
-    displays: list[GuardDisplay] = []
-
-    def make(port: int = 0, status: Callable[[], dict] = lambda: STATUS) -> GuardDisplay:
-        display = GuardDisplay(status=status, metrics=GateMetrics(), port=port)
-        displays.append(display)
-        display.start()
-        return display
-
-    yield make
-    for display in displays:
-        display.close()
 
 
 def decision(decision: str, reason: str, text: str, direction: str = "entry") -> dict:
