@@ -62,6 +62,14 @@ def optional_import(module: str, extra: str, package: str) -> ModuleType:
         raise MissingExtra(f"{package} is needed here ({exc}): {hint}") from exc
 
 
+def utf8_or_none(data: bytes) -> str | None:
+    """A payload as UTF-8 text, or None when it is not UTF-8 (a binary code): never a guess."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Code:
     """One decoded symbol. ``bytes`` is the payload exactly as encoded; ``text`` its UTF-8
@@ -74,10 +82,7 @@ class Code:
 
     @property
     def text(self) -> str | None:
-        try:
-            return self.bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+        return utf8_or_none(self.bytes)
 
 
 def zbar_available() -> bool:

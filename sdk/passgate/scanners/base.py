@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from ..decode import utf8_or_none
 from .dedupe import Dedupe
 from .framing import Frame
 
@@ -35,10 +36,7 @@ class Scan:
     @property
     def text(self) -> str | None:
         """The payload as UTF-8 text, or None when it is not UTF-8 (a binary code)."""
-        try:
-            return self.bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+        return utf8_or_none(self.bytes)
 
 
 class ScannerSource:
