@@ -4,11 +4,14 @@ The first input byte picks the reader:
 
 - 0: ``read_signed`` on bytes (the in-memory splitter);
 - 1: ``inspect`` with and without a trust store (it decodes headers before any signature check);
-- 2: the same bytes as a file: ``DenyList.load`` (local files, CRC) and ``read_signed`` on the
-  path (the streaming file reader, a separate code path from the bytes one).
+- 2: the same bytes as a file: ``DenyList.load`` (local files, CRC; any refusal must be a
+  ``CorruptFileError``) and ``read_signed`` on the path (the streaming file reader, a separate
+  code path from the bytes one);
+- 3: ``rebuild`` from a signed seed snapshot (v3) and the bytes as a second file.
 
 Forgery oracle: a snapshot or delta that ``read_signed`` returns must equal, entry for entry,
-one of the seeds the harness signed itself.
+one of the seeds the harness signed itself; a list ``rebuild`` returns must be the seed snapshot
+or the seed snapshot with the seed delta applied.
 """
 
 from __future__ import annotations
@@ -21,12 +24,23 @@ from pathlib import Path
 import numpy as np
 
 from fuzz.common import ATTACKER_KEY, ED25519_KEY, ES256_KEY, Forgery, main, trust_store
-from passgate.denylist import Delta, DenyList, DenyListError, inspect, read_signed, sign_delta, sign_snapshot
+from passgate.denylist import (
+    CorruptFileError,
+    Delta,
+    DenyList,
+    DenyListError,
+    inspect,
+    read_signed,
+    rebuild,
+    sign_delta,
+    sign_snapshot,
+)
 
 TRUST = trust_store()
-SIGNED, INSPECT, FILE = 0, 1, 2
+SIGNED, INSPECT, FILE, REBUILD = 0, 1, 2, 3
+MODES = (SIGNED, INSPECT, FILE, REBUILD)
 IDS = [hashlib.sha256(bytes([i])).digest()[:16] for i in range(12)]
-# An anonymous in-memory file: each input is written over it, nothing is left on disk.
+# Anonymous in-memory files: each input is written over the first, nothing is left on disk.
 _FD = os.memfd_create("passgate-fuzz-denylist")
 _PATH = Path(f"/proc/self/fd/{_FD}")
 
@@ -56,6 +70,22 @@ def fingerprint(update: DenyList | Delta) -> tuple[object, ...]:
 
 
 SEED_LISTS = {fingerprint(read_signed(data, TRUST)) for data in _signed_files().values()}
+# rebuild's start: the blocked "acme" snapshot v3, as a second file beside the input
+_SNAPSHOT_FD = os.memfd_create("passgate-fuzz-denylist-snapshot")
+os.pwrite(_SNAPSHOT_FD, _signed_files()["snapshot-ed25519"], 0)
+_SNAPSHOT_PATH = Path(f"/proc/self/fd/{_SNAPSHOT_FD}")
+
+
+def _rebuilt_lists() -> set[tuple[object, ...]]:
+    """What ``rebuild`` may return: the seed snapshot, or the seed snapshot after the seed delta."""
+    files = _signed_files()
+    start = read_signed(files["snapshot-ed25519"], TRUST)
+    step = read_signed(files["delta-blocked"], TRUST)
+    assert isinstance(start, DenyList) and isinstance(step, Delta)
+    return {fingerprint(start), fingerprint(start.apply(step))}
+
+
+REBUILT_LISTS = _rebuilt_lists()
 
 
 def _local_file() -> bytes:
@@ -70,8 +100,7 @@ def seeds() -> dict[str, bytes]:
     files = {**_signed_files(), "local": _local_file(),
              "untrusted": sign_snapshot(ATTACKER_KEY, IDS[:3], kind="blocked", scope="acme",
                                         version=4, issued_at=1000)}
-    return {f"{mode}-{name}": bytes([mode]) + data
-            for name, data in files.items() for mode in (SIGNED, INSPECT, FILE)}
+    return {f"{mode}-{name}": bytes([mode]) + data for name, data in files.items() for mode in MODES}
 
 
 def _check_signed(source: bytes | Path) -> None:
@@ -87,7 +116,7 @@ def test_one_input(data: bytes) -> None:
     """One input through one reader; only ``DenyListError`` may escape."""
     if not data:
         return
-    mode, rest = data[0] % 3, data[1:]
+    mode, rest = data[0] % len(MODES), data[1:]
     if mode == SIGNED:
         _check_signed(rest)
     elif mode == INSPECT:
@@ -102,13 +131,25 @@ def test_one_input(data: bytes) -> None:
     else:
         os.ftruncate(_FD, 0)
         os.pwrite(_FD, rest, 0)
+        if mode == REBUILD:
+            _check_rebuild()
+            return
         try:
             loaded = DenyList.load(_PATH)
-        except DenyListError:
+        except CorruptFileError:  # any damage to a local file is this one class
             pass
         else:
             assert np.all(loaded.keys[1:] > loaded.keys[:-1])
         _check_signed(_PATH)
+
+
+def _check_rebuild() -> None:
+    skipped: dict[Path, str] = {}
+    rebuilt = rebuild([_PATH, _SNAPSHOT_PATH], TRUST, kind="blocked", scope="acme",
+                      skipped=skipped)
+    if fingerprint(rebuilt) not in REBUILT_LISTS:
+        raise Forgery(f"rebuild took a list without a valid signature: {fingerprint(rebuilt)!r:.300}")
+    assert _SNAPSHOT_PATH not in skipped
 
 
 if __name__ == "__main__":

@@ -33,6 +33,15 @@ File format (all integers little-endian)::
 Data: a snapshot or local file holds ``count`` entries sorted ascending and unique; a delta holds
 its ``adds`` then its ``removes``, each sorted and unique, disjoint. A delta takes version N to
 N + 1 exactly; anything else is refused with a ``DenyListError`` and changes nothing.
+
+Reading fails closed, cheaply: a file's size is checked against ``max_bytes`` (``TooLargeError``,
+from ``fstat`` alone; ``DEFAULT_MAX_BYTES`` is the gate's cap) and against the entry count its
+header states before any data is allocated or read, and a signed file's signature is checked
+over the envelope before its data is read. The data is then read in 1 MiB steps (a local file's
+order is checked as it arrives, so a hole of zeros is refused after the first step). Every
+refusal is a one-line ``DenyListError`` subclass (``OSError`` only when a file cannot be opened);
+any damage to a local file is ``CorruptFileError``. ``rebuild`` recovers the newest list it can
+from the signed files a gate kept, one file at a time.
 """
 
 from __future__ import annotations
@@ -40,14 +49,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import struct
 import threading
 import time
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import cbor2
@@ -66,9 +77,12 @@ HASH = "sha256/8"
 AAD = b"passgate deny list v1"
 MAX_ENVELOPE = 64 * 1024
 MAX_ENTRIES = 2**32 - 1  # the bucket index holds uint32 offsets
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+"""The gate's default cap on one list file (``max_bytes``): 512 MiB, about 64 M entries."""
 SNAPSHOT, DELTA, LOCAL = "snapshot", "delta", "local"
 
 _CHUNK = 1 << 16  # elements per step of whole-array checks, to keep temporaries small
+_READ = 1 << 20  # bytes per read of a file's data: memory grows only as far as the data is read
 _PREFIX = struct.Struct("<4sI")
 _CRC = struct.Struct("<I")
 _entry_key = struct.Struct("<Q").unpack_from
@@ -85,7 +99,12 @@ class FormatError(DenyListError):
 
 
 class CorruptFileError(FormatError):
-    """A local list file fails its checksum (torn write or storage rot)."""
+    """A local list file is damaged: torn, truncated, bad checksum, bad header (storage rot)."""
+
+
+class TooLargeError(FormatError):
+    """A file over the caller's ``max_bytes`` (refused from its size, unread), or a list that does
+    not fit in memory."""
 
 
 class SignatureError(DenyListError):
@@ -121,15 +140,22 @@ def keys_from_ids(ids: Iterable[bytes]) -> np.ndarray:
 
 def _check_keys(keys: np.ndarray, what: str) -> np.ndarray:
     """A read-only native uint64 array, refused unless sorted strictly ascending."""
-    keys = np.asarray(keys).astype(np.uint64, copy=False)
+    keys = np.ascontiguousarray(np.asarray(keys).astype(np.uint64, copy=False))
     if keys.ndim != 1:
         raise FormatError(f"{what} must be a flat array")
     if len(keys) > MAX_ENTRIES:
         raise FormatError(f"{what}: more than {MAX_ENTRIES} entries")
     for start in range(0, max(len(keys) - 1, 0), _CHUNK):  # chunks: no 10 MB temporaries
-        part = keys[start : start + _CHUNK + 1]
-        if not bool(np.all(part[1:] > part[:-1])):
+        if not _ascending(keys[start : start + _CHUNK + 1]):
             raise FormatError(f"{what} are not sorted and unique")
+    return _read_only(keys)
+
+
+def _ascending(part: np.ndarray) -> bool:
+    return bool(np.all(part[1:] > part[:-1]))
+
+
+def _read_only(keys: np.ndarray) -> np.ndarray:
     if keys.flags.writeable:
         keys = keys.view()
         keys.flags.writeable = False
@@ -163,7 +189,19 @@ class DenyList:
     ) -> None:
         """``keys``: sorted unique entry keys (see ``keys_from_ids``); refused otherwise."""
         _check_meta(kind, scope, version, issued_at)
-        self.keys = _check_keys(keys, "entries")
+        self._setup(_check_keys(keys, "entries"), kind, scope, version, issued_at, signer)
+
+    @classmethod
+    def _of_checked(cls, keys: np.ndarray, header: dict[str, Any], signer: bytes | None) -> DenyList:
+        """A list of native uint64 ``keys`` already known sorted and unique, from a checked header."""
+        dl = cls.__new__(cls)
+        dl._setup(_read_only(keys), header["kind"], header["scope"], header["version"],
+                  header["issued_at"], signer)
+        return dl
+
+    def _setup(self, keys: np.ndarray, kind: str, scope: str, version: int, issued_at: int,
+               signer: bytes | None) -> None:
+        self.keys = keys
         self.kind, self.scope, self.version = kind, scope, version
         self.issued_at, self.signer = issued_at, signer
         bits = max(0, min(24, len(self.keys).bit_length() - 4))  # ~8-16 entries per bucket
@@ -175,8 +213,8 @@ class DenyList:
                 self.keys, bounds << np.uint64(self._shift % 64)
             )
         index[-1] = len(self.keys)
-        self._index = memoryview(index).cast("B").cast("I")
-        self._keys = memoryview(self.keys).cast("B").cast("Q")
+        self._index = index.data.cast("B").cast("I")
+        self._keys = self.keys.data.cast("B").cast("Q")
 
     @classmethod
     def from_ids(
@@ -254,19 +292,26 @@ class DenyList:
         atomic_write(Path(path), (head, data, _CRC.pack(crc)))
 
     @classmethod
-    def load(cls, path: str | Path) -> DenyList:
+    def load(cls, path: str | Path, *, max_bytes: int | None = None) -> DenyList:
         """Load a file written by ``save`` (checksum checked, no signature: it was verified when it
-        arrived). Raises ``FormatError`` / ``CorruptFileError``; signed files need ``read_signed``."""
-        envelope, data, crc_ok = _read(path, local=True)
-        header = _decode_header(envelope, LOCAL)
-        if not crc_ok:
-            raise CorruptFileError(f"{path}: checksum mismatch (torn write or damaged storage)")
-        signer = header.get("signer")
-        if signer is not None and not isinstance(signer, bytes):
-            raise FormatError(f"{path}: bad 'signer' field")
-        _check_count(data, header["count"])
-        return cls(data, kind=header["kind"], scope=header["scope"], version=header["version"],
-                   issued_at=header["issued_at"], signer=signer)
+        arrived; signed files need ``read_signed``).
+
+        Any damage (truncated, bad magic or header, wrong size, entries out of order, checksum
+        mismatch, a signed file in its place) raises ``CorruptFileError``; a file over
+        ``max_bytes`` raises ``TooLargeError`` unread; one that cannot be opened, ``OSError``.
+        """
+        with _Input(path) as src:
+            src.check_size(max_bytes)
+            try:
+                head = _parse_head(src, local=True)
+                crc = _Crc32(head.head)
+                data = src.entries(head.entries, crc.update, check_order=True)
+                if src.read(_CRC.size) != _CRC.pack(crc.value):
+                    raise CorruptFileError("checksum mismatch (torn write or damaged storage)")
+            except (DenyListError, MemoryError) as exc:
+                raise CorruptFileError(src.named(exc)) from None
+        return cls._of_checked(data.astype(np.uint64, copy=False), head.header,
+                               head.header.get("signer"))
 
     def to_signed(self, private_key: PrivateKey) -> bytes:
         """The signed snapshot file of this list, for any static HTTP server or file share."""
@@ -370,40 +415,60 @@ def sign_delta(
     return delta.to_signed(private_key)
 
 
-def read_signed(source: bytes | str | Path, trust: TrustStore) -> DenyList | Delta:
+def read_signed(
+    source: bytes | str | Path, trust: TrustStore, *, max_bytes: int | None = None
+) -> DenyList | Delta:
     """Verify a signed snapshot or delta (bytes, or a file path) against ``trust``.
 
-    Raises ``FormatError``, ``UntrustedKeyError`` or ``SignatureError``; nothing is returned unless
-    the signature, the key's window and the data digest all check out.
+    Raises ``FormatError`` (``TooLargeError`` over ``max_bytes``), ``UntrustedKeyError`` or
+    ``SignatureError``; nothing is returned unless the signature, the key's window and the data
+    digest all check out. The data is read only once the size fits the header and the signature
+    over the header verifies.
     """
-    envelope, data, _ = _read(source, local=False)
-    header, key = _verify_envelope(envelope, trust)
-    if _sha256(data).digest() != header["digest"]:
-        raise SignatureError("data does not match the signed digest (tampered or truncated)")
-    return _build(header, data, key.kid)
+    with _Input(source) as src:
+        src.check_size(max_bytes)
+        try:
+            head = _parse_head(src, local=False)
+            key = _verify(head, trust)
+            digest = _sha256()
+            data = src.entries(head.entries, digest.update, check_order=False)
+            if digest.digest() != head.header["digest"]:
+                raise SignatureError("data does not match the signed digest (tampered or truncated)")
+            return _build(head.header, data, key.kid)
+        except MemoryError as exc:
+            raise TooLargeError(src.named(exc)) from None
+        except DenyListError as exc:
+            raise type(exc)(src.named(exc)) from None
 
 
-def inspect(source: bytes | str | Path, trust: TrustStore | None = None) -> dict[str, Any]:
+def inspect(
+    source: bytes | str | Path, trust: TrustStore | None = None, *, max_bytes: int | None = None
+) -> dict[str, Any]:
     """A JSON-ready summary of any deny list file; ``status`` says what was checked and ``ok`` is
     True / False, or None when a signature was not checked (no trust store).
 
-    Malformed files raise ``FormatError``; a bad signature or checksum is reported, not raised.
+    Malformed files raise ``FormatError`` (``CorruptFileError`` for a damaged local file,
+    ``TooLargeError`` over ``max_bytes``); a bad signature or checksum is reported, not raised.
     """
-    envelope, _, crc_ok = _read(source, local=None)
-    if envelope[:1] != b"\xd2":
-        header = _decode_header(envelope, LOCAL)
-        signer, ok = header.get("signer"), crc_ok
-        status = "local file, checksum ok" if ok else "local file, checksum MISMATCH"
-    else:
+    with _Input(source) as src:
+        src.check_size(max_bytes)
         try:
-            msg = cose.decode_sign1(envelope)
-        except cose.CoseError as exc:
-            raise FormatError(f"bad signature envelope: {exc}") from None
-        header, signer, ok = _decode_header(msg.payload, None), msg.kid, None
+            head = _parse_head(src, local=None)
+            if head.msg is None:
+                crc = _Crc32(head.head)
+                src.stream(head.entries * ENTRY_SIZE, crc.update)
+                ok: bool | None = src.read(_CRC.size) == _CRC.pack(crc.value)
+                signer = head.header.get("signer")
+                status = "local file, checksum ok" if ok else "local file, checksum MISMATCH"
+        except DenyListError as exc:
+            raise type(exc)(src.named(exc)) from None
+    header = head.header
+    if head.msg is not None:
+        signer, ok = head.msg.kid, None
         status = "signature not checked (no trust store given)"
         if trust is not None:
             try:
-                read_signed(source, trust)
+                read_signed(source, trust, max_bytes=max_bytes)
                 ok, status = True, "signature valid"
             except DenyListError as exc:
                 ok, status = False, f"INVALID: {exc}"
@@ -416,6 +481,79 @@ def inspect(source: bytes | str | Path, trust: TrustStore | None = None) -> dict
     return summary
 
 
+def rebuild(
+    files: Iterable[str | Path],
+    trust: TrustStore,
+    *,
+    kind: str,
+    scope: str,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    skipped: dict[Path, str] | None = None,
+) -> DenyList:
+    """The newest ``kind`` list for ``scope`` that the signed ``files`` (snapshots and deltas a
+    gate applied before, in any order) still yield: the newest snapshot that verifies, then each
+    delta that follows it, in version order, as far as the chain goes.
+
+    Files that do not verify or cannot be read are passed over (with their reason in ``skipped``,
+    if given), and so are files for other lists. Only the list being built and one update are in
+    memory at a time: the first pass reads each file's header alone. Raises ``SequenceError`` when
+    no snapshot of this kind and scope verifies.
+    """
+    _check_meta(kind, scope, 0, 0)
+    refused: dict[Path, str] = {} if skipped is None else skipped
+    snapshots: list[tuple[int, Path]] = []
+    deltas: dict[int, list[Path]] = {}
+    count = 0
+    for name in files:
+        path, count = Path(name), count + 1
+        try:
+            header = _signed_header(path, trust, max_bytes)
+        except (DenyListError, OSError) as exc:
+            refused[path] = str(exc)
+            continue
+        if (header["kind"], header["scope"]) != (kind, scope):
+            continue
+        if header["type"] == SNAPSHOT:
+            snapshots.append((header["version"], path))
+        else:
+            deltas.setdefault(header["base"], []).append(path)
+
+    def read(path: Path) -> DenyList | Delta | None:
+        try:
+            update = read_signed(path, trust, max_bytes=max_bytes)
+        except (DenyListError, OSError) as exc:  # damaged, or changed since the first pass
+            refused[path] = str(exc)
+            return None
+        if (update.kind, update.scope) != (kind, scope):
+            refused[path] = "changed while the list was rebuilt"
+            return None
+        return update
+
+    current: DenyList | None = None
+    for _, path in sorted(snapshots, key=lambda item: -item[0]):  # newest first
+        update = read(path)
+        if isinstance(update, DenyList):
+            current = update
+            break
+    if current is None:
+        why = f"; {len(refused)} refused, e.g. {next(iter(refused.values()))}" if refused else ""
+        raise SequenceError(
+            f"no {kind} snapshot for scope {scope!r} verifies among {count} file(s){why}"
+        )
+    followed = True
+    while followed:
+        followed = False
+        for path in deltas.pop(current.version, ()):
+            update = read(path)
+            if isinstance(update, Delta) and update.base == current.version:
+                current, update = current.apply(update), None  # the old list and delta go
+                followed = True
+                break
+            if update is not None:
+                refused[path] = "changed while the list was rebuilt"
+    return current
+
+
 class LiveDenyList:
     """The gate's current list for one kind and scope: lookups never wait, updates swap atomically.
 
@@ -426,20 +564,28 @@ class LiveDenyList:
     A reader takes ``live.current`` once per decision; ``apply_signed`` verifies, builds the new
     list beside the old one, saves it atomically, then swaps one reference. Without a file the
     holder starts from ``DenyList.empty`` (version 0, infinitely old: the stale-list policy rules).
+    A damaged file raises ``CorruptFileError``: the caller sets it aside and starts empty, or from
+    ``initial``, a list it recovered (``rebuild``), which is saved to ``path`` at once.
     """
 
-    def __init__(self, path: str | Path, *, kind: str, scope: str) -> None:
+    def __init__(
+        self, path: str | Path, *, kind: str, scope: str, initial: DenyList | None = None
+    ) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        if self.path.exists():
+        if initial is not None:
+            current = initial
+        elif self.path.exists():
             current = DenyList.load(self.path)
-            if (current.kind, current.scope) != (kind, scope):
-                raise MismatchError(
-                    f"{self.path} holds {current.kind} list {current.scope!r}, not {kind} "
-                    f"list {scope!r}"
-                )
         else:
             current = DenyList.empty(kind, scope)
+        if (current.kind, current.scope) != (kind, scope):
+            where = "the initial list is" if initial is not None else f"{self.path} holds"
+            raise MismatchError(
+                f"{where} {current.kind} list {current.scope!r}, not {kind} list {scope!r}"
+            )
+        if initial is not None:
+            initial.save(self.path)
         self._current = current
 
     @property
@@ -450,13 +596,20 @@ class LiveDenyList:
     def __contains__(self, pass_id: bytes) -> bool:
         return pass_id in self._current
 
-    def apply_signed(self, source: bytes | str | Path, trust: TrustStore) -> DenyList:
+    def apply_signed(
+        self, source: bytes | str | Path, trust: TrustStore, *, max_bytes: int | None = None
+    ) -> DenyList:
         """Verify and apply a signed delta or a newer snapshot; on any error nothing changes.
 
         Returns the new current list. Raises a ``DenyListError`` (``SequenceError`` for a delta
-        that does not follow, or a snapshot that is not newer: replaying an old one is refused).
+        that does not follow, or a snapshot that is not newer: replaying an old one is refused;
+        ``TooLargeError`` for a file over ``max_bytes``).
         """
-        update = read_signed(source, trust)
+        return self.apply(read_signed(source, trust, max_bytes=max_bytes))
+
+    def apply(self, update: DenyList | Delta) -> DenyList:
+        """Apply an update ``read_signed`` already verified (same checks and errors as
+        ``apply_signed``); returns the new current list."""
         with self._lock:
             current = self._current
             if isinstance(update, Delta):
@@ -490,8 +643,8 @@ def _check_meta(kind: object, scope: object, version: object, issued_at: object)
             raise FormatError(f"{name} must be a non-negative integer")
 
 
-def _little_endian(keys: np.ndarray) -> np.ndarray:
-    return keys.astype(_LE, copy=False)
+def _little_endian(keys: np.ndarray) -> memoryview:
+    return keys.astype(_LE, copy=False).data
 
 
 def _head(envelope: bytes) -> bytes:
@@ -500,8 +653,8 @@ def _head(envelope: bytes) -> bytes:
 
 
 def _signed_parts(
-    header: dict[str, Any], arrays: list[np.ndarray], private_key: PrivateKey
-) -> list[bytes | np.ndarray]:
+    header: dict[str, Any], arrays: list[memoryview], private_key: PrivateKey
+) -> list[bytes | memoryview]:
     digest = _sha256()
     for array in arrays:
         digest.update(array)
@@ -511,7 +664,7 @@ def _signed_parts(
     return [_head(envelope), *arrays]
 
 
-def atomic_write(path: str | Path, parts: Iterable[bytes | np.ndarray]) -> None:
+def atomic_write(path: str | Path, parts: Iterable[bytes | bytearray | memoryview]) -> None:
     """Write, fsync, rename over ``path``, fsync the directory (one writer per path).
 
     Also for publishing signed files into a directory a web server is serving: a client never
@@ -540,50 +693,173 @@ def atomic_write(path: str | Path, parts: Iterable[bytes | np.ndarray]) -> None:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def _read(source: bytes | str | Path, *, local: bool | None) -> tuple[bytes, np.ndarray, bool]:
-    """Split a file into (envelope, native entry array, crc ok) without copying the bytes case.
-
-    ``local``: True expects a CRC trailer, False refuses one, None decides from the envelope.
+class _Input:
+    """A file (opened here; ``OSError`` if it cannot be) or an in-memory buffer, read front to
+    back. Messages about a file start with its name (``named``). Anything but a regular file (a
+    FIFO, a device) is closed at once, unread (``irregular``): opening does not wait for a writer.
     """
-    if isinstance(source, bytes | bytearray | memoryview):
-        return _split(memoryview(source).cast("B"), local, "data")
-    path = Path(source)
-    with path.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        prefix = f.read(_PREFIX.size)
-        length = _prefix_length(prefix, str(path))
-        envelope = f.read(length)
-        pad = f.read(-(_PREFIX.size + length) % ENTRY_SIZE)
-        _check_single_item(envelope)
-        trailer = _has_trailer(envelope, local)
-        body_size = size - f.tell() - (_CRC.size if trailer else 0)
-        if len(envelope) != length or body_size < 0 or body_size % ENTRY_SIZE or any(pad):
-            raise FormatError(f"{path}: truncated or misaligned deny list file")
-        data = np.empty(body_size // ENTRY_SIZE, dtype=_LE)
-        if f.readinto(memoryview(data).cast("B")) != body_size:
-            raise FormatError(f"{path}: truncated deny list file")
-        crc_ok = True
-        if trailer:
-            crc = zlib.crc32(data, zlib.crc32(prefix + envelope + pad))
-            crc_ok = f.read(_CRC.size) == _CRC.pack(crc)
-    return envelope, data.astype(np.uint64, copy=False), crc_ok
+
+    def __init__(self, source: bytes | bytearray | memoryview | str | Path) -> None:
+        self.buf: memoryview | None = None
+        self.file: io.BufferedReader | None = None
+        self.name: str | None = None
+        self.pos = 0
+        self.irregular = False
+        if isinstance(source, bytes | bytearray | memoryview):
+            self.buf = memoryview(source).cast("B")
+            self.size = len(self.buf)
+            return
+        self.name = str(source)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            self.buf, self.size, self.irregular = memoryview(b""), 0, True
+            return
+        self.file = open(fd, "rb")  # noqa: SIM115 (closed by __exit__)
+        self.size = info.st_size
+
+    def __enter__(self) -> _Input:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def named(self, exc: BaseException) -> str:
+        """The one-line message for ``exc``, with the file's name in front."""
+        message = "not enough memory for this list" if isinstance(exc, MemoryError) else str(exc)
+        return message if self.name is None else f"{self.name}: {message}"
+
+    def check_size(self, max_bytes: int | None) -> None:
+        """Refuse a source over ``max_bytes`` from its size alone (``fstat`` for a file)."""
+        if max_bytes is not None and self.size > max_bytes:
+            message = f"{self.size} bytes, more than the limit of {max_bytes}"
+            raise TooLargeError(self.named(TooLargeError(message)))
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (fewer at the end)."""
+        if self.buf is not None:
+            data = bytes(self.buf[self.pos : self.pos + size])
+        else:
+            assert self.file is not None
+            data = self.file.read(size)
+        self.pos += len(data)
+        return data
+
+    def entries(self, count: int, update: Callable[[memoryview], object], *,
+                check_order: bool) -> np.ndarray:
+        """The next ``count`` little-endian uint64 entries, each step given to ``update`` as it is
+        read. ``check_order``: refuse them at the first step that is not strictly ascending."""
+        if self.buf is not None:
+            data = np.frombuffer(self.buf, dtype=_LE, count=count, offset=self.pos)
+            if not self.buf.readonly:
+                data = data.copy()  # the caller may change a bytearray later
+            self.pos += count * ENTRY_SIZE
+            update(data.data)
+            if check_order:
+                _check_keys(data, "entries")
+            return data
+        try:
+            data = np.empty(count, dtype=_LE)  # pages are only taken as they are read into
+        except MemoryError:
+            raise TooLargeError(f"{count} entries do not fit in memory") from None
+        view = data.data.cast("B")
+        for start in range(0, len(view), _READ):
+            step = view[start : start + _READ]
+            self._fill(step)
+            update(step)
+            first = start // ENTRY_SIZE
+            if check_order and not _ascending(data[max(first - 1, 0) : first + len(step) // 8]):
+                raise FormatError("entries are not sorted and unique")
+        return data
+
+    def stream(self, size: int, update: Callable[[memoryview], object]) -> None:
+        """Give the next ``size`` bytes to ``update`` without keeping them."""
+        if self.buf is not None:
+            update(self.buf[self.pos : self.pos + size])
+            self.pos += size
+            return
+        view = memoryview(bytearray(min(size, _READ)))
+        while size:
+            step = view[: min(size, _READ)]
+            self._fill(step)
+            update(step)
+            size -= len(step)
+
+    def _fill(self, view: memoryview) -> None:
+        assert self.file is not None
+        done = 0
+        while done < len(view):
+            got = self.file.readinto(view[done:])
+            if not got:
+                raise FormatError("the file ended early (did it change while it was read?)")
+            done += got
+        self.pos += done
 
 
-def _split(buf: memoryview, local: bool | None, name: str) -> tuple[bytes, np.ndarray, bool]:
-    length = _prefix_length(bytes(buf[: _PREFIX.size]), name)
-    start = _PREFIX.size + length
-    envelope = bytes(buf[_PREFIX.size : start])
-    data_start = start + (-start % ENTRY_SIZE)
+class _Crc32:
+    def __init__(self, start: bytes) -> None:
+        self.value = zlib.crc32(start)
+
+    def update(self, data: memoryview) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+
+@dataclass(frozen=True)
+class _Head:
+    """What a file says about itself before its data: checked, and consistent with its size."""
+
+    header: dict[str, Any]
+    msg: cose.Sign1 | None  # the envelope of a signed file (not yet verified); None when local
+    head: bytes  # magic, length, envelope and padding: where a local file's checksum starts
+    entries: int  # entries in the data section, as the header states
+
+
+def _parse_head(src: _Input, *, local: bool | None) -> _Head:
+    """Read and check a file's head, and its size against the header's count; no data is read.
+
+    ``local``: True expects an unsigned file with a CRC trailer, False a signed one, None either.
+    Once the file is known to be local, any fault in it is a ``CorruptFileError``.
+    """
+    if src.irregular:
+        raise FormatError("not a regular file")
+    prefix = src.read(_PREFIX.size)
+    length = _prefix_length(prefix)
+    envelope = src.read(length)
+    pad = src.read(-(_PREFIX.size + length) % ENTRY_SIZE)
+    if len(envelope) != length or len(pad) != -(_PREFIX.size + length) % ENTRY_SIZE:
+        raise FormatError("truncated deny list file (it ends in its header)")
+    if any(pad):
+        raise FormatError("bad padding after the header")
     _check_single_item(envelope)
-    trailer = _has_trailer(envelope, local)
-    end = len(buf) - (_CRC.size if trailer else 0)
-    if len(envelope) != length or end < data_start or (end - data_start) % ENTRY_SIZE or any(
-        buf[start:data_start]
-    ):
-        raise FormatError(f"{name}: truncated or misaligned deny list file")
-    data = np.frombuffer(buf, dtype=_LE, count=(end - data_start) // ENTRY_SIZE, offset=data_start)
-    crc_ok = not trailer or _CRC.pack(zlib.crc32(buf[:end])) == bytes(buf[end:])
-    return envelope, data.astype(np.uint64, copy=False), crc_ok
+    signed = envelope[:1] == b"\xd2"  # CBOR tag 18: COSE_Sign1
+    if local and signed:
+        raise FormatError("this is a signed network file: verify it with read_signed(..., trust)")
+    if local is False and not signed:
+        raise FormatError("this is a local (unsigned) list file, not a signed snapshot or delta")
+    try:
+        msg = _decode_envelope(envelope) if signed else None
+        header = _decode_header(envelope if msg is None else msg.payload, None if signed else LOCAL)
+        if signed and header["type"] == LOCAL:
+            raise FormatError("a local list file cannot be signed")
+        signer = header.get("signer")
+        if not signed and signer is not None and not isinstance(signer, bytes):
+            raise FormatError("bad 'signer' field")
+        entries = header["adds"] + header["removes"] if header["type"] == DELTA else header["count"]
+        if entries > MAX_ENTRIES:
+            raise FormatError(f"header claims {entries} entries, more than {MAX_ENTRIES}")
+        head = prefix + envelope + pad
+        expected = len(head) + entries * ENTRY_SIZE + (0 if signed else _CRC.size)
+        if src.size != expected:
+            raise FormatError(f"header says {entries} entries, {expected} bytes; the file has "
+                              f"{src.size} (truncated or damaged)")
+    except FormatError as exc:
+        if signed or isinstance(exc, CorruptFileError):
+            raise
+        raise CorruptFileError(str(exc)) from None
+    return _Head(header, msg, head, entries)
 
 
 def _check_single_item(envelope: bytes) -> None:
@@ -597,26 +873,15 @@ def _check_single_item(envelope: bytes) -> None:
         raise FormatError("stray bytes after the header")
 
 
-def _prefix_length(prefix: bytes, name: str) -> int:
+def _prefix_length(prefix: bytes) -> int:
     if len(prefix) != _PREFIX.size:
-        raise FormatError(f"{name}: too short to be a deny list file")
+        raise FormatError("too short to be a deny list file")
     magic, length = _PREFIX.unpack(prefix)
     if magic != MAGIC:
-        raise FormatError(f"{name}: not a passgate deny list file (bad magic)")
+        raise FormatError("not a passgate deny list file (bad magic)")
     if not 0 < length <= MAX_ENVELOPE:
-        raise FormatError(f"{name}: bad header length {length}")
+        raise FormatError(f"bad header length {length}")
     return length
-
-
-def _has_trailer(envelope: bytes, local: bool | None) -> bool:
-    signed = envelope[:1] == b"\xd2"  # CBOR tag 18: COSE_Sign1
-    if local is None:
-        return not signed
-    if local and signed:
-        raise FormatError("this is a signed network file: verify it with read_signed(..., trust)")
-    if not local and not signed:
-        raise FormatError("this is a local (unsigned) list file, not a signed snapshot or delta")
-    return local
 
 
 _FIELDS: dict[str, tuple[str, ...]] = {
@@ -655,38 +920,71 @@ def _decode_header(payload: bytes, expected: str | None) -> dict[str, Any]:
     return header
 
 
-def _verify_envelope(envelope: bytes, trust: TrustStore) -> tuple[dict[str, Any], TrustedKey]:
+def _decode_envelope(envelope: bytes) -> cose.Sign1:
     try:
         msg = cose.decode_sign1(envelope)
         _ = msg.alg  # raises for an alg that is unsupported or not in the protected header
     except cose.CoseError as exc:
         raise FormatError(f"bad signature envelope: {exc}") from None
-    candidates = trust.candidates(msg.kid)
-    if not candidates:
+    return msg
+
+
+def _verify(head: _Head, trust: TrustStore) -> TrustedKey:
+    """The trusted key that signed ``head`` within its window; the data is not checked here."""
+    msg = head.msg
+    assert msg is not None
+    if not trust.candidates(msg.kid):
         kid = msg.kid.hex() if msg.kid else "none"
         raise UntrustedKeyError(f"signed by a key not in the trust store (kid {kid})")
     signer = trust.find_signer(msg, AAD)
     if signer is None:
         raise SignatureError("signature does not verify")
-    header = _decode_header(msg.payload, None)
-    if header["type"] == LOCAL:
-        raise FormatError("a local list file cannot be signed")
-    if not signer.accepts_issue_time(header["issued_at"]):
+    if not signer.accepts_issue_time(head.header["issued_at"]):
         raise UntrustedKeyError(f"key {signer.kid.hex()} was retired when this was signed")
-    return header, signer
+    return signer
 
 
-def _check_count(data: np.ndarray, count: int) -> None:
-    if len(data) != count:
-        raise FormatError(f"header says {count} entries, file holds {len(data)}")
+def _signed_header(path: Path, trust: TrustStore, max_bytes: int | None) -> dict[str, Any]:
+    """The verified header of a signed file, its size checked; its data is not read."""
+    with _Input(path) as src:
+        src.check_size(max_bytes)
+        try:
+            head = _parse_head(src, local=False)
+            _verify(head, trust)
+        except DenyListError as exc:
+            raise type(exc)(src.named(exc)) from None
+    return head.header
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHeader:
+    """What a signed file says it is, its signature checked and its data not yet read."""
+
+    kind: str
+    scope: str
+    version: int  # the version the file brings the list to
+    is_delta: bool
+    issued_at: int
+    entries: int  # a snapshot's entries, or a delta's adds plus removes
+
+
+def read_header(source: str | Path, trust: TrustStore, *, max_bytes: int | None = None) -> SignedHeader:
+    """The verified header of a signed snapshot or delta file, after checking its size against
+    ``max_bytes`` and the header's count; the data is not read (so a giant or hostile file costs
+    nothing). Raises the same errors as ``read_signed``, except a data digest mismatch."""
+    header = _signed_header(Path(source), trust, max_bytes)
+    is_delta = header["type"] == DELTA
+    entries = header["adds"] + header["removes"] if is_delta else header["count"]
+    return SignedHeader(kind=header["kind"], scope=header["scope"], version=header["version"],
+                        is_delta=is_delta, issued_at=header["issued_at"], entries=entries)
 
 
 def _build(header: dict[str, Any], data: np.ndarray, signer: bytes) -> DenyList | Delta:
+    """The list or delta from a verified header and data of the size it states."""
+    data = data.astype(np.uint64, copy=False)
     meta = {"kind": header["kind"], "scope": header["scope"], "issued_at": header["issued_at"]}
     if header["type"] == SNAPSHOT:
-        _check_count(data, header["count"])
         return DenyList(data, version=header["version"], signer=signer, **meta)
-    _check_count(data, header["adds"] + header["removes"])
     adds, removes = data[: header["adds"]], data[header["adds"] :]
     return Delta(base=header["base"], adds=adds, removes=removes, signer=signer, **meta)
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from passgate import cose
 from passgate.denylist import (
     AAD,
+    CorruptFileError,
     Delta,
     DenyList,
     DenyListError,
@@ -240,7 +241,7 @@ def test_every_tampered_byte_of_a_local_file_is_refused(tmp_path: Path) -> None:
         tampered = bytearray(original)
         tampered[i] ^= 0x10
         path.write_bytes(tampered)
-        with pytest.raises(DenyListError):
+        with pytest.raises(CorruptFileError):
             DenyList.load(path)
     path.write_bytes(original)
     assert len(DenyList.load(path)) == 6
@@ -260,7 +261,7 @@ def test_local_and_signed_files_are_not_interchangeable(tmp_path: Path) -> None:
         read_signed(local, TRUST)
     signed = tmp_path / "signed.pgdl"
     signed.write_bytes(snapshot(IDS[:3]))
-    with pytest.raises(FormatError, match="read_signed"):
+    with pytest.raises(CorruptFileError, match="read_signed"):  # not the gate's own copy: damage
         DenyList.load(signed)
 
 
@@ -269,7 +270,7 @@ def test_local_file_with_trailing_garbage_header_count_mismatch(tmp_path: Path) 
     DenyList.from_ids(IDS[:3]).save(path)
     data = path.read_bytes()
     path.write_bytes(data[:-4] + bytes(8) + data[-4:])
-    with pytest.raises(DenyListError):
+    with pytest.raises(CorruptFileError, match="header says 3 entries"):
         DenyList.load(path)
 
 
