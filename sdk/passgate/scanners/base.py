@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -40,8 +40,9 @@ class Scan:
 
 
 class ScannerSource:
-    """Base of all sources: subclasses implement ``_read()`` (raw scans) and may override
-    ``_wake()`` (interrupt a blocked read from another thread).
+    """Base of all sources: subclasses implement ``_read()`` (a generator of raw scans, closed
+    as soon as iteration stops) and may override ``_wake()`` (interrupt a blocked read from
+    another thread).
 
     ``dedupe`` drops a payload seen again within that many seconds (0 disables it);
     ``max_rate`` bounds accepted scans per second so a flooding scanner cannot starve the gate.
@@ -59,7 +60,7 @@ class ScannerSource:
         self._last_error: str | None = None
         self._last_logged = float("-inf")
 
-    def _read(self) -> Iterator[Scan]:
+    def _read(self) -> Generator[Scan, None, None]:
         raise NotImplementedError
 
     def _wake(self) -> None:

@@ -10,7 +10,7 @@ A code held in front of the lens is seen on every frame; the shared ``Dedupe`` w
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class CameraScanner(ScannerSource):
             device = int(device)
         self.device = device
         self.is_file = isinstance(device, str) and "://" not in device
-        if self.is_file and not Path(device).is_file():
+        if isinstance(device, str) and self.is_file and not Path(device).is_file():
             raise FileNotFoundError(f"camera:{device}: no such video file")
         self.decoder = decoder or Decoder()
         self.retry = retry
@@ -46,7 +46,7 @@ class CameraScanner(ScannerSource):
     def health(self) -> dict[str, Any]:
         return {**super().health(), "frames": self.frames}
 
-    def _read(self) -> Iterator[Scan]:
+    def _read(self) -> Generator[Scan, None, None]:
         cv2 = self._cv2
         capture = None
         try:
@@ -54,7 +54,8 @@ class CameraScanner(ScannerSource):
                 if capture is None:
                     capture = cv2.VideoCapture(self.device)
                     if not capture.isOpened():
-                        capture = self._lost(capture, "cannot open")
+                        self._lost(capture, "cannot open")
+                        capture = None
                         if self.is_file:
                             return
                         self._closed.wait(self.retry)
@@ -65,7 +66,8 @@ class CameraScanner(ScannerSource):
                 if not ok:
                     if self.is_file:
                         return  # end of the video
-                    capture = self._lost(capture, "no frame")
+                    self._lost(capture, "no frame")
+                    capture = None
                     continue
                 self.frames += 1
                 if frame.ndim == 3:

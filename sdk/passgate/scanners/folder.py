@@ -4,7 +4,7 @@ tests. Needs the ``decode`` extra."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from ..decode import Decoder
@@ -32,7 +32,7 @@ class ImageFolderScanner(ScannerSource):
         self.poll = poll
         self.decoder = decoder or Decoder()
 
-    def _read(self) -> Iterator[Scan]:
+    def _read(self) -> Generator[Scan, None, None]:
         done: set[tuple[str, int]] = set()
         try:
             while not self._closed.is_set():

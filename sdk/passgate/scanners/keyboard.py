@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
+from typing import Protocol
 
 from ..decode import optional_import
 from .base import Scan, ScannerSource, Waker, log
@@ -38,6 +39,23 @@ US_KEYS = {
     for i, (plain, shifted) in enumerate(zip(plains, shifteds, strict=True))
 }
 _IGNORED = frozenset({29, 56, 97, 100, 125, 126})  # Ctrl, Alt, Meta: no character
+
+
+class _InputEvent(Protocol):
+    """The fields of an ``evdev.InputEvent`` read here."""
+
+    type: int
+    code: int
+    value: int
+
+
+class _InputDevice(Protocol):
+    """The part of ``evdev.InputDevice`` used here (evdev ships no type hints)."""
+
+    def fileno(self) -> int: ...
+    def read(self) -> Iterable[_InputEvent]: ...
+    def grab(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class KeyMap:
@@ -95,8 +113,8 @@ class KeyboardScanner(ScannerSource):
         self.framer = Framer("cr", gap=gap_ms / 1000, max_len=max_len, min_len=min_len)
         self._waker: Waker | None = None  # one per iteration, for close() to wake it
 
-    def _read(self) -> Iterator[Scan]:
-        device = None
+    def _read(self) -> Generator[Scan, None, None]:
+        device: _InputDevice | None = None
         keys = KeyMap()
         self._waker = waker = Waker()
         try:
@@ -110,7 +128,8 @@ class KeyboardScanner(ScannerSource):
                 deadline = self.framer.deadline()
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    ready, _, _ = select.select([device, waker], [], [], timeout)
+                    watched: list[_InputDevice | Waker] = [device, waker]
+                    ready, _, _ = select.select(watched, [], [], timeout)
                     events = device.read() if device in ready else ()
                     data = keys.feed((e.type, e.code, e.value) for e in events)
                 except BlockingIOError:
@@ -133,9 +152,9 @@ class KeyboardScanner(ScannerSource):
                 device.close()
             waker.close()
 
-    def _open(self) -> object | None:
+    def _open(self) -> _InputDevice | None:
         try:
-            device = self._evdev.InputDevice(self.path)
+            device: _InputDevice = self._evdev.InputDevice(self.path)
         except OSError as exc:
             self._note_failure(exc)
             return None

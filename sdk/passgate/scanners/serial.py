@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from ..decode import optional_import
@@ -66,7 +66,7 @@ class SerialScanner(ScannerSource):
     def health(self) -> dict[str, Any]:
         return {**super().health(), "reconnects": self.reconnects}
 
-    def _read(self) -> Iterator[Scan]:
+    def _read(self) -> Generator[Scan, None, None]:
         lost_at: float | None = None
         try:
             while not self._closed.is_set():

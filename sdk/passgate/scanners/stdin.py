@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import BinaryIO
 
 from .base import Scan, ScannerSource, Waker
@@ -19,17 +20,25 @@ from .framing import Framer
 
 class StdinScanner(ScannerSource):
     """Lines from ``stream`` (default: standard input; anything with a file descriptor, e.g. a
-    pipe), bounded to ``max_len`` bytes. End of input ends the iteration."""
+    pipe), bounded to ``max_len`` bytes. End of input ends the iteration.
+
+    ``max_rate`` bounds accepted lines per second like every source; a simulation replaying a
+    file sets ``max_rate=float("inf")`` so that every line is taken, however fast it arrives."""
 
     def __init__(
-        self, stream: BinaryIO | None = None, *, max_len: int = 4096, dedupe: float = 0.0
+        self,
+        stream: BinaryIO | None = None,
+        *,
+        max_len: int = 4096,
+        dedupe: float = 0.0,
+        max_rate: float = 20.0,
     ) -> None:
-        super().__init__("stdin:", dedupe=dedupe)
+        super().__init__("stdin:", dedupe=dedupe, max_rate=max_rate)
         self._stream = stream  # resolved when read: sys.stdin may be replaced until then
         self.framer = Framer("any", max_len=max_len)
         self._waker: Waker | None = None  # one per iteration, for close() to wake it
 
-    def _read(self) -> Iterator[Scan]:
+    def _read(self) -> Generator[Scan, None, None]:
         fd = (self._stream or sys.stdin).fileno()
         self._waker = waker = Waker()
         self._connected = True
@@ -50,6 +59,12 @@ class StdinScanner(ScannerSource):
         finally:
             self._connected = False
             waker.close()
+
+    def _take_token(self, now: float) -> bool:
+        # No limit: skip the token bucket, whose refill would compute 0 s x inf (nan) here.
+        if math.isinf(self._max_rate) and self._max_rate > 0:
+            return True
+        return super()._take_token(now)
 
     def _wake(self) -> None:
         waker = self._waker
