@@ -64,12 +64,13 @@ def _ids(args: argparse.Namespace) -> list[str]:
 
 def _deny(kind: str, remove: bool) -> Handler:
     def run(session: Session, args: argparse.Namespace) -> Any:
-        ids = {"removes" if remove else "adds": _ids(args)}
-        bad = [i for i in next(iter(ids.values())) if len(i) != 32 or not _is_hex(i)]
+        ids = _ids(args)
+        bad = [i for i in ids if len(i) != 32 or not _is_hex(i)]
         if bad:
             raise ops.Conflict(f"not a pass id (32 hex characters): {bad[0]}")
+        adds, removes = ([], ids) if remove else (ids, [])
         version, changed = denylists.change(session, ops.get_venue(session, args.venue), kind,
-                                            reason=args.reason, **ids)
+                                            adds=adds, removes=removes, reason=args.reason)
         return {"kind": kind, "version": version, "changed": changed}
     return run
 
@@ -155,8 +156,8 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                          (("--limit",), {"type": int, "default": 1000})]),
     "counts": (lambda s, a: ops.zone_counts(s, ops.get_venue(s, a.venue)), [(("venue",), {})]),
 }
-_DENY_ARGS = [(("venue",), {}), (("pass_ids",), {"nargs": "*", "help": "pass ids (hex)"}),
-              (("--file",), {"help": "a file of pass ids, one a line"}), (("--reason",), {})]
+_DENY_ARGS: Arguments = [(("venue",), {}), (("pass_ids",), {"nargs": "*", "help": "pass ids (hex)"}),
+                         (("--file",), {"help": "a file of pass ids, one a line"}), (("--reason",), {})]
 COMMANDS["revoke"] = (_deny("revoked", remove=False), _DENY_ARGS)
 COMMANDS["block"] = (_deny("blocked", remove=False), _DENY_ARGS)
 COMMANDS["unblock"] = (_deny("blocked", remove=True), _DENY_ARGS)

@@ -127,8 +127,8 @@ def make_verifier(public_key: PublicKey) -> Verify:
 
     Built once per trusted key so the hot path does no key parsing.
     """
-    alg = algorithm_for(public_key)
-    if alg == EDDSA:
+    algorithm_for(public_key)  # UnsupportedAlgorithmError for any key but Ed25519 and P-256
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
         raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -142,6 +142,8 @@ def make_verifier(public_key: PublicKey) -> Verify:
                 raise SignatureError("signature does not verify") from None
 
         return verify_ed25519
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):  # a private key passed by mistake
+        raise UnsupportedAlgorithmError(f"{type(public_key).__name__} is not a public key")
 
     def verify_es256(message: bytes, signature: bytes) -> None:
         if len(signature) != 64:
@@ -193,10 +195,12 @@ def sign1(
         header[HEADER_KID] = kid
     protected = cbor2.dumps(header)
     tbs = cbor2.dumps(["Signature1", protected, external_aad, payload])
-    if alg == EDDSA:
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
         signature = private_key.sign(tbs)
-    else:
+    elif isinstance(private_key, ec.EllipticCurvePrivateKey):
         r, s = decode_dss_signature(private_key.sign(tbs, ec.ECDSA(hashes.SHA256())))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:  # a public key passed by mistake
+        raise UnsupportedAlgorithmError(f"{type(private_key).__name__} is not a private key")
     body = [protected, {}, payload, signature]
     return cbor2.dumps(cbor2.CBORTag(SIGN1_TAG, body) if tagged else body)

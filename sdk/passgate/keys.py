@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -81,6 +82,8 @@ def load_private_key(path: str | Path) -> PrivateKey:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
         raise KeyFileError(f"{path}: not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+        raise _unsupported(path)
     _check_supported(key, path)
     return key
 
@@ -91,21 +94,36 @@ def load_public_key(path: str | Path) -> PublicKey:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
     except (ValueError, TypeError) as exc:
         raise KeyFileError(f"{path}: not a PEM public key ({exc})") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise _unsupported(path)
     _check_supported(key, path)
     return key
 
 
-def _check_supported(key: object, path: str | Path) -> None:
+def _check_supported(key: PublicKey | PrivateKey, path: str | Path) -> None:
+    """Refuse an elliptic-curve key on any curve but P-256."""
     try:
-        cose.algorithm_for(key)  # type: ignore[arg-type]
+        cose.algorithm_for(key)
     except cose.UnsupportedAlgorithmError:
-        raise KeyFileError(f"{path}: only Ed25519 and P-256 keys are supported") from None
+        raise _unsupported(path) from None
+
+
+def _unsupported(path: str | Path) -> KeyFileError:
+    return KeyFileError(f"{path}: only Ed25519 and P-256 keys are supported")
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+class TrustWindow(TypedDict, total=False):
+    """The optional fields of a ``TrustedKey`` beside its public key (as in ``trust.toml``)."""
+
+    issuer: str | None
+    valid_from: datetime | None
+    retired: datetime | None
 
 
 @dataclass(frozen=True)
@@ -158,9 +176,9 @@ class TrustStore:
         for key in keys:
             self.add(key)
 
-    def add(self, key: TrustedKey | PublicKey, **window: object) -> TrustedKey:
+    def add(self, key: TrustedKey | PublicKey, **window: Unpack[TrustWindow]) -> TrustedKey:
         """Trust one more key (a ``TrustedKey``, or a public key plus issuer/valid_from/retired)."""
-        trusted = key if isinstance(key, TrustedKey) else TrustedKey(key, **window)  # type: ignore[arg-type]
+        trusted = key if isinstance(key, TrustedKey) else TrustedKey(key, **window)
         self._by_kid[trusted.kid] = (*self._by_kid.get(trusted.kid, ()), trusted)
         return trusted
 
@@ -212,7 +230,7 @@ class TrustStore:
         return store
 
 
-def _read_manifest(root: Path) -> dict[str, dict[str, object]]:
+def _read_manifest(root: Path) -> dict[str, TrustWindow]:
     path = root / TRUST_MANIFEST
     if not path.exists():
         return {}
@@ -222,7 +240,7 @@ def _read_manifest(root: Path) -> dict[str, dict[str, object]]:
         raise KeyFileError(f"{path}: {exc}") from None
     except RecursionError:  # tomllib recurses once per level of nesting
         raise KeyFileError(f"{path}: nested too deeply") from None
-    entries: dict[str, dict[str, object]] = {}
+    entries: dict[str, TrustWindow] = {}
     for i, item in enumerate(data.get("key", [])):
         if not isinstance(item, dict) or not isinstance(item.get("file"), str):
             raise KeyFileError(f"{path}: key[{i}] needs a 'file' string")
@@ -232,5 +250,7 @@ def _read_manifest(root: Path) -> dict[str, dict[str, object]]:
         for name in ("valid_from", "retired"):
             if name in item and not isinstance(item[name], datetime):
                 raise KeyFileError(f"{path}: key[{i}].{name} must be a TOML date-time")
-        entries[item.pop("file")] = item
+        entries[item["file"]] = TrustWindow(
+            issuer=item.get("issuer"), valid_from=item.get("valid_from"), retired=item.get("retired")
+        )
     return entries

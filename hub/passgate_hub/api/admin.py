@@ -92,8 +92,9 @@ def issue_passes(*, venue: Name, body: IssueIn, db: DB) -> Issued:
 
 def _deny(db: Session, venue: str, kind: str, body: DenyIn, *, remove: bool) -> DenyOut:
     target = ops.get_venue(db, venue)
-    ids = {"removes" if remove else "adds": body.pass_ids}
-    version, changed = denylists.change(db, target, kind, reason=body.reason, **ids)
+    adds, removes = ([], body.pass_ids) if remove else (body.pass_ids, [])
+    version, changed = denylists.change(db, target, kind, adds=adds, removes=removes,
+                                        reason=body.reason)
     db.commit()
     return DenyOut(kind=kind, version=version, changed=changed)
 

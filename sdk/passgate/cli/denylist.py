@@ -10,7 +10,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from pathlib import Path
 from typing import TextIO
@@ -117,7 +117,7 @@ def _pass_id(text: str, name: str, number: int) -> bytes:
     return value
 
 
-def _progress(ids: Iterator[bytes], what: str) -> Iterator[bytes]:
+def _progress(ids: Iterator[bytes], what: str) -> Iterable[bytes]:
     return tqdm(ids, desc=what, unit=" ids", unit_scale=True, disable=None, leave=False)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..cose import ALGORITHM_NAMES
+from ..cose import ALGORITHM_NAMES, PrivateKey
 from ..keys import TrustStore, load_private_key
 from ..passes import Pass, PassRefused, iso_utc, issue_pass, verify_pass
 from ..qr import save_qr
@@ -81,7 +81,7 @@ def run_issue(args: argparse.Namespace) -> int:
             print(text, flush=args.count == 1)
             if args.qr:
                 save_qr(text, args.qr)
-            if writer:
+            if writer and out:
                 pass_id = text_pass_id(text, key)
                 qr_file = save_qr(text, out / f"{pass_id}.{args.format}").name
                 writer.writerow([pass_id, text, qr_file])
@@ -91,10 +91,10 @@ def run_issue(args: argparse.Namespace) -> int:
     return 0
 
 
-def text_pass_id(text: str, key: object) -> str:
+def text_pass_id(text: str, key: PrivateKey) -> str:
     """The pass id of a pass we just issued (verified against its own key)."""
     trust = TrustStore()
-    trust.add(key.public_key())  # type: ignore[attr-defined]
+    trust.add(key.public_key())
     return verify_pass(text, trust, now=0, skew=float("inf")).pass_id_hex
 
 
