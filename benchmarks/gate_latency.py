@@ -26,7 +26,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from passgate import TrustStore, generate_private_key, issue_pass, verify_pass
 from passgate.scanners import SerialScanner
 from passgated.config import load_config
-from passgated.daemon import Gate
+from passgated.gate import Gate
 from passgated.journal import Journal
 from passgated.policy import Direction
 

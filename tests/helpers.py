@@ -8,6 +8,9 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from passgated.denylists import DenyLists
+from passgated.layout import ListsLayout
+
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0, poll: float = 0.002) -> bool:
     """Poll ``condition`` until it is true or ``timeout`` seconds pass (tests wait on what they
@@ -41,3 +44,11 @@ class Pty:
 
     def write(self, data: bytes) -> None:
         os.write(self.master, data)
+
+
+def gate_lists(root: Path, scope: str = "arena") -> DenyLists:
+    """Both deny lists of a gate in ``root/lists``, as the gate holds them with a hub."""
+    from passgate import TrustStore
+
+    return DenyLists(ListsLayout(root / "lists"), ("revoked", "blocked"), scope=scope, trust=TrustStore,
+                     max_age_s=86400)

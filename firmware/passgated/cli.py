@@ -1,8 +1,11 @@
-"""The ``passgated`` command: run the gate, simulate it, demo it, check a config, reset it."""
+"""The ``passgated`` command: run the gate, simulate it, demo it, check a config, reset it, and
+recover a journal that was set aside. Every error is one line naming what is wrong, never a
+traceback (``-v`` logs the traceback of an unexpected one)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -17,7 +20,8 @@ from passgate import KeyFileError
 from passgate.denylist import DenyListError
 
 from . import __version__
-from .config import ConfigError, GateConfig, load_config
+from .config import ConfigError, GateConfig, PinFactory, check_files, load_config
+from .journal import JournalError
 from .policy import Direction
 
 log = logging.getLogger("passgated")
@@ -41,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--walk-ms", type=int, default=800, help="passage after N ms (default 800; 0 = at once)")
     p.add_argument("--direction", choices=("entry", "exit"), default="entry")
     p.add_argument("--display", metavar="HOST:PORT", help="guard page address (default from config)")
+    p.add_argument("--trace", action="store_true",
+                   help='also print every output change: {"output": "relay_entry", "on": true, "t": …}')
     p.set_defaults(run=cmd_simulate)
 
     p = sub.add_parser("demo", help="a simulated gate deciding a handful of passes, no set-up")
@@ -55,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="signed snapshots or deltas (.pgdl)")
     p.add_argument("--config", required=True, metavar="FILE")
     p.set_defaults(run=cmd_denylist)
+
+    p = sub.add_parser("journal", help="recover the redemption history after a damaged journal")
+    p.add_argument("action", choices=("recover",),
+                   help="recover: copy every readable redemption from the journal set aside into the "
+                        "new one, then let the gate admit again")
+    p.add_argument("--config", required=True, metavar="FILE")
+    p.add_argument("--from", dest="source", metavar="FILE",
+                   help="the set-aside journal (default: the newest in the journal's damaged/ folder)")
+    p.set_defaults(run=cmd_journal)
 
     for name, helptext in (("reset", "operator reset after an emergency (loop must be closed)"),
                            ("maintenance", "maintenance mode: free, locked or off")):
@@ -74,11 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, KeyFileError, DenyListError, OSError, ValueError) as exc:
+    except (ConfigError, KeyFileError, DenyListError, JournalError, OSError, ValueError) as exc:
         print(f"passgated {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line for the operator; the traceback with -v
+        log.debug("unexpected error", exc_info=True)
+        print(f"passgated {args.command}: error: {type(exc).__name__}: {exc} (-v shows where)",
+              file=sys.stderr)
+        return 2
 
 
 def _wait_for_signal(stop: threading.Event) -> None:
@@ -89,10 +109,13 @@ def _wait_for_signal(stop: threading.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import Gate
+    from .gate import Gate
 
-    logging.getLogger().handlers[0].setStream(sys.stdout)  # journald reads stdout
+    handler = logging.getLogger().handlers[0]
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stdout)  # journald reads stdout
     config = load_config(args.config)
+    check_files(config)
     stop = threading.Event()
     with Gate(config) as gate:
         gate.start()
@@ -103,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _simulation_config(args: argparse.Namespace) -> GateConfig:
     from .simulate import default_journal
 
-    overrides: dict[str, object] = {"pin_factory": "mock"}
+    overrides: dict[str, object] = {"pin_factory": PinFactory.MOCK}
     if args.trust:
         overrides["trust_dir"] = Path(args.trust)
     if args.zone:
@@ -118,17 +141,24 @@ def _simulation_config(args: argparse.Namespace) -> GateConfig:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .daemon import decision_line
-    from .simulate import SimulatedGate, simulate_stdin
+    from passgate.scanners import ScannerSource
+
+    from .simulate import SimulatedGate, decision_line, simulate_stdin
 
     config = _simulation_config(args)
+    check_files(config)
     on_stdin = not args.config or all(spec.source == "stdin:" for spec in config.scanners)
 
-    def emit(record: dict[str, object]) -> None:
-        print(decision_line(record), flush=True)
+    lock = threading.Lock()  # decisions and output changes come from different threads
 
-    sources = [] if on_stdin else None
-    with SimulatedGate(config, walk_s=args.walk_ms / 1000, sources=sources, on_decision=emit) as gate:
+    def emit(record: dict[str, object]) -> None:
+        with lock:
+            print(decision_line(record), flush=True)
+
+    sources: list[tuple[ScannerSource, Direction]] | None = [] if on_stdin else None
+    gate = SimulatedGate(config, walk_s=args.walk_ms / 1000, sources=sources, on_decision=emit,
+                         trace=emit if args.trace else None)
+    with gate:
         gate.start()
         if gate.display is not None:
             log.info("guard page: %s", gate.display.url)
@@ -148,6 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    check_files(config)
     print(f"{args.config}: OK — gate {config.gate_id} at {config.venue}, "
           f"zones {', '.join(config.policy.zones) or 'any'}, directions "
           f"{', '.join(config.directions)}, {len(config.scanners)} scanner(s), "
@@ -160,22 +191,56 @@ def cmd_denylist(args: argparse.Namespace) -> int:
     where the running gate (or the next start) applies it in version order."""
     from passgate.denylist import Delta, atomic_write, read_signed
 
-    from .daemon import denylist_dir, load_gate_trust
+    from .gate import load_gate_trust
+    from .layout import GateLayout
 
     config = load_config(args.config)
-    directory = denylist_dir(config)
-    if directory is None:
+    layout = GateLayout.from_config(config)
+    if layout.lists is None:
         raise ConfigError("denylist.dir: required to add deny lists to a gate without a hub")
-    trust = load_gate_trust(config)
-    incoming = directory / "incoming"
+    trust = load_gate_trust(config, layout)
+    incoming = layout.lists.incoming
     incoming.mkdir(parents=True, exist_ok=True)
     for name in args.files:
         source = Path(name)
-        update = read_signed(source, trust)  # refuse a bad file here, with its reason
+        # refuse a bad file here, with its reason
+        update = read_signed(source, trust, max_bytes=config.max_list_bytes)
         what = (f"delta {update.base}->{update.base + 1}" if isinstance(update, Delta)
                 else f"snapshot v{update.version}, {len(update)} entries")
         atomic_write(incoming / source.name, [source.read_bytes()])
         print(f"{source.name}: {update.kind} list {update.scope!r}, {what}: queued in {incoming}")
+    return 0
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    """Salvage the readable redemptions of a set-aside journal into the gate's journal and clear its
+    "history missing" mark; the running gate notices within a second and leaves FAULT."""
+    from .journal import Journal, salvage
+    from .layout import GateLayout
+
+    config = load_config(args.config)
+    layout = GateLayout.from_config(config)
+    if args.source:
+        source = Path(args.source)
+    else:
+        candidates = sorted(layout.journal_aside_dir.glob(f"{layout.journal.stem}-*{layout.journal.suffix}"),
+                            key=lambda path: path.stat().st_mtime)
+        if not candidates:
+            raise ValueError(f"no journal set aside in {layout.journal_aside_dir}: nothing to recover "
+                             "(use --from FILE)")
+        source = candidates[-1]
+    if not source.is_file():
+        raise ValueError(f"{source}: no such file")
+    with Journal(layout.journal, config.gate_id, recover=False) as journal:
+        missing = journal.history_missing()
+        copied, skipped = salvage(source, journal)
+        journal.history_restored(f"recovered from {source}: {copied} redemption(s), {skipped} unreadable")
+    print(f"{source}: {copied} redemption(s) recovered into {layout.journal}"
+          + (f", {skipped} unreadable part(s) skipped" if skipped else "")
+          + ("" if missing else " (the journal was not marked as missing its history)"))
+    if skipped:
+        print("warning: some redemptions could not be read: a single-use pass used before the damage "
+              "may be admitted again", file=sys.stderr)
     return 0
 
 
@@ -188,10 +253,14 @@ def cmd_control(args: argparse.Namespace) -> int:
         headers={"Content-Type": "application/json"}, method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             print(response.read().decode())
     except urllib.error.HTTPError as exc:
-        raise ValueError(f"{args.url}: {exc.code} {exc.read().decode(errors='replace')[:200]}") from None
+        text = exc.read().decode(errors="replace")[:300]
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            text = str(json.loads(text)["error"])
+        print(f"passgated {args.command}: did not take: {text} (HTTP {exc.code})", file=sys.stderr)
+        return 1
     except urllib.error.URLError as exc:
         raise ValueError(f"{args.url}: gate not reachable ({exc.reason})") from None
     return 0

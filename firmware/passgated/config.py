@@ -6,16 +6,37 @@ Every setting has an embedded default, so ``passgated simulate`` and ``demo`` ne
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from passgate import KeyFileError, TrustStore
+from passgate.denylist import DEFAULT_MAX_BYTES, KINDS
+from passgate.scanners import ScannerSpecError, check_scanner
+
+from .journal import DEFAULT_WRITE_TIMEOUT_S
 from .machine import Timing
 from .policy import Direction, PolicyConfig, StaleListPolicy
 
-PIN_FACTORIES = ("mock", "lgpio", "rpigpio", "auto")
+
+class ExitMode(StrEnum):
+    FREE = "free"  # exits need no scan
+    SCANNED = "scanned"  # exit scans are decided and record the exit
+
+
+class PinFactory(StrEnum):
+    MOCK = "mock"  # gpiozero's MockFactory: simulation and tests
+    LGPIO = "lgpio"  # Raspberry Pi 4 and 5
+    RPIGPIO = "rpigpio"  # older Pis
+    AUTO = "auto"  # gpiozero's own choice
+
+
 OUTPUT_PINS = ("relay_entry", "relay_exit", "release", "green", "red", "buzzer")
 INPUT_PINS = ("passage_entry", "passage_exit", "fire_loop", "tamper", "reset", "turnstile_ready")
 
@@ -73,13 +94,15 @@ class GateConfig:
     gate_id: str
     venue: str
     directions: tuple[Direction, ...]
-    exit_mode: str  # "free": exits need no scan; "scanned": exits are scanned too
+    exit_mode: ExitMode
     trust_dir: Path | None
     denylist_dir: Path | None
     denylist_scope: str | None  # None: the venue (the hub signs each venue's lists with its name)
+    denylist_kinds: tuple[str, ...] | None  # None: the lists the hub serves or that left a trace
     max_list_age_s: float
+    max_list_bytes: int
     scanners: tuple[ScannerSpec, ...]
-    pin_factory: str
+    pin_factory: PinFactory
     pins: dict[str, PinSpec | None]
     timing: Timing
     glitch_filter_s: float
@@ -87,6 +110,7 @@ class GateConfig:
     policy: PolicyConfig
     journal_path: Path
     retention_days: float
+    journal_write_timeout_s: float
     display_listen: str | None
     control_from: tuple[str, ...]
     hub: HubSpec | None
@@ -95,12 +119,12 @@ class GateConfig:
 SECTIONS = {
     "gate": {"id", "venue", "zones", "directions", "exit_mode"},
     "trust": {"dir"},
-    "denylist": {"dir", "scope", "max_age_hours", "stale_policy"},
+    "denylist": {"dir", "scope", "lists", "max_age_hours", "stale_policy", "max_file_mb"},
     "scanner": {"source", "direction"},  # plus free-form source options
     "pins": {"factory", *OUTPUT_PINS, *INPUT_PINS},
     "timing": {"relay_pulse_ms", "passage_timeout_ms", "refusal_display_ms", "glitch_filter_ms"},
     "policy": {"anti_passback", "anti_passback_minutes", "skew_seconds", "commit_at_grant"},
-    "journal": {"path", "retention_days"},
+    "journal": {"path", "retention_days", "write_timeout_ms"},
     "display": {"listen", "control_from"},
     "hub": {"url", "token", "ca_bundle", "interval_seconds"},
 }
@@ -120,15 +144,30 @@ def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
-def _non_negative(value: float, where: str) -> float:
-    if value < 0:
-        raise ConfigError(f"{where}: must not be negative, got {value!r}")
+def _within(value: float, low: float, high: float, where: str, unit: str = "") -> float:
+    """A number in [low, high]: outside it a setting is a typo or would make the gate unsafe."""
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: must be between {low:g} and {high:g}{unit}, got {value!r}")
     return value
 
 
-def _positive(value: float, where: str) -> float:
-    if value <= 0:
-        raise ConfigError(f"{where}: must be greater than 0, got {value!r}")
+def check_listen(value: str, where: str) -> str:
+    """HOST:PORT with an IP address (or localhost) and a port 0-65535 (0: any free port)."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: expected HOST:PORT with a port 0-65535, got {value!r}")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"{where}: the host must be an IP address or localhost, got {host!r}") from None
+    return value
+
+
+def _non_negative(value: float, where: str) -> float:
+    if value < 0:
+        raise ConfigError(f"{where}: must not be negative, got {value!r}")
     return value
 
 
@@ -182,6 +221,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> GateConfig:
 
 
 def _replace(config: GateConfig, **changes: Any) -> GateConfig:
+    if changes.get("display_listen"):
+        check_listen(changes["display_listen"], "--display")
     policy_changes = {k: changes.pop(k) for k in ("zones",) if k in changes}
     if policy_changes:
         changes["policy"] = replace(config.policy, zones=tuple(policy_changes["zones"]))
@@ -222,9 +263,11 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
     directions = tuple(_direction(d, "gate.directions") for d in raw_directions)
     if not directions:
         raise ConfigError("gate.directions: at least one of entry, exit")
-    exit_mode = _get(gate, "exit_mode", str, "gate", "free")
-    if exit_mode not in ("free", "scanned"):
-        raise ConfigError(f"gate.exit_mode: must be 'free' or 'scanned', got {exit_mode!r}")
+    raw_exit = _get(gate, "exit_mode", str, "gate", "free")
+    try:
+        exit_mode = ExitMode(raw_exit)
+    except ValueError:
+        raise ConfigError(f"gate.exit_mode: must be 'free' or 'scanned', got {raw_exit!r}") from None
 
     scanners = []
     raw_scanners = data.get("scanner", [{"source": "stdin:"}])
@@ -238,11 +281,18 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         if direction not in directions:
             raise ConfigError(f"{where}.direction: {direction} is not in gate.directions")
         options = {k: v for k, v in item.items() if k not in ("source", "direction")}
+        try:
+            check_scanner(item["source"], options)
+        except ScannerSpecError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
         scanners.append(ScannerSpec(item["source"], direction, options))
 
-    factory = _get(pins, "factory", str, "pins", "mock")
-    if factory not in PIN_FACTORIES:
-        raise ConfigError(f"pins.factory: one of {', '.join(PIN_FACTORIES)}, got {factory!r}")
+    raw_factory = _get(pins, "factory", str, "pins", "mock")
+    try:
+        factory = PinFactory(raw_factory)
+    except ValueError:
+        names = ", ".join(PinFactory)
+        raise ConfigError(f"pins.factory: one of {names}, got {raw_factory!r}") from None
     pin_map = {name: _pin(pins[name], f"pins.{name}", DEFAULT_PINS[name]) if name in pins
                else DEFAULT_PINS[name] for name in (*OUTPUT_PINS, *INPUT_PINS)}
     used: dict[int, str] = {}
@@ -255,13 +305,14 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
     if pin_map["fire_loop"] is None:
         raise ConfigError("pins.fire_loop: required (the gate must watch the fire alarm loop)")
 
-    def ms(key: str, default: float) -> float:
-        return _positive(_get(timing, key, (int, float), "timing", default), f"timing.{key}") / 1000
+    def ms(key: str, default: float, low: float, high: float) -> float:
+        where = f"timing.{key}"
+        return _within(_get(timing, key, (int, float), "timing", default), low, high, where, " ms") / 1000
 
     def policy_number(key: str, default: float) -> float:
         return _non_negative(_get(policy, key, (int, float), "policy", default), f"policy.{key}")
 
-    stale = _get(deny, "stale_policy", str, "denylist", "admit")
+    stale = _get(deny, "stale_policy", str, "denylist", str(StaleListPolicy.GUARD))
     try:
         stale_policy = StaleListPolicy(stale)
     except ValueError:
@@ -277,15 +328,30 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
             url=hub_table["url"].rstrip("/"),
             token=hub_table["token"],
             ca_bundle=_get(hub_table, "ca_bundle", str, "hub", None),
-            interval_s=_positive(_get(hub_table, "interval_seconds", (int, float), "hub", 10.0),
-                                 "hub.interval_seconds"),
+            interval_s=_within(_get(hub_table, "interval_seconds", (int, float), "hub", 10.0), 1, 3600,
+                               "hub.interval_seconds", " s"),
         )
+        scheme = urlsplit(hub.url).scheme
+        if scheme not in ("http", "https") or not urlsplit(hub.url).hostname:
+            raise ConfigError(f"hub.url: expected an http(s):// URL, got {hub.url!r}")
+
+    kinds = _get(deny, "lists", list, "denylist", None)
+    if kinds is not None and not all(kind in KINDS for kind in kinds):
+        raise ConfigError(f"denylist.lists: a list of {' and '.join(KINDS)}, got {kinds!r}")
 
     listen = _get(display, "listen", (str, bool), "display", "127.0.0.1:8080")
     if listen is True:
         listen = "127.0.0.1:8080"
-    if listen and (":" not in listen or not listen.rsplit(":", 1)[1].isdigit()):
-        raise ConfigError(f"display.listen: expected HOST:PORT or false, got {listen!r}")
+    if listen:
+        check_listen(listen, "display.listen")
+    control_from = tuple(_get(display, "control_from", list, "display", ["127.0.0.1", "::1"]))
+    for address in control_from:
+        try:
+            if not isinstance(address, str):
+                raise TypeError
+            ipaddress.ip_network(address, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"display.control_from: {address!r} is not an address or network") from None
 
     return GateConfig(
         gate_id=_get(gate, "id", str, "gate", "gate-1"),
@@ -295,30 +361,70 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         trust_dir=path_of(_get(sections["trust"], "dir", str, "trust", None)),
         denylist_dir=path_of(_get(deny, "dir", str, "denylist", None)),
         denylist_scope=_get(deny, "scope", str, "denylist", None),
-        max_list_age_s=3600 * _positive(
-            _get(deny, "max_age_hours", (int, float), "denylist", 24), "denylist.max_age_hours"
-        ),
+        denylist_kinds=tuple(dict.fromkeys(kinds)) if kinds is not None else None,
+        max_list_age_s=3600 * _within(
+            _get(deny, "max_age_hours", (int, float), "denylist", 24), 0.01, 24 * 366,
+            "denylist.max_age_hours", " hours"),
+        max_list_bytes=int(1024 * 1024 * _within(
+            _get(deny, "max_file_mb", (int, float), "denylist", DEFAULT_MAX_BYTES // 2**20), 1, 64 * 1024,
+            "denylist.max_file_mb", " MB")),
         scanners=tuple(scanners),
         pin_factory=factory,
         pins=pin_map,
+        # A pulse longer than a few seconds lets several people through; a passage timeout beyond a
+        # minute holds a granted entry hostage.
         timing=Timing(
-            relay_pulse_s=ms("relay_pulse_ms", 300),
-            passage_timeout_s=ms("passage_timeout_ms", 5000),
-            refusal_display_s=ms("refusal_display_ms", 2000),
+            relay_pulse_s=ms("relay_pulse_ms", 300, 10, 5000),
+            passage_timeout_s=ms("passage_timeout_ms", 5000, 500, 60_000),
+            refusal_display_s=ms("refusal_display_ms", 2000, 10, 60_000),
         ),
-        glitch_filter_s=ms("glitch_filter_ms", 20),
+        glitch_filter_s=ms("glitch_filter_ms", 20, 1, 1000),
         commit_at_grant=_get(policy, "commit_at_grant", bool, "policy", False),
         policy=PolicyConfig(
             zones=zones,
             anti_passback=_get(policy, "anti_passback", bool, "policy", True),
-            anti_passback_timeout_s=60 * policy_number("anti_passback_minutes", 0),
+            anti_passback_timeout_s=60 * _within(policy_number("anti_passback_minutes", 0), 0, 7 * 1440,
+                                                 "policy.anti_passback_minutes", " minutes"),
             stale_list=stale_policy,
-            skew_s=policy_number("skew_seconds", 60),
+            skew_s=_within(policy_number("skew_seconds", 60), 0, 3600, "policy.skew_seconds", " s"),
         ),
         journal_path=path_of(_get(journal, "path", str, "journal", "passgate-journal.db")),  # type: ignore[arg-type]
-        retention_days=_positive(_get(journal, "retention_days", (int, float), "journal", 30),
-                                 "journal.retention_days"),
+        retention_days=_within(_get(journal, "retention_days", (int, float), "journal", 30), 0.01, 3660,
+                               "journal.retention_days", " days"),
+        # "Well under a second": a person waits this long at most before a refusal.
+        journal_write_timeout_s=_within(
+            _get(journal, "write_timeout_ms", (int, float), "journal", DEFAULT_WRITE_TIMEOUT_S * 1000),
+            20, 900, "journal.write_timeout_ms", " ms") / 1000,
         display_listen=listen or None,
-        control_from=tuple(_get(display, "control_from", list, "display", ["127.0.0.1", "::1"])),
+        control_from=control_from,
         hub=hub,
     )
+
+
+def check_files(config: GateConfig) -> None:
+    """What ``run`` would find wrong on disk, as a ``ConfigError`` naming the key: trusted keys
+    (a gate without any refuses every pass, unless a hub supplies them), the hub's CA bundle, and
+    directories the gate must write."""
+    if config.trust_dir is None:
+        if config.hub is None:
+            raise ConfigError("trust.dir: not set and no [hub] supplies keys: every pass would be refused")
+    elif not config.trust_dir.is_dir():
+        raise ConfigError(f"trust.dir: {config.trust_dir}: no such directory")
+    else:
+        try:
+            keys = TrustStore.load(config.trust_dir)
+        except KeyFileError as exc:
+            raise ConfigError(f"trust.dir: {exc}") from None
+        if not keys and config.hub is None:
+            raise ConfigError(f"trust.dir: no public keys (*.pem) in {config.trust_dir}: every pass would "
+                              "be refused")
+    if config.hub is not None and config.hub.ca_bundle and not Path(config.hub.ca_bundle).is_file():
+        raise ConfigError(f"hub.ca_bundle: {config.hub.ca_bundle}: no such file")
+    for key, path in (("journal.path", config.journal_path.parent), ("denylist.dir", config.denylist_dir)):
+        if path is None:
+            continue
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{key}: {path} cannot be created or written")

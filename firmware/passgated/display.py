@@ -26,6 +26,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,7 +40,7 @@ from prometheus_client.exposition import generate_latest
 
 from passgate import Reason
 
-__all__ = ["STATES", "GateMetrics", "GuardDisplay"]
+__all__ = ["STATES", "ControlRefused", "GateMetrics", "GuardDisplay"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ REQUEST_TIMEOUT_S = 10.0
 _COMMAND = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _REASON_CODES = frozenset(reason.value for reason in Reason)
 _GET_PATHS = frozenset({"/", "/events", "/status", "/metrics"})
+
+
+class ControlRefused(Exception):
+    """A control command that was understood but did not take (answered 409 with the reason)."""
 
 
 class GateMetrics:
@@ -212,25 +217,45 @@ class GuardDisplay:
         self._thread: threading.Thread | None = None
         host = host.strip("[]")  # "[::1]" as written in a listen address
         server_class = _Server6 if ":" in host else _Server
-        self._server = server_class((host, port), _Handler)
+        try:
+            self._server = server_class((host, port), _Handler)
+        except OSError as exc:  # say which address: "address already in use" alone helps nobody
+            raise OSError(exc.errno, f"guard display cannot listen on {host}:{port}: "
+                                     f"{exc.strerror or exc}") from None
         self._server.display = self
+        self.failures = 0  # times the server loop died and was restarted
 
     @property
     def url(self) -> str:
         """The server's base URL, with the port actually bound."""
         host, port = self._server.server_address[:2]
-        return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> None:
         """Serve in a daemon thread (the gate's control loop must never wait on HTTP clients)."""
         if self._thread is not None or self._closed:
             raise RuntimeError("GuardDisplay.start() called twice or after close()")
-        # close() waits for the accept loop to notice: 50 ms polls keep that short and cost nothing.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="guard-display",
-            daemon=True,
-        )
+        self._thread = threading.Thread(target=self._serve, name="guard-display", daemon=True)
         self._thread.start()
+
+    def _serve(self) -> None:
+        """The accept loop, restarted with backoff if it ever dies (the page must come back)."""
+        backoff = 0.5
+        while not self._closed:
+            try:
+                # close() waits for the accept loop to notice: 50 ms polls keep that short.
+                self._server.serve_forever(poll_interval=0.05)
+                return
+            except Exception:
+                self.failures += 1
+                log.exception("guard display server failed (%d so far); restarting in %.1f s",
+                              self.failures, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def publish(self, event: dict) -> None:
         """Send ``event`` to every connected page and remember it for pages that connect later.
@@ -417,6 +442,8 @@ class _Handler(BaseHTTPRequestHandler):
             result = display._control(command, body)
         except ValueError as error:
             raise _HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
+        except ControlRefused as refused:
+            raise _HTTPError(HTTPStatus.CONFLICT, str(refused)) from None
         except Exception:
             log.exception("guard display: control(%r) failed", command)
             raise _HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR, "control failed; see the gate's log") from None

@@ -6,41 +6,44 @@ Pi-only modules are imported only when that factory is chosen, so this runs on a
 
 Safety: the fire-alarm panel releases the turnstile directly in hardware; this module only watches
 an isolated normally closed contact. When the loop opens (or its wire is cut) the callback drives
-the release outputs *itself*, before anything is queued or logged, and every later ``apply`` keeps
-them driven while the loop is open. Outputs start de-energised; the relay drivers' own pull
-resistors hold them there when this process dies.
+the release outputs *itself*, before anything is queued or logged. One lock covers the fire state
+and every write to the outputs, so a steady level computed before the alarm can never overwrite
+the release afterwards. A grant's relay pulse is timed by gpiozero's own background thread
+(``blink``): it ends on time even when the control loop stalls. Outputs start de-energised; the
+relay drivers' own pull resistors hold them there when this process dies.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
-from gpiozero import Buzzer, DigitalInputDevice, OutputDevice
-from gpiozero.pins import Factory
+from gpiozero import Buzzer, DigitalInputDevice, DigitalOutputDevice
 
-from .config import GateConfig, PinSpec
-from .machine import FREE, Event, FireLoop, Outputs, Passage, ResetRequested, Tamper, Tick
+from .config import GateConfig, PinFactory, PinSpec
+from .machine import FREE, BeepPattern, Event, FireLoop, Outputs, Passage, ResetRequested, Tamper, Tick
 from .policy import Direction
 
-BEEPS = {  # pattern: (on_s, off_s, repetitions)
-    "admit": (0.08, 0.05, 1),
-    "refuse": (0.15, 0.1, 3),
-    "alarm": (0.5, 0.5, None),
+BEEPS: dict[BeepPattern, tuple[float, float, int | None]] = {  # pattern: (on_s, off_s, repetitions)
+    BeepPattern.ADMIT: (0.08, 0.05, 1),
+    BeepPattern.REFUSE: (0.15, 0.1, 3),
+    BeepPattern.ALARM: (0.5, 0.5, None),
 }
+STEADY = ("release", "relay_entry", "relay_exit", "green", "red")  # release first: it matters most
 
 
-def make_pin_factory(name: str) -> Factory | None:
+def make_pin_factory(name: PinFactory) -> Any:
     """The gpiozero pin factory for a config name (None: gpiozero's own default)."""
-    if name == "mock":
+    if name is PinFactory.MOCK:
         from gpiozero.pins.mock import MockFactory
 
         return MockFactory()
-    if name == "lgpio":
+    if name is PinFactory.LGPIO:
         from gpiozero.pins.lgpio import LGPIOFactory
 
         return LGPIOFactory()
-    if name == "rpigpio":
+    if name is PinFactory.RPIGPIO:
         from gpiozero.pins.rpigpio import RPiGPIOFactory
 
         return RPiGPIOFactory()
@@ -53,17 +56,17 @@ class GateIO:
     >>> from gpiozero.pins.mock import MockFactory
     >>> from passgated.config import load_config
     >>> io = GateIO(load_config(), MockFactory())
-    >>> io.apply(Outputs(relay_entry=True)); io.relay_entry.value
+    >>> io.apply(Outputs(green=True)); io.green.value
     1
     >>> io.close()
     """
 
-    def __init__(self, config: GateConfig, pin_factory: Factory | None,
+    def __init__(self, config: GateConfig, pin_factory: Any,
                  on_event: Callable[[Event], None] | None = None) -> None:
         self.pin_factory = pin_factory
         self.on_event = on_event or (lambda event: None)
-        self._lock = threading.Lock()
-        self._devices: list[object] = []
+        self._lock = threading.RLock()  # the fire state and every output write
+        self._devices: list[Any] = []
         pins, glitch = config.pins, config.glitch_filter_s
         self.relay_entry = self._output(pins["relay_entry"])
         self.relay_exit = self._output(pins["relay_exit"])
@@ -71,7 +74,9 @@ class GateIO:
         self.green = self._output(pins["green"])
         self.red = self._output(pins["red"])
         self.buzzer = self._output(pins["buzzer"], Buzzer)
-        self.fire_loop = self._input(pins["fire_loop"], None)  # no debounce: never delay an alarm
+        fire = self._input(pins["fire_loop"], None)  # no debounce: never delay an alarm
+        assert fire is not None  # the config requires it
+        self.fire_loop: Any = fire
         self.passage = {
             Direction.ENTRY: self._input(pins["passage_entry"], glitch),
             Direction.EXIT: self._input(pins["passage_exit"], glitch),
@@ -80,8 +85,9 @@ class GateIO:
         self.reset = self._input(pins["reset"], glitch)
         self.turnstile = self._input(pins["turnstile_ready"], glitch)
         self._outputs = Outputs()
+        self._relays = {Direction.ENTRY: self.relay_entry, Direction.EXIT: self.relay_exit}
 
-    def _output(self, spec: PinSpec | None, cls: type = OutputDevice) -> OutputDevice | None:
+    def _output(self, spec: PinSpec | None, cls: type = DigitalOutputDevice) -> Any:
         if spec is None:
             return None
         device = cls(spec.pin, active_high=spec.active_high, initial_value=False,
@@ -89,7 +95,7 @@ class GateIO:
         self._devices.append(device)
         return device
 
-    def _input(self, spec: PinSpec | None, bounce_s: float | None) -> DigitalInputDevice | None:
+    def _input(self, spec: PinSpec | None, bounce_s: float | None) -> Any:
         if spec is None:
             return None
         device = DigitalInputDevice(
@@ -127,45 +133,65 @@ class GateIO:
             self.turnstile.when_deactivated = lambda: self.on_event(Tick())
 
     def _fire_loop_opened(self) -> None:
-        self._drive(FREE)  # first: release, before the event is even queued
+        with self._lock:
+            self._drive(FREE)  # first: release, before the event is even queued
         self.on_event(FireLoop(closed=False))
 
     # -- outputs ------------------------------------------------------------------------------
     def apply(self, outputs: Outputs) -> None:
-        """Set the steady outputs; while the fire loop is open, release stays driven regardless."""
-        if not self.fire_loop_closed:
-            outputs = Outputs(relay_entry=True, relay_exit=True, release=True,
-                              green=outputs.green, red=outputs.red)
-        self._drive(outputs)
+        """Set the steady outputs (a running pulse ends); while the fire loop is open, release and
+        both relays stay driven whatever is asked."""
+        with self._lock:
+            if not self.fire_loop_closed:
+                outputs = Outputs(relay_entry=True, relay_exit=True, release=True,
+                                  green=outputs.green, red=outputs.red)
+            self._drive(outputs)
+
+    def pulse(self, direction: Direction, seconds: float) -> None:
+        """Energise one relay for ``seconds``, timed by gpiozero's background thread; ignored while
+        the fire loop holds the relays open."""
+        relay = self._relays[direction]
+        if relay is None:
+            return
+        with self._lock:
+            if self.fire_loop_closed and not self._outputs.release:
+                relay.blink(on_time=seconds, off_time=0, n=1, background=True)
 
     def _drive(self, outputs: Outputs) -> None:
-        with self._lock:
-            for name in ("release", "relay_entry", "relay_exit", "green", "red"):
-                device = getattr(self, name)
-                if device is not None:
-                    device.value = getattr(outputs, name)
-            self._outputs = outputs
+        """Write every steady level, release first; the caller holds the lock."""
+        for name in STEADY:
+            device = getattr(self, name)
+            if device is not None:
+                device.value = getattr(outputs, name)
+        self._outputs = outputs
 
     @property
     def outputs(self) -> Outputs:
         return self._outputs
 
-    def beep(self, pattern: str) -> None:
+    def beep(self, pattern: BeepPattern) -> None:
         if self.buzzer is None:
             return
-        if pattern == "off":
+        if pattern is BeepPattern.OFF:
             self.buzzer.off()
             return
         on, off, n = BEEPS[pattern]
         self.buzzer.beep(on_time=on, off_time=off, n=n, background=True)
 
-    def safe(self) -> None:
-        """De-energise every output (shutdown). Release is left to the hardware fire panel."""
-        self._drive(Outputs())
+    def safe(self, *, keep_release: bool = False) -> None:
+        """De-energise the outputs at shutdown. With ``keep_release`` (an EMERGENCY not reset) or an
+        open fire loop, release and the relays stay driven as the loop demands: the daemon does not
+        take away what the fire alarm needs while it is still running."""
+        with self._lock:
+            if keep_release or not self.fire_loop_closed:
+                self._drive(FREE)
+            else:
+                self._drive(Outputs())
         if self.buzzer is not None:
             self.buzzer.off()
 
     def close(self) -> None:
-        for device in reversed(self._devices):
-            device.close()  # type: ignore[attr-defined]
-        self._devices.clear()
+        with self._lock:
+            for device in reversed(self._devices):
+                device.close()
+            self._devices.clear()

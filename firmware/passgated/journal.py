@@ -5,6 +5,15 @@ passage is on disk before it counts, so a power cut loses nothing the gate acted
 a reservation left behind by a crash is counted as used ("assumed"): the holder may have walked
 through, and a single-use pass must never admit twice.
 
+Every failure to record is a ``JournalError`` with a one-line cause for the guard page: SQLite's
+errors (disk full, I/O error, locked by another process, damaged file) and a write that took
+longer than ``write_timeout_s`` (an SD card stalling in fsync). A grant's reservation that was
+written too slowly is given back before the error is raised, so the refused holder keeps the entry.
+
+A damaged journal is set aside at start (``open_journal``), kept for evidence, and a new one is
+marked as missing its redemption history (``history_missing``) until the hub has sent it again or an
+operator ran ``passgated journal recover``.
+
 Entries used and anti-passback state are read from here, so a restart forgets nothing. The
 ``events`` table doubles as the sync outbox (``sent``: 0 queued, 1 acknowledged by the hub, 2 refused
 by the hub as malformed and kept only for audit). Pass ids are stored as hex; the journal
@@ -13,15 +22,20 @@ holds no personal data.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .policy import Decision, Direction, Usage
+from .records import EventKind
+
+log = logging.getLogger("passgated.journal")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(
@@ -50,18 +64,51 @@ CREATE TABLE IF NOT EXISTS redemptions(
     valid_until REAL
 );
 CREATE INDEX IF NOT EXISTS redemptions_pass ON redemptions(pass_id, t);
+CREATE INDEX IF NOT EXISTS redemptions_reserved ON redemptions(redemption_id) WHERE state = 'reserved';
+CREATE INDEX IF NOT EXISTS redemptions_valid_until ON redemptions(valid_until);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 EVENT_FIELDS = ("event_id", "gate_id", "t", "kind", "direction", "pass_id", "decision", "reason",
                 "latency_ms", "detail")
 COUNTED = ("reserved", "committed", "assumed")
-CHECKPOINT_EVERY_S = 2.0
-PURGE_EVERY_S = 6 * 3600.0
-PURGE_CHUNK = 1000  # rows a transaction: a long delete would block the control loop's writes
+DEFAULT_WRITE_TIMEOUT_S = 0.3  # a grant waits this long at most for its record; then it is refused
+PURGE_CHUNK = 100  # rows a transaction: ~1 ms each on a 1 M-passage journal, so a scan barely waits
+PURGE_PAUSE_S = 0.01  # between chunks, so the control loop's writes go first
+META_HISTORY_MISSING = "history_missing"
+META_EMERGENCY_LATCHED = "emergency_latched"
+META_PROBE = "probe"
+
+
+class JournalError(Exception):
+    """The journal could not record or read; the message is one line for the guard page."""
+
+
+class JournalDamaged(JournalError):
+    """The journal file is damaged: the gate stays out of service until it is set aside."""
+
+
+def _cause(exc: sqlite3.Error) -> JournalError:
+    """SQLite's error as a cause a guard or operator understands."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB" or "malformed" in text \
+            or "not a database" in text:
+        return JournalDamaged(f"journal damaged: {text}")
+    if name.startswith("SQLITE_FULL") or "full" in text:
+        return JournalError("disk full")
+    if name.startswith("SQLITE_BUSY") or "locked" in text:
+        return JournalError("journal locked by another process")
+    if name.startswith("SQLITE_IOERR") or "I/O" in text:
+        return JournalError(f"disk I/O error ({text})" if text != "disk I/O error" else text)
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return JournalError("journal is read-only")
+    return JournalError(text)
 
 
 class Journal:
-    """One gate's journal; use from one thread (the control loop). Readers open their own.
+    """One gate's journal; the control loop's writes go through one connection. Readers and the
+    upkeep worker open their own.
 
     >>> j = Journal(":memory:", gate_id="g1")
     >>> j.usage(bytes(16)).entries_used
@@ -69,30 +116,39 @@ class Journal:
     """
 
     def __init__(self, path: str | Path, gate_id: str, *, clock: Callable[[], float] = time.time,
-                 recover: bool = True, background_checkpoint: bool = False,
-                 retention: tuple[float, bool] | None = None) -> None:
+                 recover: bool = True, write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         """``recover=False`` for a second connection (sync worker, status page): only the control
         loop's own connection may turn a crash's leftover reservations into used entries.
 
-        ``background_checkpoint``: the control loop's connection never checkpoints the WAL itself
-        (SQLite's auto-checkpoint fsyncs the database inside a commit and measured 30-80 ms
-        stalls on the scan path); a thread with its own connection does passive checkpoints and,
-        given ``retention`` = (days, keep_unsent), purges every few hours while the gate runs."""
+        SQLite's automatic checkpoint is off: inside a commit it fsyncs the database and measured
+        30-80 ms stalls on the scan path; ``JournalUpkeep`` checkpoints from its own connection.
+        Raises ``JournalError`` (``JournalDamaged`` for a damaged file)."""
         self.path = str(path)
         self.gate_id = gate_id
         self.clock = clock
+        self.monotonic = monotonic
+        self.write_timeout_s = write_timeout_s
+        # Shared with the upkeep worker: a purge chunk waits for the loop's write, never the reverse.
+        self.write_lock = threading.Lock()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self.recovered = self._recover() if recover else 0
-        self._checkpointer: _Checkpointer | None = None
-        if background_checkpoint and self.path != ":memory:":
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=write_timeout_s,
+                                      check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _cause(exc) from exc
+        try:
+            # Waiting for another writer longer than this refuses the scan; the busy wait is
+            # SQLite's, so the bound holds for a journal locked by another process too.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = _Checkpointer(self.path, clock, retention)
-            self._checkpointer.start()
+            self.db.executescript(SCHEMA)
+            self.recovered = self._recover() if recover else 0
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise _cause(exc) from exc
 
     def _recover(self) -> int:
         """Count reservations left by a crash as used; returns how many there were."""
@@ -102,26 +158,35 @@ class Journal:
             ).fetchall()
             for rid, pass_id, direction in rows:
                 self.db.execute("UPDATE redemptions SET state = 'assumed' WHERE redemption_id = ?", (rid,))
-                self._insert_event("reservation_assumed", direction=direction, pass_id=pass_id,
+                self._insert_event(EventKind.RESERVATION_ASSUMED, direction=direction, pass_id=pass_id,
                                    detail="reserved before a restart: counted as used")
         return len(rows)
 
-    class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One durable write transaction; SQLite's errors leave as ``JournalError``, rolled back."""
+        with self.write_lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                yield
+                self.db.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _cause(exc) from exc
+                raise
 
-        def __enter__(self) -> None:
-            self.db.execute("BEGIN IMMEDIATE")
-
-        def __exit__(self, exc_type: object, *_: object) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def _tx(self) -> Journal._Tx:
-        return Journal._Tx(self.db)
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _cause(exc) from exc
 
     def _insert_event(self, kind: str, **fields: Any) -> str:
         event_id = uuid.uuid4().hex
-        row = {"event_id": event_id, "gate_id": self.gate_id, "t": self.clock(), "kind": kind, **fields}
+        row = {"event_id": event_id, "gate_id": self.gate_id, "t": self.clock(), "kind": str(kind), **fields}
         self.db.execute(
             f"INSERT INTO events({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             tuple(row.values()),
@@ -131,33 +196,43 @@ class Journal:
     # -- the control loop's writes ------------------------------------------------------------
     def record_decision(self, decision: Decision, latency_ms: float, *, reserve: bool = False) -> str | None:
         """Journal a decision; with ``reserve``, also reserve its redemption in the same durable
-        transaction and return the redemption id."""
+        transaction and return the redemption id.
+
+        Raises ``JournalError`` when it could not, or when the write took longer than the bound (a
+        reservation written that late is given back first: the scan will be refused)."""
         pass_id = decision.pass_id.hex() if decision.pass_id else None
+        started = self.monotonic()
+        rid = None
         with self._tx():
             self._insert_event(
-                "decision", direction=str(decision.direction), pass_id=pass_id,
+                EventKind.DECISION, direction=str(decision.direction), pass_id=pass_id,
                 decision=decision.verdict, reason=str(decision.reason), latency_ms=latency_ms,
-                detail=decision.text,
+                detail=decision.detail or decision.text,
             )
-            if not (reserve and pass_id):
-                return None
-            rid = uuid.uuid4().hex
-            valid_until = decision.pass_.valid_until if decision.pass_ else None
-            self.db.execute(
-                "INSERT INTO redemptions VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
-                (rid, pass_id, self.gate_id, str(decision.direction), self.clock(), valid_until),
-            )
-            return rid
+            if reserve and pass_id:
+                rid = uuid.uuid4().hex
+                valid_until = decision.pass_.valid_until if decision.pass_ else None
+                self.db.execute(
+                    "INSERT INTO redemptions VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
+                    (rid, pass_id, self.gate_id, str(decision.direction), self.clock(), valid_until),
+                )
+        took = self.monotonic() - started
+        if took > self.write_timeout_s:
+            if rid is not None:
+                with contextlib.suppress(JournalError):
+                    self.release(rid)
+            raise JournalError(f"journal write took {took:.2f} s (limit {self.write_timeout_s:g} s)")
+        return rid
 
     def commit(self, redemption_id: str) -> None:
         """The holder walked through: the redemption counts (durably, before this returns)."""
-        self._finish(redemption_id, "committed", "redeemed")
+        self._finish(redemption_id, "committed", EventKind.REDEEMED)
 
     def release(self, redemption_id: str) -> None:
         """The holder did not walk through: the entry is given back."""
-        self._finish(redemption_id, "released", "released")
+        self._finish(redemption_id, "released", EventKind.RELEASED)
 
-    def _finish(self, redemption_id: str, state: str, kind: str) -> None:
+    def _finish(self, redemption_id: str, state: str, kind: EventKind) -> None:
         with self._tx():
             row = self.db.execute(
                 "SELECT pass_id, direction FROM redemptions WHERE redemption_id = ? AND state = 'reserved'",
@@ -169,11 +244,20 @@ class Journal:
                             (state, self.clock(), redemption_id))
             self._insert_event(kind, direction=row[1], pass_id=row[0], detail=redemption_id)
 
-    def record(self, kind: str, *, direction: str | None = None, detail: str = "",
+    def record(self, kind: EventKind, *, direction: str | None = None, detail: str = "",
                pass_id: str | None = None) -> str:
         """Journal any other event (passage, forced_passage, tamper, state change, …)."""
         with self._tx():
             return self._insert_event(kind, direction=direction, detail=detail, pass_id=pass_id)
+
+    def probe(self) -> None:
+        """One small durable write: does the journal record again? Raises ``JournalError``."""
+        started = self.monotonic()
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (META_PROBE, repr(self.clock())))
+        took = self.monotonic() - started
+        if took > self.write_timeout_s:
+            raise JournalError(f"journal write took {took:.2f} s (limit {self.write_timeout_s:g} s)")
 
     def add_remote_redemption(self, redemption_id: str, pass_id: str, gate_id: str, direction: str,
                               t: float, valid_until: float | None = None) -> bool:
@@ -185,13 +269,44 @@ class Journal:
             )
         return cur.rowcount == 1
 
+    # -- meta: what must survive a restart ----------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        with self._tx():
+            if value is None:
+                self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def history_missing(self) -> str | None:
+        """Why this journal lacks its redemption history (None when it has it)."""
+        return self._meta(META_HISTORY_MISSING)
+
+    def mark_history_missing(self, why: str) -> None:
+        self._set_meta(META_HISTORY_MISSING, why)
+
+    def history_restored(self, how: str) -> None:
+        """The redemption history is back: the gate may admit single-use passes again."""
+        with self._tx():
+            self.db.execute("DELETE FROM meta WHERE key = ?", (META_HISTORY_MISSING,))
+            self._insert_event(EventKind.HISTORY_RESTORED, detail=how)
+
+    def emergency_latched(self) -> bool:
+        return self._meta(META_EMERGENCY_LATCHED) == "1"
+
+    def set_emergency_latched(self, latched: bool) -> None:
+        self._set_meta(META_EMERGENCY_LATCHED, "1" if latched else None)
+
     # -- reads --------------------------------------------------------------------------------
     def usage(self, pass_id: bytes) -> Usage:
         """Entries used and inside/exited state of one pass, across this and other gates."""
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT direction, t FROM redemptions WHERE pass_id = ? AND state IN (?, ?, ?) ORDER BY t",
             (pass_id.hex(), *COUNTED),
-        ).fetchall()
+        )
         entries = [t for d, t in rows if d == Direction.ENTRY]
         return Usage(
             entries_used=len(entries),
@@ -200,12 +315,22 @@ class Journal:
             last_entry_t=entries[-1] if entries else None,
         )
 
+    def check(self) -> None:
+        """The cheap check at start: the roots of what the policy reads can be read. A full scan
+        would cost seconds on a large journal with a cold cache, so SQLite's ``quick_check`` runs
+        after READY, in the upkeep worker. Raises ``JournalDamaged``."""
+        self._read("SELECT pass_id, t FROM redemptions INDEXED BY redemptions_pass LIMIT 1")
+        self._read("SELECT state FROM redemptions NOT INDEXED LIMIT 1")
+        self._read("SELECT redemption_id FROM redemptions INDEXED BY redemptions_reserved "
+                   "WHERE state = 'reserved' LIMIT 1")
+        self._read("SELECT value FROM meta LIMIT 1")
+
     def unsent(self, limit: int = 500) -> list[dict[str, Any]]:
         """The oldest events not yet acknowledged by the hub."""
-        cur = self.db.execute(
+        rows = self._read(
             f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE sent = 0 ORDER BY seq LIMIT ?", (limit,)
         )
-        return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in cur]
+        return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
 
     def mark_sent(self, event_ids: Iterable[str]) -> None:
         ids = list(event_ids)
@@ -219,26 +344,27 @@ class Journal:
             self.db.executemany("UPDATE events SET sent = 2 WHERE event_id = ?", [(i,) for i in ids])
 
     def backlog(self) -> int:
-        return self.db.execute("SELECT count(*) FROM events WHERE sent = 0").fetchone()[0]
+        return int(self._read("SELECT count(*) FROM events WHERE sent = 0")[0][0])
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """All events, oldest first (for tests, the CLI and audits)."""
-        where, args = ("WHERE kind = ?", (kind,)) if kind else ("", ())
-        cur = self.db.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events {where} ORDER BY seq", args)
-        return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in cur]
+        where, args = ("WHERE kind = ?", (str(kind),)) if kind else ("", ())
+        rows = self._read(f"SELECT {', '.join(EVENT_FIELDS)} FROM events {where} ORDER BY seq", args)
+        return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
 
     # -- upkeep -------------------------------------------------------------------------------
     def purge(self, retention_days: float, *, keep_unsent: bool = True) -> int:
         """Delete events older than the retention (unsent ones are kept while a hub is configured)
         and redemptions of passes expired longer ago than that. Returns events deleted."""
-        return _purge(self.db, self.clock() - retention_days * 86400, keep_unsent)
+        deleted, _ = purge(self.db, self.write_lock, self.clock() - retention_days * 86400, keep_unsent,
+                           pause_s=0.0)
+        return deleted
 
     def integrity_ok(self) -> bool:
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return bool(self._read("PRAGMA integrity_check")[0][0] == "ok")
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
+        with contextlib.suppress(sqlite3.Error):
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
 
@@ -251,55 +377,153 @@ class Journal:
 
 def unsent_count(path: str | Path) -> int:
     """Events not yet acknowledged by the hub, read on a connection of its own: the status page runs
-    in other threads and must never touch the control loop's connection."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    in other threads and must never touch the control loop's connection. Raises ``JournalError``."""
     try:
-        return db.execute("SELECT count(*) FROM events WHERE sent = 0").fetchone()[0]
-    finally:
-        db.close()
-
-
-def _purge(db: sqlite3.Connection, cutoff: float, keep_unsent: bool) -> int:
-    """Delete old events in short transactions of PURGE_CHUNK rows, then the redemptions of passes
-    expired before ``cutoff``; returns the events deleted."""
-    sent_clause = "AND sent != 0" if keep_unsent else ""
-    deleted = 0
-    while True:
-        db.execute("BEGIN IMMEDIATE")
-        cur = db.execute(f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE t < ? "
-                         f"{sent_clause} LIMIT {PURGE_CHUNK})", (cutoff,))
-        db.execute("COMMIT")
-        deleted += cur.rowcount
-        if cur.rowcount < PURGE_CHUNK:
-            break
-    db.execute("DELETE FROM redemptions WHERE valid_until IS NOT NULL AND valid_until < ?", (cutoff,))
-    return deleted
-
-
-class _Checkpointer(threading.Thread):
-    """Upkeep off the control loop: passive WAL checkpoints (they never block its writes) and the
-    periodic retention purge, on a connection of its own."""
-
-    def __init__(self, path: str, clock: Callable[[], float], retention: tuple[float, bool] | None) -> None:
-        super().__init__(name="journal-upkeep", daemon=True)
-        self.path = path
-        self.clock = clock
-        self.retention = retention
-        self._stopping = threading.Event()
-
-    def run(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-        last_purge = time.monotonic()  # the daemon purges at start
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
         try:
-            while not self._stopping.wait(CHECKPOINT_EVERY_S):
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                if self.retention and time.monotonic() - last_purge >= PURGE_EVERY_S:
-                    last_purge = time.monotonic()
-                    days, keep_unsent = self.retention
-                    _purge(db, self.clock() - days * 86400, keep_unsent)
+            return int(db.execute("SELECT count(*) FROM events WHERE sent = 0").fetchone()[0])
         finally:
             db.close()
+    except sqlite3.Error as exc:
+        raise _cause(exc) from exc
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(timeout=5)
+
+def purge(db: sqlite3.Connection, lock: threading.Lock, cutoff: float, keep_unsent: bool, *,
+          pause_s: float = PURGE_PAUSE_S, max_chunks: int | None = None) -> tuple[int, bool]:
+    """Delete old events, then the redemptions of passes expired before ``cutoff``, in short
+    transactions of ``PURGE_CHUNK`` rows, each under the control loop's write lock and followed by a
+    pause, so a scan waits at most for one chunk. Stops after ``max_chunks``; returns (events
+    deleted, finished)."""
+    sent_clause = "AND sent != 0" if keep_unsent else ""
+    statements = (
+        f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE t < ? {sent_clause} "
+        f"LIMIT {PURGE_CHUNK})",
+        "DELETE FROM redemptions WHERE rowid IN (SELECT rowid FROM redemptions WHERE valid_until IS NOT "
+        f"NULL AND valid_until < ? LIMIT {PURGE_CHUNK})",
+    )
+    deleted = chunks = 0
+    for n, statement in enumerate(statements):
+        while True:
+            if max_chunks is not None and chunks >= max_chunks:
+                return deleted, False
+            chunks += 1
+            with lock:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    count = db.execute(statement, (cutoff,)).rowcount
+                    db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        if db.in_transaction:
+                            db.execute("ROLLBACK")
+                    raise _cause(exc) from exc
+            if n == 0:
+                deleted += count
+            if count < PURGE_CHUNK:
+                break
+            if pause_s:
+                time.sleep(pause_s)
+    return deleted, True
+
+
+def quick_check(path: str | Path) -> str | None:
+    """SQLite's ``quick_check`` on a connection of its own: None when the file is sound, else the
+    first problem (takes seconds on a large journal: run it off the scan path)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            result = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return str(_cause(exc))
+    return None if result == "ok" else f"journal damaged: {result}"
+
+
+def open_journal(path: Path, gate_id: str, *, aside_dir: Path, clock: Callable[[], float] = time.time,
+                 write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+                 damaged_marker: Path | None = None) -> Journal:
+    """The control loop's journal. A damaged one (it cannot be opened, its redemptions cannot be
+    read, or the upkeep's check left ``damaged_marker``) is moved into ``aside_dir`` with its WAL,
+    kept for evidence, and a new journal starts marked as missing its redemption history: never a
+    crash loop, never a gate that forgets which single-use passes were used."""
+    why = None
+    if damaged_marker is not None and damaged_marker.exists():
+        why = damaged_marker.read_text(errors="replace").strip() or "journal damaged"
+    else:
+        try:
+            journal = Journal(path, gate_id, clock=clock, write_timeout_s=write_timeout_s)
+        except JournalDamaged as exc:
+            why = str(exc)
+        else:
+            try:
+                journal.check()
+                return journal
+            except JournalDamaged as exc:
+                journal.db.close()
+                why = str(exc)
+    aside = set_aside(path, aside_dir, clock())
+    log.error("%s: set aside as %s; a new journal starts without the redemption history", why, aside)
+    if damaged_marker is not None:
+        damaged_marker.unlink(missing_ok=True)
+    journal = Journal(path, gate_id, clock=clock, write_timeout_s=write_timeout_s)
+    journal.mark_history_missing(f"{why}; set aside as {aside.name}")
+    journal.record(EventKind.JOURNAL_SET_ASIDE, detail=f"{why}; set aside as {aside}")
+    return journal
+
+
+def set_aside(path: Path, aside_dir: Path, now: float) -> Path:
+    """Move a journal and its WAL and shared-memory files into ``aside_dir``; returns the new path."""
+    aside_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    target = aside_dir / f"{path.stem}-{stamp}{path.suffix}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = aside_dir / f"{path.stem}-{stamp}-{n}{path.suffix}"
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.replace(Path(f"{target}{suffix}"))
+    return target
+
+
+def salvage(damaged: Path, journal: Journal) -> tuple[int, int]:
+    """Copy every redemption still readable in a set-aside journal into ``journal`` (reserved ones
+    count as used); returns (copied, unreadable rows or pages skipped)."""
+    copied = skipped = 0
+    try:
+        db = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return 0, 1
+    try:
+        rowids = _readable(db, "SELECT rowid FROM redemptions ORDER BY rowid")
+        if rowids is None:
+            return 0, 1
+        for (rowid,) in rowids:
+            try:
+                row = db.execute("SELECT redemption_id, pass_id, gate_id, direction, t, state, valid_until "
+                                 "FROM redemptions WHERE rowid = ?", (rowid,)).fetchone()
+            except sqlite3.Error:
+                skipped += 1
+                continue
+            rid, pass_id, gate_id, direction, t, state, valid_until = row
+            state = "assumed" if state == "reserved" else state
+            with journal._tx():
+                cur = journal.db.execute("INSERT OR IGNORE INTO redemptions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                         (rid, pass_id, gate_id, direction, t, state, valid_until))
+            copied += cur.rowcount
+    finally:
+        db.close()
+    return copied, skipped
+
+
+def _readable(db: sqlite3.Connection, sql: str) -> list[Any] | None:
+    """Rows of ``sql`` as far as they can be read (a damaged page ends the list early)."""
+    rows: list[Any] = []
+    try:
+        for row in db.execute(sql):
+            rows.append(row)
+    except sqlite3.Error:
+        return rows or None
+    return rows

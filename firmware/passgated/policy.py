@@ -25,7 +25,9 @@ class Direction(StrEnum):
 
 
 class StaleListPolicy(StrEnum):
-    """What a gate does while its deny lists are older than allowed."""
+    """What a gate does while a deny list it should have is older than allowed, or damaged beyond
+    rebuilding. The default is ``GUARD``: a gate offline for a day keeps its queue moving (offline
+    first), while a guard checks each admit, since revocations may be missing."""
 
     ADMIT = "admit"  # decide as usual; the status page shows the age
     GUARD = "guard"  # decide as usual, but flag every admit on the guard page for a manual check
@@ -33,7 +35,7 @@ class StaleListPolicy(StrEnum):
 
 
 class DenyCheck(Protocol):
-    def __contains__(self, pass_id: object) -> bool: ...
+    def __contains__(self, pass_id: bytes) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,7 @@ class PolicyConfig:
     zones: tuple[str, ...] = ()
     anti_passback: bool = True
     anti_passback_timeout_s: float = 0.0  # 0: inside until an exit is recorded
-    stale_list: StaleListPolicy = StaleListPolicy.ADMIT
+    stale_list: StaleListPolicy = StaleListPolicy.GUARD
     skew_s: float = 60.0
 
 
@@ -71,7 +73,8 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The gate's answer for one scan; ``text`` is what the guard reads."""
+    """The gate's answer for one scan. ``text`` is what the guard reads (plain words, what to do);
+    ``detail`` the technical why, for the journal and the page's small print."""
 
     admit: bool
     reason: Reason
@@ -79,6 +82,7 @@ class Decision:
     direction: Direction
     pass_: Pass | None = None
     guard_check: bool = False
+    detail: str = ""
 
     @property
     def pass_id(self) -> bytes | None:
@@ -89,8 +93,20 @@ class Decision:
         return "admit" if self.admit else "refuse"
 
 
+# Refusals whose SDK detail is already guard's words ("Valid from 18:00", "Expired 21:40").
+_DETAIL_FOR_GUARD = frozenset({Reason.NOT_YET_VALID, Reason.EXPIRED})
+
+
 def _refuse(reason: Reason, direction: Direction, p: Pass | None, text: str | None = None) -> Decision:
     return Decision(False, reason, text or reason.text, direction, p)
+
+
+def _refused(refused: PassRefused, direction: Direction, p: Pass | None) -> Decision:
+    """A refusal from the SDK: its detail is technical unless it is a time the guard can read."""
+    if refused.reason in _DETAIL_FOR_GUARD:
+        return _refuse(refused.reason, direction, p, refused.detail)
+    detail = "" if refused.detail == refused.reason.text else refused.detail
+    return Decision(False, refused.reason, refused.reason.text, direction, p, detail=detail)
 
 
 def _hhmm(epoch: float) -> str:
@@ -101,7 +117,7 @@ def decide(result: Pass | PassRefused, ctx: Context, cfg: PolicyConfig) -> Decis
     """Decide one scan. Pure: same inputs, same decision."""
     direction = ctx.direction
     if isinstance(result, PassRefused):
-        return _refuse(result.reason, direction, None, result.detail)
+        return _refused(result, direction, None)
     p = result
     if direction is Direction.EXIT:
         return Decision(True, Reason.ADMIT, "Goodbye", direction, p)
@@ -114,7 +130,7 @@ def decide(result: Pass | PassRefused, ctx: Context, cfg: PolicyConfig) -> Decis
     try:
         check_time(p, now=ctx.now, skew=cfg.skew_s)
     except PassRefused as refused:
-        return _refuse(refused.reason, direction, p, refused.detail)
+        return _refused(refused, direction, p)
     if cfg.zones and not p.valid_in_zone(cfg.zones):
         return _refuse(Reason.WRONG_ZONE, direction, p, f"Pass for zone {', '.join(p.zones)}")
     usage = ctx.usage.usage(p.pass_id)

@@ -6,14 +6,18 @@ delivered exactly once), fetch the bundle with ``If-None-Match`` (trusted keys, 
 the gate's config), apply the signed deny-list updates, pull the other gates' redemptions into the
 journal, and send a heartbeat whose answer gives the hub's clock.
 
-    sync = SyncClient(config.hub, journal_path=config.journal_path, gate_id=config.gate_id,
-                      denylists={"revoked": revoked, "blocked": blocked}, trust_dir=state / "trust")
+    sync = SyncClient(config.hub, journal_path=layout.journal, gate_id=config.gate_id,
+                      lists=deny_lists, trust_dir=layout.hub_trust_dir,
+                      list_trust_dir=layout.hub_list_trust_dir)
     sync.start()          # background rounds, backoff with jitter while the hub is unreachable
     sync.status()         # for /status: last success, backlog, list ages, clock offset
     sync.close()
 
 The control loop only ever reads what this writes: the journal (remote redemptions) and the
-``LiveDenyList`` holders (atomic swaps).
+deny lists (atomic swaps). A journal that lost its redemption history (set aside as damaged) gets
+the venue's whole history again, this gate's own redemptions included, before the gate may admit
+single-use passes. The worker never dies: an unexpected error is logged, counted in ``status()``
+and retried with backoff like a hub outage.
 """
 
 from __future__ import annotations
@@ -38,12 +42,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from passgate import TrustStore
-from passgate.denylist import DenyListError, LiveDenyList, atomic_write
+from passgate.denylist import DenyListError, atomic_write
 from passgate.keys import TRUST_MANIFEST
 
 from . import __version__
 from .config import HubSpec
-from .journal import Journal
+from .denylists import DenyLists
+from .journal import Journal, JournalError
+from .layout import sync_state_path
 
 __all__ = ["SyncClient", "SyncResult"]
 
@@ -118,21 +124,24 @@ class SyncClient:
         *,
         journal_path: str | Path,
         gate_id: str,
-        denylists: dict[str, LiveDenyList],
+        lists: DenyLists | None,
         trust_dir: Path | None,
+        list_trust_dir: Path | None = None,
         on_trust_changed: Callable[[], None] | None = None,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] | None = None,
         backoff: tuple[float, float] = (1.0, 300.0),
     ) -> None:
-        """``trust_dir`` belongs to this client: it holds exactly the hub's pass-issuer keys.
+        """``trust_dir`` belongs to this client: it holds exactly the hub's pass-issuer keys;
+        ``list_trust_dir`` the keys that sign deny lists (to rebuild a damaged local copy).
         ``sleep`` waits between rounds (default: an Event wait that ``close`` interrupts);
         ``backoff``: first and longest wait after failed rounds, in seconds."""
         self.hub = hub
         self.gate_id = gate_id
-        self.denylists = denylists
+        self.lists = lists
         self.trust_dir = trust_dir
+        self.list_trust_dir = list_trust_dir
         self.on_trust_changed = on_trust_changed
         self.clock = clock
         self.backoff = backoff
@@ -141,7 +150,8 @@ class SyncClient:
         self._base = f"{hub.url.rstrip('/')}/v1/gates/{gate_id}"
         self._journal = Journal(journal_path, gate_id, recover=False)
         self._journal_lock = threading.Lock()  # status() runs on the display's threads
-        self._state_path = Path(f"{journal_path}.hub.json")
+        self._state_path = sync_state_path(journal_path)
+        self._refetching = False
         state = self._load_state()
         self._cursor: int = state.get("cursor", 0)
         self._etag: str | None = None
@@ -155,6 +165,8 @@ class SyncClient:
         self.last_error: str | None = None
         self.clock_offset_s: float | None = None
         self.clock_skewed = False
+        self.failures = 0  # rounds that failed in a row (hub outage, or an error of ours: see the log)
+        self.crashes = 0  # rounds that raised something unexpected (each logged with its traceback)
 
     # -- persistence of the redemption cursor -------------------------------------------------
     def _load_state(self) -> dict[str, Any]:
@@ -189,15 +201,15 @@ class SyncClient:
             self._pull_bundle(result)
             self._pull_redemptions(result)
             self._heartbeat()
-        except (requests.RequestException, HubError, DenyListError, ValueError, KeyError,
-                TypeError) as exc:
+        except (requests.RequestException, HubError, DenyListError, JournalError, OSError, ValueError,
+                KeyError, TypeError) as exc:
             result.ok, result.error = False, f"{type(exc).__name__}: {exc}"
             result.retry_after = getattr(exc, "retry_after", None)
             self.last_error = result.error
             log.warning("hub sync failed: %s", result.error)
         else:
             self.last_success, self.last_error = self.clock(), None
-        result.lists = {kind: live.current.version for kind, live in self.denylists.items()}
+        result.lists = self.lists.versions() if self.lists is not None else {}
         return result
 
     def _upload(self, result: SyncResult) -> None:
@@ -243,7 +255,7 @@ class SyncClient:
         return acked
 
     def _pull_bundle(self, result: SyncResult) -> None:
-        params = {kind: live.current.version for kind, live in self.denylists.items()}
+        params = self.lists.versions() if self.lists is not None else {}
         headers = {"If-None-Match": self._etag} if self._etag else {}
         response = self._call("GET", "bundle", params=params, headers=headers)
         if response.status_code == 304:
@@ -253,14 +265,14 @@ class SyncClient:
         self.hub_config = bundle["config"]
         self._etag = None  # kept only once every update applied
         for kind, info in bundle["denylists"].items():
-            live = self.denylists.get(kind)
-            if live is None:
+            if self.lists is None or kind not in self.lists.live:
                 continue
             for update in info["updates"]:
                 try:
-                    live.apply_signed(base64.b64decode(update, validate=True), self._trust)
+                    data = base64.b64decode(update, validate=True)
                 except binascii.Error as exc:
                     raise ValueError(f"{kind} update is not base64") from exc
+                self.lists.apply_signed(data, self._trust)
         self._etag = response.headers.get("ETag")
 
     def _apply_keys(self, keys: list[dict[str, Any]]) -> None:
@@ -274,6 +286,9 @@ class SyncClient:
             trust.add(load_pem_public_key(pem.encode()), issuer=issuer,  # type: ignore[arg-type]
                       retired=datetime.fromtimestamp(retired, UTC) if retired else None)
         self._trust, self._keys = trust, current
+        if self.list_trust_dir is not None:
+            lists = {kid: v for kid, v in wanted.items() if v[3] != "passes"}
+            self._write_trust_dir(self.list_trust_dir, lists)
         if self.trust_dir is not None:
             passes = {kid: v for kid, v in wanted.items() if v[3] == "passes"}
             self._write_trust_dir(self.trust_dir, passes)
@@ -301,14 +316,26 @@ class SyncClient:
                 stale.unlink()
 
     def _pull_redemptions(self, result: SyncResult) -> None:
+        with self._journal_lock:
+            missing = self._journal.history_missing()
+        if missing and not self._refetching:
+            # The journal was set aside: the whole venue's history again, this gate's own included.
+            log.warning("journal lost its redemption history (%s): fetching it from the hub", missing)
+            self._refetching, self._cursor = True, 0
+        params: dict[str, Any] = {"include_own": "true"} if self._refetching else {}
         for _ in range(MAX_REDEMPTION_PAGES):
-            page = self._call("GET", "redemptions", params={"after": self._cursor}).json()
+            page = self._call("GET", "redemptions", params={"after": self._cursor, **params}).json()
             with self._journal_lock:
                 for r in page["redemptions"]:
                     result.redemptions += self._journal.add_remote_redemption(
                         r["redemption_id"], r["pass_id"], r["gate_id"], r["direction"], r["t"],
                         r.get("valid_until"))
             if page["cursor"] == self._cursor:
+                if self._refetching:
+                    with self._journal_lock:
+                        self._journal.history_restored(f"fetched again from the hub ({self.hub.url})")
+                    self._refetching = False
+                    log.warning("redemption history restored from the hub")
                 return
             self._cursor = page["cursor"]
             self._save_state()
@@ -333,9 +360,11 @@ class SyncClient:
         self.clock_skewed = skewed
 
     def _list_status(self, now: float) -> dict[str, dict[str, Any]]:
+        if self.lists is None:
+            return {}
         return {kind: {"version": live.current.version,
                        "age_s": live.current.age(now) if live.current.version else None}
-                for kind, live in self.denylists.items()}
+                for kind, live in self.lists.live.items()}
 
     # -- background worker ---------------------------------------------------------------------
     def start(self) -> None:
@@ -345,19 +374,27 @@ class SyncClient:
             self._thread.start()
 
     def _run(self) -> None:
-        failures = 0
         while not self._stop.is_set():
-            result = self.sync_once()
+            try:
+                result = self.sync_once()
+            except Exception as exc:  # a bug of ours must not end the sync for good
+                self.crashes += 1
+                log.exception("hub sync round failed unexpectedly (%d so far)", self.crashes)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                result = SyncResult(ok=False, error=self.last_error)
             if result.ok:
-                failures = 0
+                self.failures = 0
                 delay = 0.0 if result.more else self.hub.interval_s
             else:
-                failures += 1
+                self.failures += 1
                 first, longest = self.backoff
-                ceiling = min(longest, first * 2 ** min(failures - 1, 30))
+                ceiling = min(longest, first * 2 ** min(self.failures - 1, 30))
                 delay = random.uniform(ceiling / 2, ceiling)  # jitter: gates do not return in step
                 delay = max(delay, result.retry_after or 0.0)
             self._sleep(delay)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self) -> None:
         """Stop the worker (interrupting its wait) and close the journal connection."""
@@ -372,8 +409,12 @@ class SyncClient:
     def status(self) -> dict[str, Any]:
         """For /status: last success and error, unsent backlog, list versions and ages, offset."""
         now = self.clock()
-        with self._journal_lock:
-            backlog = self._journal.backlog()
+        try:
+            with self._journal_lock:
+                backlog: int | None = self._journal.backlog()
+        except JournalError:
+            backlog = None
         return {"last_success": self.last_success, "last_error": self.last_error, "backlog": backlog,
                 "lists": self._list_status(now), "clock_offset_s": self.clock_offset_s,
-                "clock_skewed": self.clock_skewed}
+                "clock_skewed": self.clock_skewed, "alive": self.alive(),
+                "failures": self.failures, "crashes": self.crashes, "refetching_history": self._refetching}

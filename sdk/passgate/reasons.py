@@ -1,7 +1,9 @@
 """Reason codes: the one list shared by the SDK, the gate's policy, its journal, display and the hub.
 
-Codes are stable strings (they are stored in journals and sent to the hub); the human text is the
-default explanation a guard reads, and callers may give a more specific one ("Valid from 18:00").
+Codes are stable strings (they are stored in journals and sent to the hub). The text is what a guard
+reads beside the gate: plain words and, for a refusal, what to do next. Technical details (why a code
+was unreadable, which check failed) never go in it: a decision carries them separately, for the
+journal and the small detail line.
 """
 
 from enum import StrEnum
@@ -27,6 +29,7 @@ class Reason(StrEnum):
     BUSY = "busy"
     EMERGENCY = "emergency"
     OUT_OF_SERVICE = "out_of_service"
+    GATE_FAULT = "gate_fault"
 
     @property
     def text(self) -> str:
@@ -36,20 +39,21 @@ class Reason(StrEnum):
 
 _TEXT: dict[Reason, str] = {
     Reason.ADMIT: "Admitted",
-    Reason.UNREADABLE: "Not a readable pass",
-    Reason.UNKNOWN_KEY: "Issuer not trusted here",
-    Reason.UNSUPPORTED_ALGORITHM: "Signature algorithm not accepted",
-    Reason.BAD_SIGNATURE: "Forged or damaged pass",
-    Reason.KEY_RETIRED: "Issued with a retired key",
-    Reason.REVOKED: "Pass revoked",
-    Reason.BLOCKED: "Pass blocked",
+    Reason.UNREADABLE: "Not a valid pass: ask for another copy",
+    Reason.UNKNOWN_KEY: "Pass from an issuer not accepted here: send to the box office",
+    Reason.UNSUPPORTED_ALGORITHM: "Pass format not accepted here: send to the box office",
+    Reason.BAD_SIGNATURE: "Forged or damaged pass: ask for another copy",
+    Reason.KEY_RETIRED: "Pass issued with an old key: send to the box office",
+    Reason.REVOKED: "Pass cancelled: send to the box office",
+    Reason.BLOCKED: "Pass blocked: send to the box office",
     Reason.NOT_YET_VALID: "Not valid yet",
     Reason.EXPIRED: "Pass expired",
-    Reason.WRONG_ZONE: "Not valid for this gate",
-    Reason.USED_UP: "All entries used",
-    Reason.ALREADY_INSIDE: "Already inside",
-    Reason.DENY_LIST_STALE: "Deny list out of date",
+    Reason.WRONG_ZONE: "Not valid for this entrance",
+    Reason.USED_UP: "Pass already used",
+    Reason.ALREADY_INSIDE: "Already inside: no re-entry yet",
+    Reason.DENY_LIST_STALE: "Gate lists out of date: call a supervisor",
     Reason.BUSY: "Wait: gate busy",
     Reason.EMERGENCY: "Emergency: free passage",
-    Reason.OUT_OF_SERVICE: "Gate out of service",
+    Reason.OUT_OF_SERVICE: "Gate out of service: please use another gate",
+    Reason.GATE_FAULT: "Gate fault: please use another gate",
 }

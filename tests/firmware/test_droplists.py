@@ -17,8 +17,10 @@ from passgate import TrustStore, generate_private_key, issue_pass
 from passgate.denylist import LiveDenyList, sign_delta, sign_snapshot
 from passgate.keys import write_keypair
 from passgated.config import load_config
-from passgated.daemon import Gate
+from passgated.denylists import DenyLists
 from passgated.droplists import ListDropFolder
+from passgated.gate import Gate
+from passgated.layout import ListsLayout
 from passgated.simulate import feed
 from tests.helpers import wait_for
 
@@ -37,14 +39,14 @@ def trust() -> TrustStore:
     return store
 
 
-def folder(tmp_path: Path) -> ListDropFolder:
-    lists = {kind: LiveDenyList(tmp_path / f"{kind}.pgdl", kind=kind, scope="acme")
-             for kind in ("revoked", "blocked")}
-    return ListDropFolder(tmp_path, lists, trust)
+def folder(tmp_path: Path, **options) -> ListDropFolder:
+    layout = ListsLayout(tmp_path)
+    lists = DenyLists(layout, ("revoked", "blocked"), scope="acme", trust=trust, max_age_s=3600, **options)
+    return ListDropFolder(layout, lists, trust)
 
 
 def drop(f: ListDropFolder, name: str, data: bytes) -> None:
-    (f.incoming / name).write_bytes(data)
+    (f.layout.incoming / name).write_bytes(data)
 
 
 def test_snapshot_then_deltas_in_version_order(tmp_path: Path) -> None:
@@ -55,10 +57,12 @@ def test_snapshot_then_deltas_in_version_order(tmp_path: Path) -> None:
     drop(f, "c-snapshot.pgdl", sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=1))
     assert f.scan_once() == {"a-delta-2-3.pgdl": "applied", "b-delta-1-2.pgdl": "applied",
                              "c-snapshot.pgdl": "applied"}
-    current = f.lists["revoked"].current
+    current = f.lists.live["revoked"].current
     assert current.version == 3 and all(ID[i] in current for i in range(3)) and ID[3] not in current
-    assert sorted(p.name for p in f.applied.iterdir()) == ["a-delta-2-3.pgdl", "b-delta-1-2.pgdl",
-                                                           "c-snapshot.pgdl"]
+    # kept under names that sort by version: what a damaged local copy is rebuilt from
+    assert sorted(p.name for p in f.layout.applied.iterdir()) == [
+        "revoked-0000000001.snapshot.pgdl", "revoked-0000000002.delta.pgdl", "revoked-0000000003.delta.pgdl"]
+    assert not any(f.layout.incoming.iterdir())
     assert LiveDenyList(tmp_path / "revoked.pgdl", kind="revoked", scope="acme").current.version == 3
 
 
@@ -67,10 +71,10 @@ def test_a_delta_ahead_waits_for_its_predecessor(tmp_path: Path) -> None:
     drop(f, "v1.pgdl", sign_snapshot(KEY, [ID[0]], kind="blocked", scope="acme", version=1))
     drop(f, "a3.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=2, removes=[ID[0]]))
     assert f.scan_once() == {"v1.pgdl": "applied", "a3.pgdl": "waiting"}
-    assert (f.incoming / "a3.pgdl").exists()
+    assert (f.layout.incoming / "a3.pgdl").exists()
     drop(f, "b2.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=1, adds=[ID[4]]))
     assert f.scan_once() == {"b2.pgdl": "applied", "a3.pgdl": "applied"}
-    current = f.lists["blocked"].current
+    current = f.lists.live["blocked"].current
     assert current.version == 3 and ID[0] not in current and ID[4] in current
 
 
@@ -90,8 +94,8 @@ def test_bad_files_are_set_aside_with_their_reason(tmp_path: Path) -> None:
     outcomes = f.scan_once()
     assert set(outcomes.values()) == {"rejected"} and len(outcomes) == 5
     for name in outcomes:
-        assert (f.rejected / name).exists() and (f.rejected / f"{name}.why").read_text().strip()
-    assert f.lists["revoked"].current.version == 2 and ID[1] not in f.lists["revoked"].current
+        assert (f.layout.rejected / name).exists() and (f.layout.rejected / f"{name}.why").read_text().strip()
+    assert f.lists.live["revoked"].current.version == 2 and ID[1] not in f.lists.live["revoked"].current
 
 
 def test_a_file_still_arriving_is_left_alone(tmp_path: Path, monkeypatch) -> None:
@@ -101,12 +105,12 @@ def test_a_file_still_arriving_is_left_alone(tmp_path: Path, monkeypatch) -> Non
     drop(f, "v2.pgdl.partial", b"half a fi")
     assert f.scan_once() == {}
     old = time.time() - 120
-    os.utime(f.incoming / "v1.pgdl", (old, old))
+    os.utime(f.layout.incoming / "v1.pgdl", (old, old))
     assert f.scan_once() == {"v1.pgdl": "applied"}
 
 
 def test_cli_add_reaches_a_running_gate(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(droplists, "SCAN_EVERY_S", 0.05)
+    monkeypatch.setattr(droplists, "SCAN_EVERY_S", 0.05)  # the worker's interval comes from here
     write_keypair(KEY, tmp_path / "trust", "issuer")
     config_file = tmp_path / "gate.toml"
     config_file.write_text('[gate]\nvenue = "acme"\n[trust]\ndir = "trust"\n[denylist]\ndir = "lists"\n'

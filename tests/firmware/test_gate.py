@@ -13,9 +13,11 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from passgate import TrustStore, generate_private_key, issue_pass
+from passgate.keys import write_keypair
 from passgate.scanners import SerialScanner
 from passgated.config import load_config
-from passgated.daemon import Gate
+from passgated.display import ControlRefused
+from passgated.gate import Gate
 from passgated.journal import Journal
 from passgated.machine import State, Timing
 from passgated.policy import Direction
@@ -145,11 +147,13 @@ def test_fire_loop_drives_release_before_anything_else(tmp_path, trust) -> None:
         gate.submit_scan(Scan(text.encode(), "test", time.monotonic()))
         assert gate.wait_settled(5)
         assert decisions[-1]["reason"] == "emergency" and release.state
-        gate.control("reset", {})
-        assert gate.wait_settled(5) and gate.state is State.EMERGENCY  # loop still open
+        with pytest.raises(ControlRefused, match="fire loop is still open"):
+            gate.control("reset", {})  # the operator is told, not answered "ok"
+        assert gate.state is State.EMERGENCY and release.state
         fire.drive_low()
-        gate.control("reset", {})
-        assert wait_for(lambda: gate.state is State.IDLE) and not release.state
+        assert gate.control("reset", {})["state"] == "IDLE"
+        # the published state follows the applied outputs: IDLE is never seen with release still on
+        assert gate.state is State.IDLE and not release.state
     finally:
         gate.stop()
 
@@ -222,14 +226,17 @@ def test_deny_lists_and_the_stale_policy(tmp_path, trust) -> None:
     DenyList.from_ids([b"B" * 16], kind="blocked", scope="acme").save(lists / "blocked.pgdl")
     (lists / "blocked.pgdl").write_bytes((lists / "blocked.pgdl").read_bytes()[:-3] + b"bad")
     gate = make_gate(tmp_path, trust, [], denylist_dir=lists, denylist_scope="acme")
-    assert (lists / "blocked.corrupt").exists()  # a damaged local list is set aside, not fatal
+    # a damaged local list is kept aside, and never taken for an empty fresh one
+    assert [p.name.split(".")[0] for p in (lists / "damaged").iterdir()] == ["blocked"]
     decisions: list[dict] = []
+    events: list[dict] = []
     gate.on_decision = decisions.append
     gate.start()
     try:
         for n, text in enumerate((revoked_pass, blocked_pass, good), 1):
             gate.submit_scan(Scan(text.encode(), "t", time.monotonic()))
             assert wait_for(lambda n=n: len(decisions) == n)
+            events.append(gate.status()["last_decision"])
             if decisions[-1]["decision"] == "admit":
                 assert wait_for(lambda: gate.state is State.GRANTED)
                 walk_through(gate)
@@ -238,15 +245,22 @@ def test_deny_lists_and_the_stale_policy(tmp_path, trust) -> None:
     finally:
         gate.stop()
     assert [d["reason"] for d in decisions] == ["revoked", "admit", "admit"]
+    # the lost blocked list is stale: the default policy (guard) flags each admit for a check
+    assert [e["guard_check"] for e in events] == [False, True, True]
     assert status["lists"]["revoked"]["entries"] == 1 and status["lists"]["blocked"]["version"] == 0
-    assert status["lists_stale"]  # the empty blocked list has no age: stale
+    assert "checksum" in status["lists"]["blocked"]["damaged"]
+    assert status["lists_stale"]
 
 
-def test_stale_lists_refused_when_configured(tmp_path, trust) -> None:
+@pytest.mark.parametrize(("lists", "expected"), [
+    ('lists = ["revoked"]\n', "deny_list_stale"),  # configured, never supplied: stale, refused
+    ("", "admit"),  # no list configured or supplied: absent, not stale
+])
+def test_stale_lists_refused_when_configured(tmp_path, trust, lists, expected) -> None:
     from passgate.scanners import Scan
 
     config_file = tmp_path / "gate.toml"
-    config_file.write_text('[denylist]\ndir = "lists"\nstale_policy = "refuse"\n')
+    config_file.write_text(f'[denylist]\ndir = "lists"\nstale_policy = "refuse"\n{lists}')
     gate = make_gate(tmp_path, trust, [], config_file=config_file)
     decisions: list[dict] = []
     gate.on_decision = decisions.append
@@ -257,7 +271,30 @@ def test_stale_lists_refused_when_configured(tmp_path, trust) -> None:
         assert gate.wait_settled(5)
     finally:
         gate.stop()
-    assert decisions[0]["reason"] == "deny_list_stale"
+    assert decisions[0]["reason"] == expected
+
+
+def test_a_list_never_supplied_is_absent_not_stale(tmp_path, trust) -> None:
+    """README's deny-list flow supplies only a revoked list: the blocked one must not count as stale."""
+    from passgate.denylist import sign_snapshot
+
+    write_keypair(KEY, tmp_path / "trust", "issuer")
+    config_file = tmp_path / "gate.toml"
+    config_file.write_text('[denylist]\ndir = "lists"\nstale_policy = "refuse"\nscope = "acme"\n')
+    incoming = tmp_path / "lists" / "incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "revoked-v1.pgdl").write_bytes(
+        sign_snapshot(KEY, [b"R" * 16], kind="revoked", scope="acme", version=1))
+    old = time.time() - 60
+    os.utime(incoming / "revoked-v1.pgdl", (old, old))
+    gate = make_gate(tmp_path, trust, [], config_file=config_file)
+    gate.start()
+    try:
+        status = gate.status()
+    finally:
+        gate.stop()
+    assert list(status["lists"]) == ["revoked"] and status["lists"]["revoked"]["version"] == 1
+    assert not status["lists_stale"]
 
 
 def test_turnstile_not_ready_is_a_fault(tmp_path, trust) -> None:

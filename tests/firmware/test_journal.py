@@ -147,47 +147,60 @@ def test_journal_opens_after_a_torn_wal(tmp_path: Path) -> None:
 
 
 
-def test_background_checkpoint_keeps_the_wal_bounded(tmp_path: Path, monkeypatch) -> None:
-    """The loop's connection never checkpoints; the background thread must, or the WAL would
-    grow by one batch per round (20x here)."""
-    import time
+def test_background_checkpoint_keeps_the_wal_bounded(tmp_path: Path) -> None:
+    """The loop's connection never checkpoints; the upkeep worker must, or the WAL would grow by
+    one batch per round (20x here)."""
+    from passgated.upkeep import JournalUpkeep
 
-    import passgated.journal as journal_module
-
-    monkeypatch.setattr(journal_module, "CHECKPOINT_EVERY_S", 0.02)
     path = tmp_path / "j.db"
-    j = Journal(path, "g1", background_checkpoint=True)
+    j = Journal(path, "g1")
     assert j.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    upkeep = JournalUpkeep(j, retention_days=30, keep_unsent=False, damaged_marker=tmp_path / "damaged")
     wal, sizes = Path(f"{path}-wal"), []
     for _ in range(20):
         for _ in range(100):
             j.record("state", detail="x" * 200)
-        time.sleep(0.1)  # room for the checkpointer's turn
+        upkeep.step()  # the worker's turn
         sizes.append(wal.stat().st_size)
+    upkeep.close()
     j.close()
     assert sizes[-1] < 4 * sizes[0]
     assert len(Journal(path, "g1").events()) == 2000
+    assert not (tmp_path / "damaged").exists()  # its check found nothing wrong
 
 
 def test_purge_runs_in_the_background_in_chunks(tmp_path: Path, monkeypatch) -> None:
-    """A gate that runs for months still honours its retention, without one long delete."""
-    import time
-
+    """A gate that runs for months still honours its retention, without one long delete: the
+    upkeep purges right after start, then every six hours, a few chunks a step."""
     import passgated.journal as journal_module
+    import passgated.upkeep as upkeep_module
+    from passgated.upkeep import PURGE_EVERY_S, JournalUpkeep
 
-    monkeypatch.setattr(journal_module, "CHECKPOINT_EVERY_S", 0.02)
-    monkeypatch.setattr(journal_module, "PURGE_EVERY_S", 0.05)
     monkeypatch.setattr(journal_module, "PURGE_CHUNK", 100)
-    clock = FakeClock(1_000_000.0)
-    j = Journal(tmp_path / "j.db", "g1", clock=clock, background_checkpoint=True, retention=(30, False))
+    monkeypatch.setattr(journal_module, "PURGE_PAUSE_S", 0.0)
+    monkeypatch.setattr(upkeep_module, "CHUNKS_A_STEP", 2)
+    clock, ticks = FakeClock(1_000_000.0), FakeClock(0.0)
+    j = Journal(tmp_path / "j.db", "g1", clock=clock)
+    upkeep = JournalUpkeep(j, retention_days=30, keep_unsent=False, damaged_marker=tmp_path / "damaged",
+                           clock=clock, monotonic=ticks)
     for _ in range(450):
         j.record("state")
     clock.t += 31 * 86400
     fresh = j.record("state")
-    end = time.monotonic() + 5
-    while len(j.events()) > 1 and time.monotonic() < end:
-        time.sleep(0.02)
+    waits = [upkeep.step() for _ in range(3)]
+    assert waits == [0.0, 0.0, 2.0]  # two chunks a step, again at once until done
     assert [e["event_id"] for e in j.events()] == [fresh]
+    for _ in range(450):
+        j.record("state")
+    clock.t += 31 * 86400
+    ticks.t += PURGE_EVERY_S - 1
+    upkeep.step()
+    assert len(j.events()) == 451  # not due yet
+    ticks.t += 1
+    while upkeep.step() == 0.0:
+        pass
+    assert len(j.events()) == 0
+    upkeep.close()
     j.close()
 
 

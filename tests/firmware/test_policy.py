@@ -47,9 +47,21 @@ def test_admit() -> None:
 
 @pytest.mark.parametrize("reason", [Reason.UNREADABLE, Reason.UNKNOWN_KEY, Reason.BAD_SIGNATURE,
                                     Reason.UNSUPPORTED_ALGORITHM, Reason.KEY_RETIRED])
-def test_sdk_refusals_pass_through_with_their_detail(reason: Reason) -> None:
-    d = run(PassRefused(reason, "details for the guard"))
-    assert (d.admit, d.reason, d.text, d.pass_) == (False, reason, "details for the guard", None)
+def test_sdk_refusals_show_the_guard_words_and_keep_the_detail(reason: Reason) -> None:
+    d = run(PassRefused(reason, "Damaged code (Base45 triplet above 65535)"))
+    assert (d.admit, d.reason, d.pass_) == (False, reason, None)
+    assert d.text == reason.text and "Base45" not in d.text  # plain words for the guard
+    assert d.detail == "Damaged code (Base45 triplet above 65535)"  # for the journal and small print
+
+
+@pytest.mark.parametrize("reason", [Reason.NOT_YET_VALID, Reason.EXPIRED])
+def test_a_time_from_the_sdk_is_the_guards_text(reason: Reason) -> None:
+    d = run(PassRefused(reason, "Valid from 18:00"))
+    assert (d.text, d.detail) == ("Valid from 18:00", "")
+
+
+def test_a_refusal_without_detail_has_none() -> None:
+    assert run(PassRefused(Reason.BAD_SIGNATURE)).detail == ""
 
 
 def test_revoked_comes_before_expired_and_blocked() -> None:
@@ -106,7 +118,9 @@ def test_stale_lists() -> None:
     assert run(p, stale=True, stale_list=StaleListPolicy.REFUSE).reason is Reason.DENY_LIST_STALE
     guarded = run(p, stale=True, stale_list=StaleListPolicy.GUARD)
     assert guarded.admit and guarded.guard_check
-    assert run(p, stale=True).admit and not run(p, stale=True).guard_check
+    assert run(p, stale=True, stale_list=StaleListPolicy.ADMIT).admit
+    assert not run(p, stale=True, stale_list=StaleListPolicy.ADMIT).guard_check
+    assert run(p, stale=True).guard_check  # the default is guard
     assert run(p, stale=False, stale_list=StaleListPolicy.REFUSE).admit
 
 

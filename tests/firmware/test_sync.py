@@ -14,11 +14,11 @@ import pytest
 import requests
 
 from passgate import PassRefused, Reason, TrustStore, verify_pass
-from passgate.denylist import LiveDenyList
 from passgated.config import HubSpec
 from passgated.journal import Journal
 from passgated.policy import Context, Decision, Direction, PolicyConfig, decide
 from passgated.sync import SyncClient
+from tests.helpers import gate_lists
 from tests.hub.fixtures import db_url, hub
 from tests.hub.server import HubServer, issue
 from tests.hub.test_api import setup_venue
@@ -35,12 +35,11 @@ class Gate:
         root.mkdir(parents=True, exist_ok=True)
         self.gate_id = gate_id
         self.journal = Journal(root / "journal.db", gate_id)
-        self.lists = {kind: LiveDenyList(root / f"{kind}.pgdl", kind=kind, scope="arena")
-                      for kind in ("revoked", "blocked")}
+        self.lists = gate_lists(root)
         self.trust_dir = root / "trust"
         self.trust_changes = 0
         self.sync = SyncClient(HubSpec(hub_url, token, interval_s=0.2), journal_path=root / "journal.db",
-                               gate_id=gate_id, denylists=self.lists, trust_dir=self.trust_dir,
+                               gate_id=gate_id, lists=self.lists, trust_dir=self.trust_dir,
                                on_trust_changed=self._trust_changed, **sync_options)  # type: ignore[arg-type]
 
     def _trust_changed(self) -> None:
@@ -52,8 +51,8 @@ class Gate:
             result = verify_pass(text, TrustStore.load(self.trust_dir))
         except PassRefused as refused:
             result = refused
-        ctx = Context(now=time.time(), direction=direction, revoked=self.lists["revoked"].current,
-                      blocked=self.lists["blocked"].current, usage=self.journal)
+        ctx = Context(now=time.time(), direction=direction, revoked=self.lists.live["revoked"].current,
+                      blocked=self.lists.live["blocked"].current, usage=self.journal)
         decision = decide(result, ctx, PolicyConfig(zones=("floor",)))
         rid = self.journal.record_decision(decision, 1.0, reserve=decision.admit)
         if rid:
@@ -129,7 +128,7 @@ def test_outage_then_recovery_delivers_every_event_exactly_once(venue, tmp_path:
     g1.sync.close()  # the gate restarts during the outage: the outbox is on disk
     g1.sync = SyncClient(HubSpec(hub.url, g1.sync.hub.token, interval_s=0.2),
                          journal_path=tmp_path / "g1" / "journal.db", gate_id=g1.gate_id,
-                         denylists=g1.lists, trust_dir=g1.trust_dir)
+                         lists=g1.lists, trust_dir=g1.trust_dir)
     hub.start()
     rounds = 0
     while g1.sync.status()["backlog"] and rounds < 10:
@@ -149,14 +148,14 @@ def test_a_token_works_only_for_its_own_gate(venue, tmp_path: Path) -> None:
     hub, _, gates = venue
     g1_token = gates["g1"].sync.hub.token
     impostor = SyncClient(HubSpec(hub.url, g1_token), journal_path=tmp_path / "imp.db", gate_id="arena-g2",
-                          denylists={}, trust_dir=None)
+                          lists=None, trust_dir=None)
     Journal(tmp_path / "imp.db", "arena-g2").record("state", detail="hello")
     result = impostor.sync_once()
     assert not result.ok and "HTTP 403" in (result.error or "")
     assert impostor.status()["backlog"] == 1  # nothing marked sent
     impostor.close()
     wrong = SyncClient(HubSpec(hub.url, "pgg_wrong"), journal_path=tmp_path / "w.db", gate_id="arena-g1",
-                       denylists={}, trust_dir=None)
+                       lists=None, trust_dir=None)
     assert "HTTP 401" in (wrong.sync_once().error or "")
     wrong.close()
 
@@ -209,7 +208,7 @@ def test_retry_after_is_honoured_between_rounds(tmp_path: Path) -> None:
 
     Journal(tmp_path / "j.db", "g1").record("state")
     client = SyncClient(HubSpec(f"http://127.0.0.1:{server.server_port}", "pgg_x"),
-                        journal_path=tmp_path / "j.db", gate_id="g1", denylists={}, trust_dir=None,
+                        journal_path=tmp_path / "j.db", gate_id="g1", lists=None, trust_dir=None,
                         sleep=sleep, backoff=(0.5, 4.0))
     result = client.sync_once()
     assert (result.ok, result.retry_after) == (False, 7.0) and "HTTP 503" in (result.error or "")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from passgate.denylist import LiveDenyList
 from passgated.config import HubSpec
 from passgated.journal import Journal
 from passgated.sync import SyncClient
+from tests.helpers import gate_lists
 from tests.hub.server import HubServer
 from tests.hub.test_api import setup_venue
 
@@ -24,10 +24,9 @@ def test_a_poison_event_is_quarantined_and_the_rest_delivered(tmp_path: Path, ca
         journal.record("")  # a row the hub's schema refuses (an event kind must not be empty)
         poison = journal.events()[-1]["event_id"]
         good += [journal.record("passage", direction="entry") for _ in range(3)]
-        lists = {kind: LiveDenyList(tmp_path / f"{kind}.pgdl", kind=kind, scope="arena")
-                 for kind in ("revoked", "blocked")}
+        lists = gate_lists(tmp_path)
         client = SyncClient(HubSpec(hub.url, token), journal_path=tmp_path / "journal.db",
-                            gate_id="arena-g1", denylists=lists, trust_dir=tmp_path / "trust")
+                            gate_id="arena-g1", lists=lists, trust_dir=tmp_path / "trust")
         with caplog.at_level(logging.ERROR):
             result = client.sync_once()
         assert result.ok and result.uploaded == 6 and result.rejected == 1

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from passgate.denylist import LiveDenyList
 from passgated.config import HubSpec
 from passgated.sync import SyncClient
+from tests.helpers import gate_lists
 from tests.hub.server import HubServer
 from tests.hub.test_api import setup_venue
 
@@ -57,10 +57,9 @@ def make_ca_and_server(tmp: Path) -> tuple[Path, Path, Path]:
 def sync_client(tmp: Path, name: str, hub: HubServer, token: str, ca: Path | None) -> SyncClient:
     root = tmp / name
     root.mkdir()
-    lists = {kind: LiveDenyList(root / f"{kind}.pgdl", kind=kind, scope="arena")
-             for kind in ("revoked", "blocked")}
+    lists = gate_lists(root)
     spec = HubSpec(hub.url, token, ca_bundle=str(ca) if ca else None)
-    return SyncClient(spec, journal_path=root / "journal.db", gate_id="arena-g1", denylists=lists,
+    return SyncClient(spec, journal_path=root / "journal.db", gate_id="arena-g1", lists=lists,
                       trust_dir=root / "trust")
 
 

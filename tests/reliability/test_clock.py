@@ -9,8 +9,9 @@ from gpiozero.pins.mock import MockFactory
 from passgate import TrustStore, generate_private_key, issue_pass
 from passgate.scanners import Scan
 from passgated.config import load_config
-from passgated.daemon import Clock, Gate
+from passgated.gate import Gate
 from passgated.journal import Journal
+from passgated.loop import Clock
 from passgated.machine import State, Tick
 from passgated.policy import Direction
 from tests.helpers import wait_for
@@ -47,7 +48,7 @@ def test_wall_clock_jump_forward_does_not_burn_the_redemption(tmp_path: Path) ->
         gate.submit_scan(Scan(text, "t", time.monotonic()))
         assert wait_for(lambda: gate.state is State.GRANTED)
         wall.offset = 86400.0  # NTP steps the clock a day ahead mid-grant
-        gate.submit(Tick())
+        gate.loop.submit(Tick())
         time.sleep(0.1)
         assert gate.state is State.GRANTED  # the passage timeout (5 s monotonic) has not fired
         passage = gate.io.passage[Direction.ENTRY].pin

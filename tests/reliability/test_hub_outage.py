@@ -91,3 +91,37 @@ def test_hub_outage_during_1000_scans(tmp_path: Path) -> None:
 @pytest.mark.soak
 def test_hub_outage_during_10000_scans(tmp_path: Path) -> None:
     run_outage(tmp_path, 10000)
+
+
+def test_a_damaged_journal_gets_its_history_back_from_the_hub(tmp_path: Path) -> None:
+    """The gate's own redemptions live on at the hub: after its journal is set aside, the gate is
+    out of service until the sync fetched them again, then refuses a pass it admitted before."""
+    from passgated.machine import State
+
+    hub, admin, tokens = start_hub(tmp_path)
+    decisions: list[dict] = []
+    try:
+        gate = start_gate(tmp_path, "g1", hub, tokens["g1"], decisions)
+        try:
+            assert wait_for(lambda: len(gate.trust) == 1, timeout=HUB_WAIT_S)
+            [ticket] = issue(hub, admin, count=1)
+            feed(gate, [ticket["text"]])
+            assert decisions[-1]["decision"] == "admit"
+            assert wait_for(lambda: gate.status()["journal"]["backlog"] == 0, timeout=HUB_WAIT_S)
+        finally:
+            gate.stop()
+        path = tmp_path / "g1" / "journal.db"
+        with open(path, "r+b") as f:
+            f.write(b"\xff" * 100)  # the header is gone: "file is not a database"
+        gate = start_gate(tmp_path, "g1", hub, tokens["g1"], decisions)
+        try:
+            assert (tmp_path / "g1" / "damaged").is_dir()
+            # READY, but out of service until the hub sent the history back, then by itself in IDLE
+            assert wait_for(lambda: gate.state is State.IDLE, timeout=HUB_WAIT_S)
+            assert gate.status()["journal"]["history_missing"] is None
+            feed(gate, [ticket["text"]])
+            assert decisions[-1]["reason"] == "used_up"
+        finally:
+            gate.stop()
+    finally:
+        hub.close()

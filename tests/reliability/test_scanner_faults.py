@@ -13,7 +13,7 @@ from gpiozero.pins.mock import MockFactory
 from passgate import TrustStore, generate_private_key, issue_pass, verify_pass
 from passgate.scanners import SerialScanner
 from passgated.config import load_config
-from passgated.daemon import Gate
+from passgated.gate import Gate
 from passgated.machine import State
 from passgated.policy import Direction
 from tests.helpers import Pty, wait_for

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Callable
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import select, text
@@ -29,7 +30,9 @@ from ..schemas import (
 
 router = APIRouter(prefix="/v1/gates/{gate_id}", tags=["gate"])
 MAX_REDEMPTIONS = 5000
-_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# Each dialect's own insert(): the generic one has no ON CONFLICT clause.
+_INSERT: dict[str, Callable[[type[Event]], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def _etag(*parts: object) -> str:
@@ -101,8 +104,11 @@ def upload_events(*, batch: EventBatch, gate: CurrentGate,
 @router.get("/redemptions", response_model=Redemptions)
 def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor from the last answer"),
                 limit: int = Query(1000, ge=1, le=MAX_REDEMPTIONS),
+                include_own: bool = Query(False, description="also this gate's own redemptions "
+                                          "(a gate whose journal was lost fetches its history again)"),
                 gate: CurrentGate, db: DB) -> Redemptions:
-    """Redemptions made at the venue's other gates after ``after``, in hub order."""
+    """Redemptions made at the venue's other gates (with ``include_own``, at this gate too) after
+    ``after``, in hub order."""
     rows = db.execute(
         select(Event.seq, Event.event_id, Event.kind, Event.detail, Event.pass_id, Event.gate_id,
                Event.direction, Event.t, IssuedPass.valid_until)
@@ -114,7 +120,7 @@ def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor fro
                          pass_id=pass_id, gate_id=gate_id, direction=direction, t=t,
                          valid_until=valid_until)
            for _, event_id, kind, detail, pass_id, gate_id, direction, t, valid_until in rows
-           if gate_id != gate.gate_id and pass_id and direction]
+           if (include_own or gate_id != gate.gate_id) and pass_id and direction]
     return Redemptions(redemptions=out, cursor=rows[-1][0] if rows else after)
 
 

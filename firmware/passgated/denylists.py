@@ -1,0 +1,184 @@
+"""The gate's deny lists: the ones it is configured to hold, kept current, never silently emptied.
+
+A list the gate holds is either current (verified, with an age), stale (older than
+``max_age_s``, or lost: version 0) or absent (not configured: nothing to check, never stale). A
+local copy that fails its checksum is never taken for an empty fresh list: it is moved to
+``damaged/`` and rebuilt from the signed files it was built from (``applied/``); if that fails, the
+list stays at version 0, which is stale, and the stale policy rules until an update arrives.
+
+Every update (drop folder or hub) goes through ``apply_signed``: verified against the trust given,
+swapped in atomically, and its signed file kept in ``applied/`` under a name that sorts by version
+(``revoked-0000000012.snapshot.pgdl``); a snapshot makes the files before it unnecessary.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from passgate import TrustStore
+from passgate.denylist import (
+    DEFAULT_MAX_BYTES,
+    KINDS,
+    Delta,
+    DenyList,
+    DenyListError,
+    LiveDenyList,
+    atomic_write,
+    read_signed,
+    rebuild,
+)
+
+from .layout import ListsLayout
+from .policy import DenyCheck
+
+log = logging.getLogger("passgated.denylists")
+_APPLIED = re.compile(r"(?P<kind>[a-z]+)-(?P<version>\d{10})\.(?P<type>snapshot|delta)\.pgdl")
+
+
+class _Absent:
+    """A list the gate is not configured to hold: nothing is on it."""
+
+    def __contains__(self, pass_id: object) -> bool:
+        return False
+
+
+ABSENT: DenyCheck = _Absent()
+
+
+def kinds_in_use(layout: ListsLayout | None, configured: tuple[str, ...] | None, *,
+                 hub: bool) -> tuple[str, ...]:
+    """The lists a gate holds at start: those configured; by default both with a hub (it serves
+    both), and without one each list that has left a trace (a local copy, an applied or damaged
+    file). A list not configured is taken on by its first update (see ``DenyLists.auto``)."""
+    if configured is not None:
+        return configured
+    if layout is None:
+        return ()
+    if hub:
+        return KINDS
+    return tuple(kind for kind in KINDS if layout.local(kind).exists()
+                 or any(layout.applied.glob(f"{kind}-*.pgdl"))
+                 or any(layout.damaged.glob(f"{kind}.*")))
+
+
+class DenyLists:
+    """The gate's lists by kind; lookups never wait, updates swap atomically."""
+
+    def __init__(self, layout: ListsLayout | None, kinds: Iterable[str], *, scope: str,
+                 trust: Callable[[], TrustStore], max_age_s: float, auto: bool = False,
+                 max_bytes: int = DEFAULT_MAX_BYTES, clock: Callable[[], float] = time.time) -> None:
+        """``trust`` gives the keys that may sign lists (for rebuilding damaged local copies);
+        ``auto``: the lists were not configured, so the first update of another kind adds it."""
+        self.layout = layout
+        self.auto = auto and layout is not None
+        self.scope = scope
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.live: dict[str, LiveDenyList] = {}
+        self.damaged: dict[str, str] = {}  # kind -> why it could not be rebuilt (version 0 meanwhile)
+        kinds = tuple(kinds)
+        if kinds and layout is None:
+            raise ValueError("deny lists need a directory")
+        if layout is not None and kinds:
+            layout.make()
+            for kind in kinds:
+                self.live[kind] = self._open(layout, kind, trust)
+
+    def _open(self, layout: ListsLayout, kind: str, trust: Callable[[], TrustStore]) -> LiveDenyList:
+        path = layout.local(kind)
+        applied = sorted(layout.applied.glob(f"{kind}-*.pgdl"))
+        if path.exists():
+            try:
+                return LiveDenyList(path, kind=kind, scope=self.scope)
+            except (DenyListError, OSError) as exc:
+                problem = str(exc)
+            layout.damaged.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.clock()))
+            aside = layout.damaged / f"{kind}.{stamp}.pgdl"
+            path.replace(aside)
+            problem += f" (moved to {aside})"
+        elif applied:
+            problem = f"{path} is missing"
+        else:
+            return LiveDenyList(path, kind=kind, scope=self.scope)  # none yet: version 0
+        try:
+            rebuilt = rebuild(applied, trust(), kind=kind, scope=self.scope, max_bytes=self.max_bytes)
+        except (DenyListError, OSError) as exc:
+            self.damaged[kind] = f"{problem}; not rebuilt: {exc}"
+            log.error("%s list: %s; not rebuilt (%s): the list is stale until an update arrives",
+                      kind, problem, exc)
+            return LiveDenyList(path, kind=kind, scope=self.scope)
+        log.warning("%s list: %s; rebuilt version %d from the signed files in %s",
+                    kind, problem, rebuilt.version, layout.applied)
+        return LiveDenyList(path, kind=kind, scope=self.scope, initial=rebuilt)
+
+    # -- the decision path --------------------------------------------------------------------
+    def lookups(self) -> tuple[DenyCheck, DenyCheck]:
+        """(revoked, blocked) for one decision: immutable lists, or ABSENT for a list not held."""
+        revoked, blocked = self.live.get("revoked"), self.live.get("blocked")
+        return (self._check(revoked), self._check(blocked))
+
+    @staticmethod
+    def _check(live: LiveDenyList | None) -> DenyCheck:
+        return live.current if live is not None else ABSENT
+
+    def stale(self, now: float) -> bool:
+        """Any list held is older than allowed (a lost list is version 0: always stale)."""
+        return any(live.current.age(now) > self.max_age_s for live in self.live.values())
+
+    # -- updates ------------------------------------------------------------------------------
+    def apply_signed(self, source: bytes | Path, trust: TrustStore) -> DenyList:
+        """Verify and apply a signed snapshot or delta, then keep its file in ``applied/`` (moved
+        there when ``source`` is a path). Raises ``DenyListError``; on error nothing changes."""
+        update = read_signed(source, trust, max_bytes=self.max_bytes)
+        live = self.live.get(update.kind)
+        if live is None:
+            if not self.accepts(update.kind):
+                raise DenyListError(f"this gate holds no {update.kind} list ([denylist] lists)")
+            assert self.layout is not None
+            live = LiveDenyList(self.layout.local(update.kind), kind=update.kind, scope=self.scope)
+        new = live.apply(update)
+        self.live[update.kind] = live  # held from now on: it can go stale
+        self.damaged.pop(update.kind, None)
+        if self.layout is not None:
+            self._keep(source, update, new.version)
+        return new
+
+    def _keep(self, source: bytes | Path, update: DenyList | Delta, version: int) -> None:
+        layout = self.layout
+        assert layout is not None
+        kind_of_file = "delta" if isinstance(update, Delta) else "snapshot"
+        target = layout.applied / f"{update.kind}-{version:010d}.{kind_of_file}.pgdl"
+        if isinstance(source, Path):
+            source.replace(target)
+        else:
+            atomic_write(target, [source])
+        if kind_of_file == "snapshot":  # the files before it cannot help a rebuild any more
+            for old in layout.applied.glob(f"{update.kind}-*.pgdl"):
+                match = _APPLIED.fullmatch(old.name)
+                if match and int(match["version"]) < version:
+                    old.unlink(missing_ok=True)
+
+    def accepts(self, kind: str) -> bool:
+        """Whether an update of this kind can apply here."""
+        return kind in self.live or (self.auto and kind in KINDS)
+
+    # -- status -------------------------------------------------------------------------------
+    def versions(self) -> dict[str, int]:
+        return {kind: live.current.version for kind, live in self.live.items()}
+
+    def status(self, now: float) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for kind, live in self.live.items():
+            current = live.current
+            out[kind] = {"version": current.version, "entries": len(current),
+                         "age_s": round(current.age(now), 1) if current.version else None,
+                         "stale": current.age(now) > self.max_age_s,
+                         "damaged": self.damaged.get(kind)}
+        return out

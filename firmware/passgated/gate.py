@@ -1,0 +1,334 @@
+"""A gate assembled from its config: scanner sources, verification, policy, state machine, pins,
+journal, deny lists, guard display, hub sync and the workers that keep them, around one control
+loop (``passgated.loop``) that owns the state.
+
+Data flows one way: scan → pass → decision → record → actuation → sync. ``start()`` boots with
+every output safe and every input read, then starts the threads and tells systemd READY; ``stop()``
+leaves the outputs safe (an EMERGENCY keeps its release driven) and closes everything.
+
+    with Gate(load_config("gate.toml")) as gate:
+        gate.start()
+        ...
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from passgate import PassRefused, TrustStore, verify_signature
+from passgate.scanners import Scan, ScannerSource, open_scanner
+
+from . import droplists
+from .config import ExitMode, GateConfig
+from .denylists import DenyLists, kinds_in_use
+from .display import ControlRefused, GateMetrics, GuardDisplay
+from .effects import Effects
+from .io import GateIO, make_pin_factory
+from .journal import JournalError, open_journal
+from .layout import GateLayout
+from .loop import Clock, ControlLoop
+from .machine import (
+    Booted,
+    GateMachine,
+    Health,
+    Maintenance,
+    MaintenanceMode,
+    ResetRequested,
+    State,
+    journal_fault,
+)
+from .policy import Context, Decision, Direction, decide
+from .status import Answers, gate_status
+from .systemd import notify
+from .upkeep import CHECKPOINT_EVERY_S, JournalUpkeep
+from .workers import Worker
+
+log = logging.getLogger("passgated")
+DEFAULT_CLOCK = Clock()
+
+
+def load_gate_trust(config: GateConfig, layout: GateLayout | None = None) -> TrustStore:
+    """The operator's trust directory plus, with a hub, the issuer keys the hub sent."""
+    layout = layout or GateLayout.from_config(config)
+    store = TrustStore()
+    directories = [config.trust_dir] if config.trust_dir is not None else []
+    if config.hub is not None and any(layout.hub_trust_dir.glob("*.pem")):
+        directories.append(layout.hub_trust_dir)
+    for directory in directories:
+        for key in TrustStore.load(directory):
+            store.add(key)
+    if not len(store) and config.hub is None:
+        log.warning("no trusted keys configured: every pass will be refused (unknown_key)")
+    return store
+
+
+class Gate:
+    """One gate. ``start()`` boots it; ``stop()`` leaves every output safe.
+
+    >>> gate = Gate(load_config(), sources=[])          # doctest: +SKIP
+    >>> gate.start(); gate.submit_scan(scan, Direction.ENTRY)   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: GateConfig,
+        *,
+        pin_factory: Any = None,
+        trust: TrustStore | None = None,
+        sources: list[tuple[ScannerSource, Direction]] | None = None,
+        clock: Clock = DEFAULT_CLOCK,
+        on_decision: Callable[[dict[str, Any]], None] | None = None,
+        display: bool = True,
+    ) -> None:
+        self.config = config
+        self.layout = GateLayout.from_config(config)
+        self.clock = clock
+        self.on_decision = on_decision
+        self.trust = trust if trust is not None else load_gate_trust(config, self.layout)
+        self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(config.pin_factory)
+        self.machine = GateMachine(config.timing, commit_at_grant=config.commit_at_grant,
+                                   free_exit=config.exit_mode is ExitMode.FREE)
+        self.journal = open_journal(self.layout.journal, config.gate_id,
+                                    aside_dir=self.layout.journal_aside_dir, clock=clock.wall,
+                                    write_timeout_s=config.journal_write_timeout_s,
+                                    damaged_marker=self.layout.journal_damaged_marker)
+        self.journal_recovered = self.journal.recovered
+        if self.journal_recovered:
+            log.warning("journal: %d reservation(s) from before a restart counted as used",
+                        self.journal_recovered)
+        self.history_missing = self.journal.history_missing()
+        kinds = kinds_in_use(self.layout.lists, config.denylist_kinds, hub=config.hub is not None)
+        self.lists = DenyLists(self.layout.lists, kinds, scope=config.denylist_scope or config.venue,
+                               trust=self._list_trust, max_age_s=config.max_list_age_s,
+                               auto=config.denylist_kinds is None, max_bytes=config.max_list_bytes,
+                               clock=clock.wall)
+        self.drop_folder = (
+            droplists.ListDropFolder(self.layout.lists, self.lists, lambda: self.trust, wall=clock.wall)
+            if self.layout.lists is not None else None)
+        self.io = GateIO(config, self.pin_factory, lambda event: self.loop.input_event(event))
+        self.sources = sources if sources is not None else [
+            (open_scanner(spec.source, **spec.options), spec.direction) for spec in config.scanners
+        ]
+        self.metrics = GateMetrics()
+        self.answers = Answers()
+        self.display: GuardDisplay | None = None
+        if display and config.display_listen:
+            host, port = config.display_listen.rsplit(":", 1)
+            self.display = GuardDisplay(status=self.status, metrics=self.metrics, control=self.control,
+                                        host=host, port=int(port), control_from=config.control_from)
+        self.effects = Effects(self.journal, self.io, announce=self._announce, show=self._show,
+                               wall=clock.wall)
+        self.loop = ControlLoop(self.machine, self.effects, decide=self._decide, health=self._health,
+                                clock=clock)
+        self.sync: Any = None
+        self.upkeep = JournalUpkeep(self.journal, retention_days=config.retention_days,
+                                    keep_unsent=config.hub is not None,
+                                    damaged_marker=self.layout.journal_damaged_marker, clock=clock.wall)
+        self.workers: list[Worker] = [
+            Worker("journal-upkeep", self.upkeep.step, interval_s=CHECKPOINT_EVERY_S)]
+        if self.drop_folder is not None:
+            self.workers.append(Worker("denylist-drop", self.drop_folder.step,
+                                       interval_s=droplists.SCAN_EVERY_S))
+        self._source_threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        self.started_wall = clock.wall()
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _list_trust(self) -> TrustStore:
+        """Keys that may have signed the lists kept in ``applied/``: the operator's and the hub's."""
+        store = TrustStore()
+        for key in self.trust:
+            store.add(key)
+        if self.config.hub is not None and any(self.layout.hub_list_trust_dir.glob("*.pem")):
+            for key in TrustStore.load(self.layout.hub_list_trust_dir):
+                store.add(key)
+        return store
+
+    def start(self) -> None:
+        """Boot: outputs safe, inputs read, machine booted, then the threads; READY last."""
+        latched = self._read_latch()
+        self.io.safe(keep_release=latched)
+        self.loop.handle(Booted(fire_loop_closed=self.io.fire_loop_closed, emergency_latched=latched))
+        self.loop.handle(self._health(at_boot=True))
+        self.io.start()
+        if self.drop_folder is not None:
+            self.drop_folder.scan_once()  # lists dropped while the gate was off apply before READY
+        if self.display is not None:
+            self.display.start()
+            log.info("guard display on %s", self.display.url)
+        if self.config.hub is not None:
+            self._start_sync()
+        self.workers[0].start()  # journal upkeep: its check and purge run at once, after boot
+        for worker in self.workers[1:]:
+            worker.start(at_once=False)
+        self.loop.start()
+        for source, direction in self.sources:
+            thread = threading.Thread(target=self._read_source, args=(source, direction),
+                                      name=f"scanner {source.source}", daemon=True)
+            self._source_threads.append(thread)
+            thread.start()
+        notify("READY=1")
+        log.info("gate %s ready: state %s", self.config.gate_id, self.machine.state)
+
+    def _read_latch(self) -> bool:
+        try:
+            return self.journal.emergency_latched()
+        except JournalError as exc:  # the fire loop input still rules
+            log.error("cannot read the emergency latch: %s", exc)
+            return False
+
+    def _start_sync(self) -> None:
+        from .sync import SyncClient
+
+        assert self.config.hub is not None
+        self.sync = SyncClient(
+            self.config.hub, journal_path=self.layout.journal, gate_id=self.config.gate_id,
+            lists=self.lists, trust_dir=self.layout.hub_trust_dir,
+            list_trust_dir=self.layout.hub_list_trust_dir, on_trust_changed=self._reload_trust,
+            clock=self.clock.wall,
+        )
+        self.sync.start()
+
+    def _reload_trust(self) -> None:
+        self.trust = load_gate_trust(self.config, self.layout)
+
+    # -- inputs from other threads ------------------------------------------------------------
+    def _read_source(self, source: ScannerSource, direction: Direction) -> None:
+        try:
+            for scan in source:
+                self.loop.submit_scan(scan, direction)
+        except Exception:
+            log.exception("scanner %s stopped", source.source)
+        finally:
+            self.loop.wake()  # the loop re-checks scanner health
+
+    def submit_scan(self, scan: Scan, direction: Direction = Direction.ENTRY) -> None:
+        self.loop.submit_scan(scan, direction)
+
+    def control(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Operator commands from the display server (loopback only by default). Raises
+        ``ControlRefused`` when the command did not take, saying why."""
+        try:
+            if command == "reset":
+                state = self.loop.call(ResetRequested())
+                if state is State.EMERGENCY:
+                    why = ("the fire loop is still open: close it, then reset"
+                           if not self.machine.fire_loop_closed else "the reset did not take")
+                    raise ControlRefused(f"still in EMERGENCY: {why}")
+            elif command == "maintenance":
+                raw = body.get("mode")
+                try:
+                    mode = None if raw is None else MaintenanceMode(raw)
+                except ValueError:
+                    raise ValueError("mode must be 'free', 'locked' or null") from None
+                state = self.loop.call(Maintenance(mode))
+            else:
+                raise ValueError(f"unknown command {command!r}")
+        except TimeoutError as exc:
+            raise ControlRefused(str(exc)) from None
+        return {"ok": True, "command": command, "state": str(state)}
+
+    # -- the control loop's callbacks (its thread) --------------------------------------------
+    def _decide(self, scan: Scan, direction: Direction) -> Decision:
+        result: Any
+        try:
+            result = verify_signature(scan.text if scan.text is not None else scan.bytes, self.trust)
+        except PassRefused as refused:
+            result = refused
+        now = self.clock.wall()
+        revoked, blocked = self.lists.lookups()
+        context = Context(now=now, direction=direction, revoked=revoked, blocked=blocked,
+                          usage=self.journal, lists_stale=self.lists.stale(now))
+        return decide(result, context, self.config.policy)
+
+    def _health(self, *, at_boot: bool = False) -> Health:
+        """What the gate needs to take scans; at boot the scanners count as present (their threads
+        start after READY; the first check a second later looks)."""
+        marker = self.layout.journal_damaged_marker
+        if self.effects.damaged is not None and not marker.exists():
+            try:  # the next start sets the journal aside
+                marker.write_text(self.effects.damaged + "\n")
+            except OSError as exc:
+                log.error("cannot leave the journal-damaged marker %s: %s", marker, exc)
+        if self.effects.fault is not None and self.effects.damaged is None:
+            self.effects.probe()  # does the journal record again?
+        fault = None
+        if self.effects.damaged is not None or marker.exists():
+            fault = "Journal damaged: restart the gate to set it aside"
+        elif self.effects.fault is not None:
+            fault = journal_fault(self.effects.fault)
+        else:
+            try:
+                self.history_missing = self.journal.history_missing()
+            except JournalError as exc:
+                fault = journal_fault(str(exc))
+            if self.history_missing:
+                fault = ("Redemption history missing: waiting for the hub" if self.config.hub is not None
+                         else "Redemption history missing: run 'passgated journal recover'")
+        scanners_ok = at_boot or all(source.health()["connected"] for source, _ in self.sources)
+        return Health(scanners_ok=scanners_ok, turnstile_ready=self.io.turnstile_ready, fault=fault)
+
+    def _announce(self, decision: Decision, latency_ms: float) -> None:
+        t = self.clock.wall()
+        event = self.answers.add(decision, t)
+        self.metrics.observe_decision(decision.verdict, str(decision.reason), str(decision.direction),
+                                      latency_ms / 1000)
+        if self.display is not None:
+            self.display.publish(event)
+        if self.on_decision is not None:
+            self.on_decision({"t": t, "pass_id": event["pass_id"], "direction": event["direction"],
+                              "decision": decision.verdict, "reason": event["reason"],
+                              "text": decision.text, "guard_check": decision.guard_check,
+                              "latency_ms": round(latency_ms, 3)})
+
+    def _show(self, event: dict[str, Any]) -> None:
+        if event.get("kind") == "state":
+            self.metrics.set_state(str(event["state"]))
+        if self.display is not None:
+            self.display.publish(event)
+
+    # -- queries ------------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """The state whose outputs are already applied."""
+        return self.loop.state
+
+    def wait_settled(self, timeout: float = 10.0) -> bool:
+        return self.loop.wait_settled(timeout)
+
+    def status(self) -> dict[str, Any]:
+        return gate_status(self)
+
+    # -- shutdown -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop sources, the loop and the workers, leave outputs safe (an EMERGENCY that is not
+        reset keeps release driven), close the journal. Idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        notify("STOPPING=1")
+        for source, _ in self.sources:
+            source.close()
+        self.loop.stop()
+        for thread in self._source_threads:
+            thread.join(timeout=5)
+        if self.sync is not None:
+            self.sync.close()
+        for worker in self.workers:
+            worker.close()
+        self.upkeep.close()
+        if self.display is not None:
+            self.display.close()
+        self.io.safe(keep_release=self.machine.state is State.EMERGENCY)
+        self.io.close()
+        self.journal.close()
+        log.info("gate %s stopped; outputs safe", self.config.gate_id)
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,96 @@
+"""What a gate has answered today, and the status ``/status`` shows (the guard page reads it too).
+
+The status is built on the display server's threads from values the control loop published; it
+never touches the control loop's journal connection and never raises (a part that cannot answer
+shows as ``None``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from .journal import JournalError, unsent_count
+from .policy import Decision
+
+if TYPE_CHECKING:
+    from .gate import Gate
+
+
+class Answers:
+    """The last decision and today's counts by reason (the day is the gate's local day)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, Any] | None = None
+        self.counts: Counter[str] = Counter()
+        self._day = ""
+
+    def add(self, decision: Decision, t: float) -> dict[str, Any]:
+        """Count one answer; returns the event the guard page shows."""
+        event = {
+            "kind": "decision", "decision": decision.verdict, "reason": str(decision.reason),
+            "text": decision.text, "detail": decision.detail, "direction": str(decision.direction),
+            "pass_id": decision.pass_id.hex() if decision.pass_id else None, "t": t,
+            "guard_check": decision.guard_check,
+        }
+        day = time.strftime("%Y-%m-%d", time.localtime(t))
+        if day != self._day:
+            self._day, self.counts = day, Counter()
+        self.counts[str(decision.reason)] += 1
+        self.last = event
+        return event
+
+
+def _workers(gate: Gate) -> list[dict[str, Any]]:
+    """Every thread beside the control loop: alive, failures, the last error."""
+    workers = [worker.health().as_dict() for worker in gate.workers]
+    if gate.display is not None:
+        workers.append({"name": "guard-display", "alive": gate.display.alive(),
+                        "failures": gate.display.failures})
+    if gate.sync is not None:
+        sync = gate.sync
+        workers.append({"name": "hub-sync", "alive": sync.alive(), "failures": sync.crashes,
+                        "failing": sync.failures > 0, "last_error": sync.last_error})
+    return workers
+
+
+def gate_status(gate: Gate) -> dict[str, Any]:
+    """The JSON ``/status`` serves."""
+    now = gate.clock.wall()
+    machine = gate.machine
+    try:
+        backlog: int | None = unsent_count(gate.layout.journal)
+    except JournalError:
+        backlog = None
+    sync = None
+    if gate.sync is not None:
+        sync = gate.sync.status()
+        last = sync.get("last_success")
+        sync["last_success_age_s"] = round(now - last, 1) if last else None
+    return {
+        "gate_id": gate.config.gate_id,
+        "venue": gate.config.venue,
+        "zones": list(gate.config.policy.zones),
+        "state": str(gate.loop.state),
+        "fault": machine.fault,
+        "fire_loop_closed": machine.fire_loop_closed,
+        "emergency_latched": machine.emergency_latched,
+        "last_decision": gate.answers.last,
+        "counts_today": dict(gate.answers.counts),
+        "lists": gate.lists.status(now),
+        "lists_stale": gate.lists.stale(now),
+        "scanners": [source.health() for source, _ in gate.sources],
+        "journal": {
+            "backlog": backlog,
+            "fault": gate.effects.fault,
+            "lost_records": gate.effects.lost_records,
+            "history_missing": gate.history_missing,
+            "recovered_reservations": gate.journal_recovered,
+        },
+        "journal_backlog": backlog,
+        "workers": _workers(gate),
+        "loop_errors": gate.loop.errors,
+        "sync": sync,
+        "uptime_s": round(now - gate.started_wall, 1),
+    }
