@@ -9,6 +9,7 @@ so the sources only turn their input into scans.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -88,8 +89,11 @@ class ScannerSource:
             reads.close()  # release the device now, not when the generator is collected
 
     def _take_token(self, now: float) -> bool:
-        self._tokens = min(self._max_rate, self._tokens + (now - self._refilled) * self._max_rate)
-        self._refilled = now
+        if math.isinf(self._max_rate):
+            return True  # no limit (a file or a pipe, not a scanner)
+        # A scan stamped before the last refill (a source's own clock) refills nothing.
+        self._tokens = min(self._max_rate, self._tokens + max(0.0, now - self._refilled) * self._max_rate)
+        self._refilled = max(self._refilled, now)
         if self._tokens < 1:
             return False
         self._tokens -= 1

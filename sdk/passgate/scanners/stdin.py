@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import select
 import sys
@@ -59,12 +58,6 @@ class StdinScanner(ScannerSource):
         finally:
             self._connected = False
             waker.close()
-
-    def _take_token(self, now: float) -> bool:
-        # No limit: skip the token bucket, whose refill would compute 0 s x inf (nan) here.
-        if math.isinf(self._max_rate) and self._max_rate > 0:
-            return True
-        return super()._take_token(now)
 
     def _wake(self) -> None:
         waker = self._waker
