@@ -8,9 +8,10 @@ Safety: the fire-alarm panel releases the turnstile directly in hardware; this m
 an isolated normally closed contact. When the loop opens (or its wire is cut) the callback drives
 the release outputs *itself*, before anything is queued or logged. One lock covers the fire state
 and every write to the outputs, so a steady level computed before the alarm can never overwrite
-the release afterwards. A grant's relay pulse is timed by gpiozero's own background thread
-(``blink``): it ends on time even when the control loop stalls. Outputs start de-energised; the
-relay drivers' own pull resistors hold them there when this process dies.
+the release afterwards. A grant's relay pulse is timed by the output itself: the relay goes on at
+once and a timer thread owned by this module takes it off, so the pulse ends on time even when the
+control loop stalls (and no thread start delays the relay). Outputs start de-energised; the relay
+drivers' own pull resistors hold them there when this process dies.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class GateIO:
         self.reset = self._input(pins["reset"], glitch)
         self.turnstile = self._input(pins["turnstile_ready"], glitch)
         self._outputs = Outputs()
-        self._relays = {Direction.ENTRY: self.relay_entry, Direction.EXIT: self.relay_exit}
+        self._relays = {Direction.ENTRY: "relay_entry", Direction.EXIT: "relay_exit"}
+        self._pulses: dict[Direction, threading.Timer] = {}  # the timer that ends each running pulse
 
     def _output(self, spec: PinSpec | None, cls: type = DigitalOutputDevice) -> Any:
         if spec is None:
@@ -148,17 +150,39 @@ class GateIO:
             self._drive(outputs)
 
     def pulse(self, direction: Direction, seconds: float) -> None:
-        """Energise one relay for ``seconds``, timed by gpiozero's background thread; ignored while
-        the fire loop holds the relays open."""
-        relay = self._relays[direction]
+        """Energise one relay now and end the pulse ``seconds`` later from a timer thread (not from
+        the control loop); ignored while the fire loop or maintenance holds the relays open."""
+        name = self._relays[direction]
+        relay = getattr(self, name)
         if relay is None:
             return
         with self._lock:
-            if self.fire_loop_closed and not self._outputs.release:
-                relay.blink(on_time=seconds, off_time=0, n=1, background=True)
+            if not self.fire_loop_closed or self._outputs.release:
+                return
+            self._cancel_pulse(direction)
+            relay.on()
+            timer = threading.Timer(seconds, self._end_pulse, args=(direction,))
+            timer.daemon = True
+            self._pulses[direction] = timer
+            timer.start()
+
+    def _end_pulse(self, direction: Direction) -> None:
+        with self._lock:
+            if self._pulses.get(direction) is not threading.current_thread():
+                return  # superseded: a steady level or a newer pulse owns the relay now
+            del self._pulses[direction]
+            name = self._relays[direction]
+            getattr(self, name).value = getattr(self._outputs, name)
+
+    def _cancel_pulse(self, direction: Direction) -> None:
+        timer = self._pulses.pop(direction, None)
+        if timer is not None:
+            timer.cancel()
 
     def _drive(self, outputs: Outputs) -> None:
-        """Write every steady level, release first; the caller holds the lock."""
+        """Write every steady level, release first (a running pulse ends); the caller holds the lock."""
+        for direction in list(self._pulses):
+            self._cancel_pulse(direction)
         for name in STEADY:
             device = getattr(self, name)
             if device is not None:
@@ -192,6 +216,8 @@ class GateIO:
 
     def close(self) -> None:
         with self._lock:
+            for direction in list(self._pulses):
+                self._cancel_pulse(direction)
             for device in reversed(self._devices):
                 device.close()
             self._devices.clear()
