@@ -384,11 +384,10 @@ class GateMachine:
         actions.append(Show(self._state_event(now)))
 
     def _state_event(self, now: float, text: str | None = None) -> dict[str, object]:
-        if text is None:
-            text = STATE_TEXT[self.state]
-            if self.state is State.FAULT and self.fault:
-                text = f"Out of order: {self.fault}"
-        return {"kind": "state", "state": str(self.state), "text": text, "t": now}
+        """For the guard page: ``text`` in the guard's words, ``detail`` the cause of a FAULT."""
+        detail = self.fault if self.state is State.FAULT else None
+        return {"kind": "state", "state": str(self.state), "text": text or STATE_TEXT[self.state],
+                "detail": detail or "", "t": now}
 
     def _set(self, outputs: Outputs, actions: list[Action]) -> None:
         if outputs != self.outputs:
@@ -419,12 +418,14 @@ class GateMachine:
         if not recorded.ok:
             # Nothing moves for a decision the journal does not hold: refuse, and say why.
             self.health = replace(self.health, fault=journal_fault(recorded.cause))
-            if accepting:
-                decision = Decision(False, Reason.GATE_FAULT, Reason.GATE_FAULT.text, decision.direction,
-                                    decision.pass_, detail=recorded.cause)
-                actions.append(Beep(BeepPattern.REFUSE))
-                self._enter(self._resting_state(), now, actions)
-            actions.append(Announce(decision))
+            if not accepting:
+                actions.append(Announce(decision))
+                return
+            refusal = Decision(False, Reason.GATE_FAULT, Reason.GATE_FAULT.text, decision.direction,
+                               decision.pass_, detail=recorded.cause)
+            actions.append(Beep(BeepPattern.REFUSE))
+            actions.append(Announce(refusal))
+            self._enter(self._resting_state(), now, actions)  # the FAULT screen, with its cause, stays
             return
         if not accepting:  # busy, emergency, out of service: the refusal only needed its record
             actions.append(Announce(decision))

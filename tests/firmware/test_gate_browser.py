@@ -1,6 +1,7 @@
 """The guard page of a simulated gate in a real browser (Debian's chromium via Playwright): two
 scans, and the page turns from ADMIT to REFUSED with the reason."""
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -33,5 +34,23 @@ def test_simulated_gate_page_turns_from_admit_to_refused(browser_page: Page, tmp
         expect(browser_page.locator("#headline")).to_have_text("REFUSED")
         expect(browser_page.locator("#reason")).to_have_text("Pass for zone B")
         browser_page.screenshot(path="/tmp/passgate-gate-refused.png", animations="disabled")
+
+        feed(gate, [valid[:20] + "::" + valid[22:]])  # a damaged code: the guard reads plain words
+        expect(browser_page.locator("#reason")).to_have_text("Not a valid pass: ask for another copy")
+        expect(browser_page.locator("#why")).to_contain_text("Base45")  # the detail in small print
+
+        other = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the journal cannot record: the gate refuses and says why
+        try:
+            again = issue_pass(key, valid_from=time.time() - 60, valid_until=time.time() + 3600, zones=["A"])
+            feed(gate, [again])
+            expect(browser_page.locator("#headline")).to_have_text("FAULT")
+            expect(browser_page.locator("#reason")).to_have_text("Out of order: please use another gate")
+            expect(browser_page.locator("#why")).to_contain_text("Journal cannot record")
+            browser_page.screenshot(path="/tmp/passgate-gate-fault.png", animations="disabled")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        expect(browser_page.locator("#headline")).to_have_text("READY", timeout=10_000)
     finally:
         gate.stop()

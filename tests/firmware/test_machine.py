@@ -262,7 +262,8 @@ def test_a_fault_with_a_cause_is_shown_to_the_guard() -> None:
     actions = m.handle(Health(fault="Redemption history missing: waiting for the hub"), 1.0)
     assert m.state is State.FAULT and m.refusal_for_scan() is Reason.GATE_FAULT
     shown = [a.event for a in actions if type(a).__name__ == "Show"]
-    assert shown[-1]["text"] == "Out of order: Redemption history missing: waiting for the hub"
+    assert shown[-1]["text"] == "Out of order: please use another gate"  # the guard's words
+    assert shown[-1]["detail"] == "Redemption history missing: waiting for the hub"  # the cause
 
 
 def test_maintenance_interrupts_a_grant_and_gives_back() -> None:
