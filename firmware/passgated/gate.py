@@ -99,7 +99,7 @@ class Gate:
         if self.journal_recovered:
             log.warning("journal: %d reservation(s) from before a restart counted as used",
                         self.journal_recovered)
-        self.history_missing = self.journal.history_missing()
+        self.history_missing: str | None = None
         kinds = kinds_in_use(self.layout.lists, config.denylist_kinds, hub=config.hub is not None)
         self.lists = DenyLists(self.layout.lists, kinds, scope=config.denylist_scope or config.venue,
                                trust=self._list_trust, max_age_s=config.max_list_age_s,
@@ -121,6 +121,8 @@ class Gate:
                                         host=host, port=int(port), control_from=config.control_from)
         self.effects = Effects(self.journal, self.io, announce=self._announce, show=self._show,
                                wall=clock.wall)
+        if self.journal.unavailable:  # e.g. a full disk at boot: out of service, and it keeps trying
+            self.effects.fault, self.effects.fault_since = self.journal.unavailable, clock.wall()
         self.loop = ControlLoop(self.machine, self.effects, decide=self._decide, health=self._health,
                                 clock=clock)
         self.sync: Any = None

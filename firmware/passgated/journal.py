@@ -117,38 +117,74 @@ class Journal:
 
     def __init__(self, path: str | Path, gate_id: str, *, clock: Callable[[], float] = time.time,
                  recover: bool = True, write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, defer_errors: bool = False) -> None:
         """``recover=False`` for a second connection (sync worker, status page): only the control
         loop's own connection may turn a crash's leftover reservations into used entries.
 
         SQLite's automatic checkpoint is off: inside a commit it fsyncs the database and measured
         30-80 ms stalls on the scan path; ``JournalUpkeep`` checkpoints from its own connection.
-        Raises ``JournalError`` (``JournalDamaged`` for a damaged file)."""
+        Raises ``JournalError`` (``JournalDamaged`` for a damaged file); with ``defer_errors`` a
+        journal that cannot be opened yet (a full disk at boot) is ``unavailable`` instead, and
+        every use tries to open it again until it succeeds."""
         self.path = str(path)
         self.gate_id = gate_id
         self.clock = clock
         self.monotonic = monotonic
         self.write_timeout_s = write_timeout_s
+        self.recover = recover
+        self.recovered = 0
         # Shared with the upkeep worker: a purge chunk waits for the loop's write, never the reverse.
         self.write_lock = threading.Lock()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db: sqlite3.Connection | None = None  # set by _open
+        self._closed = False
+        self.unavailable: str | None = None  # why it could not be opened (defer_errors)
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=write_timeout_s,
-                                      check_same_thread=False)
+            self._open()
+        except JournalDamaged:
+            raise
+        except JournalError as exc:
+            if not defer_errors:
+                raise
+            self.unavailable = str(exc)
+            log.error("journal %s cannot be opened (%s): out of service until it can", self.path, exc)
+
+    def _open(self) -> None:
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=self.write_timeout_s,
+                                 check_same_thread=False)
+        except OSError as exc:
+            raise JournalError(f"cannot create the journal ({exc})") from exc
         except sqlite3.Error as exc:
             raise _cause(exc) from exc
         try:
             # Waiting for another writer longer than this refuses the scan; the busy wait is
             # SQLite's, so the bound holds for a journal locked by another process too.
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA wal_autocheckpoint=0")
-            self.db.executescript(SCHEMA)
-            self.recovered = self._recover() if recover else 0
-        except sqlite3.Error as exc:
-            self.db.close()
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            db.executescript(SCHEMA)
+            self._db = db
+            self.recovered = self._recover() if self.recover else 0
+        except (sqlite3.Error, JournalError) as exc:
+            self._db = None
+            db.close()
+            if isinstance(exc, JournalError):
+                raise
             raise _cause(exc) from exc
+        self.unavailable = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, opened now if it could not be before (raises ``JournalError``)."""
+        if self._db is None:
+            if self._closed:
+                raise JournalError("journal closed")
+            self._open()
+            log.warning("journal %s opened after all", self.path)
+            assert self._db is not None
+        return self._db
 
     def _recover(self) -> int:
         """Count reservations left by a crash as used; returns how many there were."""
@@ -165,15 +201,16 @@ class Journal:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
         """One durable write transaction; SQLite's errors leave as ``JournalError``, rolled back."""
+        db = self.db  # opened first: opening recovers reservations in a transaction of its own
         with self.write_lock:
             try:
-                self.db.execute("BEGIN IMMEDIATE")
+                db.execute("BEGIN IMMEDIATE")
                 yield
-                self.db.execute("COMMIT")
+                db.execute("COMMIT")
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
-                    if self.db.in_transaction:
-                        self.db.execute("ROLLBACK")
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise _cause(exc) from exc
                 raise
@@ -364,9 +401,13 @@ class Journal:
         return bool(self._read("PRAGMA integrity_check")[0][0] == "ok")
 
     def close(self) -> None:
+        self._closed = True
+        if self._db is None:
+            return
         with contextlib.suppress(sqlite3.Error):
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.close()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+        self._db = None
 
     def __enter__(self) -> Journal:
         return self
@@ -428,7 +469,8 @@ def purge(db: sqlite3.Connection, lock: threading.Lock, cutoff: float, keep_unse
 
 def quick_check(path: str | Path) -> str | None:
     """SQLite's ``quick_check`` on a connection of its own: None when the file is sound, else the
-    first problem (takes seconds on a large journal: run it off the scan path)."""
+    damage found (takes seconds on a large journal: run it off the scan path). Raises
+    ``JournalError`` when the check itself could not run (locked, an I/O error)."""
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
@@ -436,7 +478,10 @@ def quick_check(path: str | Path) -> str | None:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        return str(_cause(exc))
+        error = _cause(exc)
+        if isinstance(error, JournalDamaged):
+            return str(error)
+        raise error from exc
     return None if result == "ok" else f"journal damaged: {result}"
 
 
@@ -452,16 +497,20 @@ def open_journal(path: Path, gate_id: str, *, aside_dir: Path, clock: Callable[[
         why = damaged_marker.read_text(errors="replace").strip() or "journal damaged"
     else:
         try:
-            journal = Journal(path, gate_id, clock=clock, write_timeout_s=write_timeout_s)
+            journal = Journal(path, gate_id, clock=clock, write_timeout_s=write_timeout_s, defer_errors=True)
         except JournalDamaged as exc:
             why = str(exc)
         else:
+            if journal.unavailable:
+                return journal  # out of service until it opens; then checked like any other
             try:
                 journal.check()
                 return journal
             except JournalDamaged as exc:
-                journal.db.close()
+                journal.close()
                 why = str(exc)
+            except JournalError:
+                return journal
     aside = set_aside(path, aside_dir, clock())
     log.error("%s: set aside as %s; a new journal starts without the redemption history", why, aside)
     if damaged_marker is not None:

@@ -148,7 +148,7 @@ class SyncClient:
         self.session = session or _session(hub)
         self.session.headers["Authorization"] = f"Bearer {hub.token}"
         self._base = f"{hub.url.rstrip('/')}/v1/gates/{gate_id}"
-        self._journal = Journal(journal_path, gate_id, recover=False)
+        self._journal = Journal(journal_path, gate_id, recover=False, defer_errors=True)
         self._journal_lock = threading.Lock()  # status() runs on the display's threads
         self._state_path = sync_state_path(journal_path)
         self._refetching = False

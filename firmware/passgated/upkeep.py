@@ -60,8 +60,8 @@ class JournalUpkeep:
 
     def _step(self) -> float:
         if not self.checked:
+            problem = quick_check(self.journal.path)  # raises when it cannot run: tried again later
             self.checked = True
-            problem = quick_check(self.journal.path)
             if problem is not None:
                 log.error("%s: the gate stays out of service; a restart sets the journal aside", problem)
                 self.damaged_marker.write_text(problem + "\n")

@@ -71,12 +71,19 @@ class Scanned:
 class SimChild:
     """``passgated simulate`` in a child; ``scan(text)`` waits for its answer."""
 
-    def __init__(self, config: Path, *, walk_ms: int = 0) -> None:
+    def __init__(self, config: Path, *, walk_ms: int = 0, file_size_limit: int | None = None) -> None:
         self.config = config
+
+        def limit() -> None:  # in the child, before exec: a disk that is full from the start
+            if file_size_limit is not None:
+                _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, hard))
+
         self.child = subprocess.Popen(
             [sys.executable, "-m", "passgated.cli", "simulate", "--config", str(config),
              "--walk-ms", str(walk_ms), "--trace"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            preexec_fn=limit,
         )
         self.lines: list[dict[str, Any]] = []
         self.stderr: list[str] = []

@@ -51,6 +51,22 @@ def test_disk_full_mid_traffic_refuses_without_moving_the_relay_and_recovers(tmp
         assert journal.events("fault_cleared")  # the fault and its end are on record
 
 
+def test_a_disk_full_at_boot_starts_out_of_service_never_a_crash_loop(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    text = single_use()
+    with SimChild(config, file_size_limit=0) as gate:  # not even the journal can be created
+        status = gate.wait_state("FAULT")
+        assert "Journal cannot record" in status["fault"]
+        refused = gate.scan(text)
+        assert refused.decision["reason"] == "gate_fault" and refused.pulses == 0
+        gate.limit_file_size(resource.RLIM_INFINITY)
+        gate.wait_state("IDLE")  # the journal opened by itself
+        assert gate.scan(text).decision["decision"] == "admit"
+        assert gate.scan(text).decision["reason"] == "used_up"
+        assert gate.close() == 0
+    check_invariants(gate.scans, tmp_path / "journal.db")
+
+
 def test_a_small_full_filesystem(tmp_path: Path) -> None:
     """The journal on a 1 MiB tmpfs that fills up (SQLite: "database or disk is full")."""
     mount = tmp_path / "tmpfs"
