@@ -172,10 +172,10 @@ def demo(out: Callable[[str], None] = print) -> int:
         out(f"passgate demo: gate {config.gate_id}, zone A, simulated pins (gpiozero MockFactory),"
             f" throwaway issuer key {key_id(key).hex()}")
         out("")
-        out(f"{'#':>2}  {'scanned':38} {'decision':8}  {'reason':15} {'the guard reads':36} {'ms':>6}")
+        out(f"{'#':>2}  {'scanned':38} {'decision':8}  {'reason':15} {'the guard reads':46} {'ms':>6}")
         for i, ((label, _, _), record) in enumerate(zip(cases, decisions, strict=True), 1):
             verdict = "ADMIT" if record["decision"] == "admit" else "REFUSE"
-            out(f"{i:>2}  {label:38} {verdict:8}  {record['reason']:15} {record['text'][:36]:36} "
+            out(f"{i:>2}  {label:38} {verdict:8}  {record['reason']:15} {record['text'][:46]:46} "
                 f"{record['latency_ms']:6.2f}")
         out("")
         out(f"relay pulses on the entry relay: {pulses}; journal: {config.journal_path.name} "
