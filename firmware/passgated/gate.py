@@ -41,7 +41,7 @@ from .machine import (
     journal_fault,
 )
 from .policy import Context, Decision, Direction, decide
-from .status import Answers, gate_status
+from .status import Answers, StatusCollector, gate_status
 from .systemd import notify
 from .upkeep import CHECKPOINT_EVERY_S, JournalUpkeep
 from .workers import Worker
@@ -137,6 +137,7 @@ class Gate:
         self._source_threads: list[threading.Thread] = []
         self._stopped = threading.Event()
         self.started_wall = clock.wall()
+        self.metrics.registry.register(StatusCollector(self))  # last: it reads all of the above
 
     # -- set-up -------------------------------------------------------------------------------
     def _list_trust(self) -> TrustStore:

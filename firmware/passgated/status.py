@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .journal import JournalError, unsent_count
 from .policy import Decision
@@ -94,3 +97,49 @@ def gate_status(gate: Gate) -> dict[str, Any]:
         "sync": sync,
         "uptime_s": round(now - gate.started_wall, 1),
     }
+
+
+FAULT_PARTS = ("journal", "journal_damaged", "history_missing", "scanner", "turnstile")
+
+
+class StatusCollector:
+    """``/metrics`` at scrape time: what keeps the gate out of service, by part (the cause's words
+    are on ``/status``; a label of free text would grow without bound), records the journal lost,
+    failures of each background worker, the control loop's errors and the deny lists' ages."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    def collect(self) -> Iterator[Metric]:
+        gate = self.gate
+        health = gate.machine.health
+        parts = {
+            "journal": gate.effects.fault is not None,
+            "journal_damaged": (gate.effects.damaged is not None
+                                or gate.layout.journal_damaged_marker.exists()),
+            "history_missing": gate.history_missing is not None,
+            "scanner": not health.scanners_ok,
+            "turnstile": not health.turnstile_ready,
+        }
+        fault = GaugeMetricFamily("passgate_fault", "1 while this part keeps the gate out of service.",
+                                  labels=["part"])
+        for part in FAULT_PARTS:
+            fault.add_metric([part], float(parts[part]))
+        yield fault
+        yield GaugeMetricFamily("passgate_journal_lost_records",
+                                "Journal writes that failed since start (each one a refused scan or a lost "
+                                "event).", value=gate.effects.lost_records)
+        yield GaugeMetricFamily("passgate_control_loop_errors", "Unexpected errors in the control loop.",
+                                value=gate.loop.errors)
+        failures = GaugeMetricFamily("passgate_worker_failures", "Failed steps of each background worker.",
+                                     labels=["worker"])
+        for worker in _workers(gate):
+            failures.add_metric([str(worker["name"])], float(worker.get("failures") or 0))
+        yield failures
+        now = gate.clock.wall()
+        ages = GaugeMetricFamily("passgate_deny_list_age_seconds",
+                                 "Age of each deny list the gate holds (since 1970 for one it lost).",
+                                 labels=["list"])
+        for kind, live in gate.lists.live.items():
+            ages.add_metric([kind], live.current.age(now))
+        yield ages

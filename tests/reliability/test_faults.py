@@ -195,3 +195,28 @@ def test_sigstop_and_sigcont(tmp_path: Path) -> None:
     assert len(admits) == len(set(admits)) == 2
     pulses = [line for line in gate.lines if line.get("output") == "relay_entry"]
     assert [p["on"] for p in pulses] == [True, False, True, False]
+
+
+def test_the_fault_is_on_metrics_too(tmp_path: Path) -> None:
+    import re
+    import urllib.request
+
+    config = write_config(tmp_path)
+    with SimChild(config) as gate:
+        other = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        gate.scan(single_use())
+        gate.wait_state("FAULT")
+        assert gate.url is not None
+        with urllib.request.urlopen(f"{gate.url}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        other.execute("ROLLBACK")
+        other.close()
+        assert 'passgate_fault{part="journal"} 1.0' in metrics
+        assert 'passgate_state{state="FAULT"} 1.0' in metrics
+        lost = re.search(r"^passgate_journal_lost_records (\S+)$", metrics, re.M)
+        assert lost is not None and float(lost.group(1)) >= 1  # the decision, and the state change
+        gate.wait_state("IDLE")
+        with urllib.request.urlopen(f"{gate.url}/metrics", timeout=5) as response:
+            assert 'passgate_fault{part="journal"} 0.0' in response.read().decode()
+        assert gate.close() == 0
