@@ -79,7 +79,7 @@ def test_errors_are_one_line_exit_2(args: list[str]) -> None:
     ("[timing]\nrelay_pulse_ms = 300000000\n", "timing.relay_pulse_ms"),
     ('[display]\nlisten = "127.0.0.1:99999"\n', "display.listen"),
     ('[display]\ncontrol_from = ["everyone"]\n', "display.control_from"),
-    ("[journal]\nwrite_timeout_ms = 5000\n", "journal.write_timeout_ms"),
+    ("[journal]\nwrite_timeout_ms = 50000\n", "journal.write_timeout_ms"),
     ('[denylist]\nlists = ["revoked", "banned"]\n', "denylist.lists"),
     ('[hub]\nurl = "ftp://hub"\ntoken = "x"\n', "hub.url"),
 ])

@@ -22,7 +22,7 @@ from passgated.droplists import ListDropFolder
 from passgated.gate import Gate
 from passgated.layout import ListsLayout
 from passgated.simulate import feed
-from tests.helpers import wait_for
+from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
 KEY = generate_private_key()
 ID = [bytes([i]) * 16 for i in range(6)]
@@ -117,8 +117,8 @@ def test_cli_add_reaches_a_running_gate(tmp_path: Path, monkeypatch) -> None:
                            '[journal]\npath = "journal.db"\n[display]\nlisten = false\n')
     text = issue_pass(KEY, valid_from=0, valid_until=2**31, pass_id=ID[5])
     decisions: list[dict] = []
-    gate = Gate(load_config(config_file), pin_factory=MockFactory(), sources=[], display=False,
-                on_decision=decisions.append)
+    config = load_config(config_file, journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
+    gate = Gate(config, pin_factory=MockFactory(), sources=[], display=False, on_decision=decisions.append)
     gate.io.fire_loop.pin.drive_low()
     gate.start()
     try:

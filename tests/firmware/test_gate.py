@@ -21,7 +21,7 @@ from passgated.gate import Gate
 from passgated.journal import Journal
 from passgated.machine import State, Timing
 from passgated.policy import Direction
-from tests.helpers import wait_for
+from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
 KEY = generate_private_key()
 PULSE_S = 0.1
@@ -48,6 +48,7 @@ def make_gate(tmp_path: Path, trust: TrustStore, sources, *, display: bool = Fal
               config_file: Path | None = None, **overrides) -> Gate:
     config = load_config(
         config_file, zones=["A"], journal_path=tmp_path / "journal.db", pin_factory="mock",
+        journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S,
         display_listen="127.0.0.1:0", **overrides,
     )
     config = replace(config, timing=Timing(relay_pulse_s=PULSE_S, passage_timeout_s=2.0,
@@ -300,7 +301,8 @@ def test_a_list_never_supplied_is_absent_not_stale(tmp_path, trust) -> None:
 def test_turnstile_not_ready_is_a_fault(tmp_path, trust) -> None:
     from passgated.config import PinSpec
 
-    config = load_config(None, journal_path=tmp_path / "journal.db")
+    config = load_config(None, journal_path=tmp_path / "journal.db",
+                         journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
     config = replace(config, pins={**config.pins, "turnstile_ready": PinSpec(26)})
     gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=[], display=False)
     gate.io.fire_loop.pin.drive_low()

@@ -17,7 +17,10 @@ def test_simulated_gate_page_turns_from_admit_to_refused(browser_page: Page, tmp
     key = generate_private_key()
     trust = TrustStore()
     trust.add(key.public_key())
-    config = load_config(None, zones=["A"], journal_path=tmp_path / "j.db", display_listen="127.0.0.1:0")
+    # A bound longer than the product's 300 ms (the suite runs on loaded machines), still short enough
+    # for the locked journal below to refuse within the page's wait.
+    config = load_config(None, zones=["A"], journal_path=tmp_path / "j.db", display_listen="127.0.0.1:0",
+                         journal_write_timeout_s=2.0)
     gate = SimulatedGate(config, walk_s=1.0, trust=trust, sources=[])
     gate.start()
     try:

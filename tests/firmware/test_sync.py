@@ -18,7 +18,7 @@ from passgated.config import HubSpec
 from passgated.journal import Journal
 from passgated.policy import Context, Decision, Direction, PolicyConfig, decide
 from passgated.sync import SyncClient
-from tests.helpers import gate_lists
+from tests.helpers import LOADED_WRITE_TIMEOUT_S, gate_lists
 from tests.hub.fixtures import db_url, hub
 from tests.hub.server import HubServer, issue
 from tests.hub.test_api import setup_venue
@@ -34,7 +34,7 @@ class Gate:
     def __init__(self, root: Path, gate_id: str, hub_url: str, token: str, **sync_options: object) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.gate_id = gate_id
-        self.journal = Journal(root / "journal.db", gate_id)
+        self.journal = Journal(root / "journal.db", gate_id, write_timeout_s=LOADED_WRITE_TIMEOUT_S)
         self.lists = gate_lists(root)
         self.trust_dir = root / "trust"
         self.trust_changes = 0

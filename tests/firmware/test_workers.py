@@ -12,7 +12,7 @@ from passgate import TrustStore
 from passgated.config import load_config
 from passgated.gate import Gate
 from passgated.workers import Worker
-from tests.helpers import wait_for
+from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
 
 def test_a_failing_step_is_retried_with_backoff_and_reported() -> None:
@@ -48,7 +48,7 @@ def test_a_failing_step_is_retried_with_backoff_and_reported() -> None:
 
 
 def test_the_gate_reports_its_workers(tmp_path: Path, caplog) -> None:
-    config = load_config(None, journal_path=tmp_path / "j.db")
+    config = load_config(None, journal_path=tmp_path / "j.db", journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
     gate = Gate(config, pin_factory=MockFactory(), trust=TrustStore(), sources=[], display=False)
     gate.io.fire_loop.pin.drive_low()
     upkeep = gate.workers[0]

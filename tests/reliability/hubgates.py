@@ -11,6 +11,7 @@ import requests
 
 from passgated.config import HubSpec, load_config
 from passgated.simulate import SimulatedGate
+from tests.helpers import LOADED_WRITE_TIMEOUT_S
 from tests.hub.server import HubServer, issue
 from tests.hub.test_api import setup_venue
 
@@ -27,7 +28,8 @@ def start_hub(tmp_path: Path) -> tuple[HubServer, requests.Session, dict[str, st
 def start_gate(tmp_path: Path, name: str, hub: HubServer, token: str,
                decisions: list[dict[str, Any]], **gate_options: Any) -> SimulatedGate:
     config = load_config(None, gate_id=f"arena-{name}", venue="arena", zones=["floor"],
-                         journal_path=tmp_path / name / "journal.db")
+                         journal_path=tmp_path / name / "journal.db",
+                         journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
     config = replace(config, hub=HubSpec(hub.url, token, interval_s=0.1))
     gate = SimulatedGate(config, walk_s=0.0, sources=[], display=False, on_decision=decisions.append,
                          **gate_options)

@@ -37,14 +37,17 @@ GATE_ID = "fault-gate"
 WAIT_S = 20.0  # bound on every wait for the child
 
 
-def write_config(root: Path, extra: str = "", *, journal: str = "journal.db") -> Path:
-    """A gate.toml in ``root`` with a trust directory holding KEY's public key."""
+def write_config(root: Path, extra: str = "", *, journal: str = "journal.db",
+                 write_timeout_ms: int = 5000) -> Path:
+    """A gate.toml in ``root`` with a trust directory holding KEY's public key. The journal's write
+    bound is generous (the tests run on loaded machines) unless a test is about that bound."""
     write_keypair(KEY, root / "trust", "issuer")
     path = root / "gate.toml"
     path.write_text(
         f'[gate]\nid = "{GATE_ID}"\nvenue = "acme"\nzones = ["A"]\n[trust]\ndir = "trust"\n'
-        f'[journal]\npath = "{journal}"\n[display]\nlisten = "127.0.0.1:0"\n'
-        '[timing]\nrelay_pulse_ms = 100\nrefusal_display_ms = 20\n' + extra
+        f'[journal]\npath = "{journal}"\nwrite_timeout_ms = {write_timeout_ms}\n'
+        '[display]\nlisten = "127.0.0.1:0"\n[timing]\nrelay_pulse_ms = 100\nrefusal_display_ms = 20\n'
+        + extra
     )
     return path
 

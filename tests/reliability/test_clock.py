@@ -14,7 +14,7 @@ from passgated.journal import Journal
 from passgated.loop import Clock
 from passgated.machine import State, Tick
 from passgated.policy import Direction
-from tests.helpers import wait_for
+from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
 
 class Wall:
@@ -31,7 +31,7 @@ def make_gate(tmp_path: Path, wall: Wall) -> tuple[Gate, bytes]:
     key = generate_private_key()
     trust = TrustStore()
     trust.add(key.public_key())
-    config = load_config(None, journal_path=tmp_path / "j.db")
+    config = load_config(None, journal_path=tmp_path / "j.db", journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
     gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=[], display=False,
                 clock=Clock(wall=wall))
     gate.io.fire_loop.pin.drive_low()

@@ -77,19 +77,27 @@ def test_a_small_full_filesystem(tmp_path: Path) -> None:
     require_part(mounted, "a tmpfs mount (needs root)")
     try:
         config = write_config(tmp_path, journal=str(mount / "journal.db"))
-        passes = [single_use() for _ in range(8)]
+        passes = [single_use() for _ in range(60)]
         with SimChild(config) as gate:
             assert gate.scan(passes[0]).decision["decision"] == "admit"
             filler = mount / "filler"
             with contextlib.suppress(OSError), open(filler, "wb") as f:
                 while True:
-                    f.write(b"\0" * 65536)
-            faulty = [gate.scan(text) for text in passes[1:4]]
-            assert {s.decision["reason"] for s in faulty} == {"gate_fault"}
+                    f.write(b"\0" * 4096)
+            # SQLite may still write into the WAL's own space for a while: each such scan is
+            # recorded, so it may be admitted; the first write that needs a new block is refused.
+            refused = []
+            for text in passes[1:50]:
+                if gate.scan(text).decision["reason"] == "gate_fault":
+                    refused.append(text)
+                    break
+            assert refused, "the full filesystem never refused a write"
             assert "disk full" in gate.wait_state("FAULT")["fault"]
+            refused += [text for text in passes[50:53] if gate.scan(text).decision["reason"] == "gate_fault"]
+            assert len(refused) == 4  # the FAULT answers every scan
             filler.unlink()  # an operator frees space
             gate.wait_state("IDLE")
-            assert [gate.scan(text).decision["decision"] for text in passes[1:4]] == ["admit"] * 3
+            assert [gate.scan(text).decision["decision"] for text in refused] == ["admit"] * 4
             assert gate.close() == 0
         check_invariants(gate.scans, mount / "journal.db")
     finally:
@@ -98,7 +106,7 @@ def test_a_small_full_filesystem(tmp_path: Path) -> None:
 
 def test_a_journal_locked_by_another_process(tmp_path: Path) -> None:
     """An SD card stalling in fsync looks the same: a write that waits past the bound is refused."""
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, write_timeout_ms=300)  # the product's default bound
     passes = [single_use() for _ in range(4)]
     with SimChild(config) as gate:
         assert gate.scan(passes[0]).decision["decision"] == "admit"
@@ -107,7 +115,7 @@ def test_a_journal_locked_by_another_process(tmp_path: Path) -> None:
         started = time.monotonic()
         refused = gate.scan(passes[1])
         assert refused.decision["reason"] == "gate_fault" and refused.pulses == 0
-        assert time.monotonic() - started < 5  # the bound is 0.3 s, not SQLite's 10 s
+        assert time.monotonic() - started < 3  # the bound is 0.3 s, not SQLite's 10 s
         assert "locked" in gate.wait_state("FAULT")["fault"]
         other.execute("ROLLBACK")
         other.close()

@@ -15,7 +15,7 @@ from passgated.config import load_config
 from passgated.display import ControlRefused
 from passgated.gate import Gate
 from passgated.machine import State
-from tests.helpers import wait_for
+from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
 TRIALS = 100
 LIMIT_S = 0.050
@@ -26,8 +26,8 @@ def test_release_within_50ms_under_a_scan_flood(tmp_path: Path) -> None:
     trust = TrustStore()
     trust.add(key.public_key())
     passes = [issue_pass(key, valid_from=0, valid_until=2**31).encode() for _ in range(50)]
-    gate = Gate(load_config(None, journal_path=tmp_path / "j.db"), pin_factory=MockFactory(),
-                trust=trust, sources=[], display=False)
+    config = load_config(None, journal_path=tmp_path / "j.db", journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
+    gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=[], display=False)
     fire, release = gate.io.fire_loop.pin, gate.io.release.pin
     relays = (gate.io.relay_entry.pin, gate.io.relay_exit.pin)
     fire.drive_low()

@@ -17,7 +17,7 @@ from passgated.gate import Gate
 from passgated.io import GateIO
 from passgated.machine import SAFE, State
 from passgated.policy import Direction
-from tests.helpers import wait_for
+from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
 KEY = generate_private_key()
 
@@ -25,8 +25,8 @@ KEY = generate_private_key()
 def make_gate(tmp_path: Path, factory: MockFactory | None = None) -> Gate:
     trust = TrustStore()
     trust.add(KEY.public_key())
-    gate = Gate(load_config(None, journal_path=tmp_path / "j.db"), pin_factory=factory or MockFactory(),
-                trust=trust, sources=[], display=False)
+    config = load_config(None, journal_path=tmp_path / "j.db", journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
+    gate = Gate(config, pin_factory=factory or MockFactory(), trust=trust, sources=[], display=False)
     return gate
 
 
@@ -64,7 +64,7 @@ def test_a_stale_apply_never_overwrites_the_fire_release(tmp_path: Path) -> None
     """Another thread keeps applying the safe levels (as a control loop that decided them just
     before the alarm would); once the fire loop is open, release must stay driven whatever it
     applies."""
-    config = load_config(None, journal_path=tmp_path / "j.db")
+    config = load_config(None, journal_path=tmp_path / "j.db", journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
     for _ in range(100):
         io = GateIO(config, MockFactory())
         fire, release = io.fire_loop.pin, io.release.pin

@@ -16,7 +16,7 @@ from passgated.config import load_config
 from passgated.gate import Gate
 from passgated.machine import State
 from passgated.policy import Direction
-from tests.helpers import Pty, wait_for
+from tests.helpers import LOADED_WRITE_TIMEOUT_S, Pty, wait_for
 
 RECONNECT_LIMIT_S = 2.0
 
@@ -27,7 +27,8 @@ def test_unplug_flood_and_overlong_line_lose_no_good_scan(tmp_path: Path) -> Non
     trust.add(key.public_key())
     port = Pty(tmp_path / "scanner")
     scanner = SerialScanner(str(tmp_path / "scanner"), dedupe=0)
-    config = load_config(None, journal_path=tmp_path / "j.db", commit_at_grant=True)
+    config = load_config(None, journal_path=tmp_path / "j.db", commit_at_grant=True,
+                         journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S)
     decided: dict[str, float] = {}
     gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=[(scanner, Direction.ENTRY)],
                 display=False, on_decision=lambda d: decided.setdefault(d["pass_id"], time.monotonic()))
