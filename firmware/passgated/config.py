@@ -408,7 +408,8 @@ def check_files(config: GateConfig) -> None:
     directories the gate must write."""
     if config.trust_dir is None:
         if config.hub is None:
-            raise ConfigError("trust.dir: not set and no [hub] supplies keys: every pass would be refused")
+            raise ConfigError("trust.dir: not set (simulate: --trust DIR) and no [hub] supplies keys: "
+                              "every pass would be refused")
     elif not config.trust_dir.is_dir():
         raise ConfigError(f"trust.dir: {config.trust_dir}: no such directory")
     else:
