@@ -4,7 +4,7 @@ The real daemon in a child process, as systemd starts it (``Type=notify``: READY
 input is read and every output is safe), on mock pins, with a 10 M-entry revoked list and a journal
 of 1 M passages. Warm (files in the page cache) and cold (``/proc/sys/vm/drop_caches``, when this
 process may write it). Baselines in the same run: the same gate with an empty journal and no list,
-and a bare ``python -c 'import passgated.gate'``. Goal (issue 10): READY within 1 s.
+cold as well, and a bare ``python -c 'import passgated.gate'``. Goal (issue 10): READY within 1 s.
 
     python benchmarks/boot.py [--entries 10000000] [--passages 1000000] [--runs 3] [--cache DIR]
 """
@@ -106,7 +106,9 @@ def main() -> None:
         imports = [import_time() for _ in range(args.runs)]
         baseline = [boot_once(empty) for _ in range(args.runs)]
         warm = [boot_once(loaded) for _ in range(args.runs)]
-        cold = [boot_once(loaded, cold=True) for _ in range(args.runs)] if drop_caches() else []
+        can_drop = drop_caches()
+        cold = [boot_once(loaded, cold=True) for _ in range(args.runs)] if can_drop else []
+        cold_baseline = [boot_once(empty, cold=True) for _ in range(args.runs)] if can_drop else []
 
     def show(values: list[float]) -> str:
         return f"median {statistics.median(values):.2f} s (runs: {', '.join(f'{v:.2f}' for v in values)})"
@@ -116,6 +118,8 @@ def main() -> None:
     print(f"READY, {len(keys):,}-entry list, {args.passages:,}-passage journal, warm: {show(warm)}")
     if cold:
         print(f"READY, the same, cold page cache:               {show(cold)}")
+        print(f"READY, empty journal, no list, cold page cache: {show(cold_baseline)}")
+        print(f"ratio cold / cold baseline: {statistics.median(cold) / statistics.median(cold_baseline):.2f}")
     else:
         print("cold page cache: not measured (writing /proc/sys/vm/drop_caches needs root)")
     print(f"ratio warm / baseline: {statistics.median(warm) / statistics.median(baseline):.2f} "
