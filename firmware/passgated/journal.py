@@ -89,21 +89,19 @@ class JournalDamaged(JournalError):
 
 
 def _cause(exc: sqlite3.Error) -> JournalError:
-    """SQLite's error as a cause a guard or operator understands."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc)
-    if name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB" or "malformed" in text \
-            or "not a database" in text:
-        return JournalDamaged(f"journal damaged: {text}")
-    if name.startswith("SQLITE_FULL") or "full" in text:
+    """SQLite's error, by its result code, as a cause a guard or operator understands."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return JournalDamaged(f"journal damaged: {exc}")
+    if name.startswith("SQLITE_FULL"):
         return JournalError("disk full")
-    if name.startswith("SQLITE_BUSY") or "locked" in text:
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return JournalError("journal locked by another process")
-    if name.startswith("SQLITE_IOERR") or "I/O" in text:
-        return JournalError(f"disk I/O error ({text})" if text != "disk I/O error" else text)
-    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+    if name.startswith("SQLITE_IOERR"):
+        return JournalError(f"disk I/O error ({name})")
+    if name.startswith("SQLITE_READONLY"):
         return JournalError("journal is read-only")
-    return JournalError(text)
+    return JournalError(str(exc))
 
 
 class Journal:

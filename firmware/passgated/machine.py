@@ -469,8 +469,7 @@ class GateMachine:
     def _tick(self, now: float, actions: list[Action]) -> None:
         if self._state_end is None or now < self._state_end:
             return
-        self._state_end = None
-        if self.state is State.GRANTED and self._granted is not None:
+        if self._granted is not None:  # only GRANTED holds a grant: the passage never came
             decision, self._granted = self._granted, None
             if not self.commit_at_grant:
                 actions.append(GiveBack(decision))

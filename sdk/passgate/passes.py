@@ -165,9 +165,10 @@ def decode_text(text: str | bytes) -> bytes:
         inflater = zlib.decompressobj()
         try:
             data = inflater.decompress(data, MAX_INFLATED)
+            whole = inflater.eof and not inflater.unconsumed_tail  # not cut short, not a bomb
         except zlib.error:
-            raise PassRefused(Reason.UNREADABLE, "Damaged code (bad compression)") from None
-        if inflater.unconsumed_tail or not inflater.eof:
+            whole = False
+        if not whole:
             raise PassRefused(Reason.UNREADABLE, "Damaged code (bad compression)")
     return data
 

@@ -222,3 +222,362 @@ def test_purge_deletes_in_short_transactions(tmp_path: Path, monkeypatch) -> Non
     deletes = [s for s in statements if s.startswith("DELETE FROM events")]
     commits = [s for s in statements if s == "COMMIT"]
     assert len(deletes) == 5 and len(commits) >= 5 and all("LIMIT 100" in s for s in deletes)
+
+
+# -- the contract, pinned down ----------------------------------------------------------------
+import os  # noqa: E402
+import resource  # noqa: E402
+import sqlite3  # noqa: E402
+
+import pytest  # noqa: E402
+
+import passgated.journal as journal_module  # noqa: E402
+from passgated.journal import (  # noqa: E402
+    JournalDamaged,
+    JournalError,
+    open_journal,
+    purge,
+    quick_check,
+    salvage,
+    set_aside,
+    unsent_count,
+)
+
+
+class Ticks:
+    """A monotonic clock that moves ``step`` seconds each time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.t, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+def rows(j: Journal, sql: str, *args: object) -> list[tuple]:
+    return j.db.execute(sql, args).fetchall()
+
+
+def corrupt(path: Path, name: str) -> None:
+    with Journal(path, "g1", recover=False) as j:
+        page = j.db.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = j.db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page)
+        f.write(os.urandom(page))
+
+
+def test_constants_and_settings(tmp_path: Path) -> None:
+    assert journal_module.DEFAULT_WRITE_TIMEOUT_S == 0.3
+    assert (journal_module.PURGE_CHUNK, journal_module.PURGE_PAUSE_S) == (100, 0.01)
+    assert journal_module.COUNTED == ("reserved", "committed", "assumed")
+    assert journal_module.EVENT_FIELDS == ("event_id", "gate_id", "t", "kind", "direction", "pass_id",
+                                           "decision", "reason", "latency_ms", "detail")
+    with Journal(tmp_path / "j.db", "g1", write_timeout_s=0.25) as j:
+        assert j.db.execute("PRAGMA busy_timeout").fetchone()[0] == 250  # the lock wait is the bound
+        assert j.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert j.recovered == 0 and j.unavailable is None
+
+
+def test_a_decision_and_its_reservation_are_written_as_they_are(tmp_path: Path) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    j = Journal(tmp_path / "j.db", "gate-7", clock=clock)
+    d = admit(valid_until=1_900_000_000)
+    rid = j.record_decision(d, 1.25, reserve=True)
+    (event,) = j.events()
+    assert {k: v for k, v in event.items() if k != "event_id"} == {
+        "gate_id": "gate-7", "t": 1_800_000_000.0, "kind": "decision", "direction": "entry",
+        "pass_id": d.pass_id.hex(), "decision": "admit", "reason": "admit", "latency_ms": 1.25,
+        "detail": "Welcome"}
+    assert len(event["event_id"]) == 32 and rid is not None and len(rid) == 32
+    assert rows(j, "SELECT * FROM redemptions") == [
+        (rid, d.pass_id.hex(), "gate-7", "entry", 1_800_000_000.0, "reserved", 1_900_000_000.0)]
+    technical = Decision(False, Reason.UNREADABLE, "Not a valid pass", Direction.EXIT,
+                         detail="Base45 triplet")
+    assert j.record_decision(technical, 0.5, reserve=True) is None  # no pass id: nothing to reserve
+    assert j.events()[-1]["detail"] == "Base45 triplet"  # the technical detail, when there is one
+    assert j.events()[-1]["pass_id"] is None and len(rows(j, "SELECT * FROM redemptions")) == 1
+
+
+def test_commit_and_release_are_recorded_once(tmp_path: Path) -> None:
+    clock = FakeClock(1000.0)
+    j = Journal(tmp_path / "j.db", "g1", clock=clock)
+    d = admit()
+    rid = j.record_decision(d, 1.0, reserve=True)
+    clock.t = 1005.0
+    j.commit(rid)
+    assert rows(j, "SELECT state, t FROM redemptions") == [("committed", 1005.0)]
+    redeemed = j.events("redeemed")
+    assert [(e["detail"], e["pass_id"], e["direction"], e["t"]) for e in redeemed] == [
+        (rid, d.pass_id.hex(), "entry", 1005.0)]
+    j.release(rid)  # too late: it counts
+    assert rows(j, "SELECT state FROM redemptions") == [("committed",)] and not j.events("released")
+    j.commit("no such reservation")
+    assert len(j.events()) == 2
+    other = j.record_decision(admit(), 1.0, reserve=True)
+    j.release(other)
+    assert [e["detail"] for e in j.events("released")] == [other]
+
+
+def test_a_write_slower_than_the_bound_is_refused_and_gives_the_entry_back(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", "g1", write_timeout_s=0.25, monotonic=Ticks(0.5))
+    d = admit()
+    with pytest.raises(JournalError, match=r"^journal write took 0\.50 s \(limit 0\.25 s\)$"):
+        j.record_decision(d, 1.0, reserve=True)
+    assert rows(j, "SELECT state FROM redemptions") == [("released",)]  # the refused holder keeps it
+    assert j.usage(d.pass_id).entries_used == 0
+    with pytest.raises(JournalError, match="journal write took"):
+        j.record_decision(Decision(False, Reason.EXPIRED, "x", Direction.ENTRY), 1.0)
+    with pytest.raises(JournalError, match="journal write took"):
+        j.probe()
+    fast = Journal(tmp_path / "j.db", "g1", write_timeout_s=0.25, monotonic=Ticks(0.25))
+    assert fast.record_decision(d, 1.0, reserve=True) is not None  # exactly at the bound: fine
+    fast.probe()
+    assert rows(fast, "SELECT key FROM meta") == [("probe",)]
+
+
+def test_sqlite_errors_become_causes_a_guard_can_read(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", "g1", write_timeout_s=0.05)
+    other = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(JournalError, match=r"^journal locked by another process$"):
+        j.record("state")
+    other.execute("ROLLBACK")
+    other.close()
+    j.record("state")  # and nothing was left half done
+    j.db.execute("PRAGMA query_only = 1")
+    with pytest.raises(JournalError, match=r"^journal is read-only$"):
+        j.record("state")
+    j.db.execute("PRAGMA query_only = 0")
+    pages = j.db.execute("PRAGMA page_count").fetchone()[0]
+    j.db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(JournalError, match=r"^disk full$") as full:
+        for _ in range(1000):
+            j.record("state", detail="x" * 4000)
+    assert type(full.value) is JournalError  # not damage: the gate recovers by itself
+    j.db.execute("PRAGMA max_page_count = 1000000")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(f"{j.path}-wal"), hard))
+    try:
+        with pytest.raises(JournalError, match=r"^disk I/O error \(SQLITE_IOERR"):
+            for _ in range(100):
+                j.record("state", detail="x" * 4000)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    j.record("state")
+    j.close()
+    with pytest.raises(JournalError, match=r"^journal closed$"):
+        j.record("state")
+
+
+def test_damage_is_its_own_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path, "g1") as j:
+        j.commit(j.record_decision(admit(), 1, reserve=True))
+    corrupt(path, "redemptions_pass")
+    reopened = Journal(path, "g1", recover=False)
+    with pytest.raises(JournalDamaged, match=r"^journal damaged: database disk image is malformed"):
+        reopened.check()
+    with pytest.raises(JournalDamaged):
+        reopened.usage(bytes(16))
+    path.write_bytes(b"\xff" * 4096)
+    with pytest.raises(JournalDamaged, match=r"^journal damaged: file is not a database$"):
+        Journal(path, "g1")
+    with pytest.raises(JournalDamaged):  # damage is never deferred: it must be set aside
+        Journal(path, "g1", defer_errors=True)
+
+
+@pytest.mark.parametrize("table", ["redemptions", "redemptions_reserved", "meta"])
+def test_the_boot_check_reads_the_roots_of_what_the_policy_uses(tmp_path: Path, table: str) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path, "g1") as j:
+        j.check()
+    corrupt(path, table)
+    with pytest.raises(JournalDamaged):
+        Journal(path, "g1", recover=False).check()
+
+
+def test_a_journal_that_cannot_be_opened_yet(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    path.mkdir()  # something in the way, as a full or read-only disk would be
+    with pytest.raises(JournalError, match="unable to open"):
+        Journal(path, "g1")
+    j = Journal(path, "g1", defer_errors=True)
+    assert j.unavailable is not None and "unable to open" in j.unavailable
+    with pytest.raises(JournalError):
+        j.record("state")
+    path.rmdir()
+    j.record("state")  # opened on first use once it can be
+    assert j.unavailable is None and len(j.events()) == 1
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(JournalError, match=r"^cannot create the journal"):
+        Journal(blocked / "sub" / "j.db", "g1")
+
+
+def test_meta_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path, "g1") as j:
+        assert j.history_missing() is None and j.emergency_latched() is False
+        j.mark_history_missing("set aside")
+        j.set_emergency_latched(True)
+    with Journal(path, "g1") as j:
+        assert j.history_missing() == "set aside" and j.emergency_latched() is True
+        j.set_emergency_latched(False)
+        j.history_restored("from the hub")
+        assert j.history_missing() is None and j.emergency_latched() is False
+        assert [e["detail"] for e in j.events("history_restored")] == ["from the hub"]
+        assert rows(j, "SELECT * FROM meta") == []
+
+
+def test_usage_counts_what_holds_and_orders_by_time(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", "g1")
+    pid = admit().pass_id.hex()
+    for rid, direction, t, state in [("a", "entry", 300.0, "committed"), ("b", "entry", 100.0, "assumed"),
+                                     ("c", "exit", 200.0, "committed"), ("d", "entry", 400.0, "released"),
+                                     ("e", "entry", 50.0, "reserved")]:
+        j.db.execute("INSERT INTO redemptions VALUES (?, ?, 'g1', ?, ?, ?, NULL)",
+                     (rid, pid, direction, t, state))
+    usage = j.usage(bytes.fromhex(pid))
+    assert (usage.entries_used, usage.inside, usage.exited, usage.last_entry_t) == (3, True, True, 300.0)
+    j.db.execute("INSERT INTO redemptions VALUES ('f', ?, 'g2', 'exit', 350.0, 'committed', NULL)", (pid,))
+    usage = j.usage(bytes.fromhex(pid))
+    assert (usage.inside, usage.last_entry_t) == (False, 300.0)
+    assert j.usage(bytes(16)) == type(usage)()
+
+
+def test_remote_redemptions_are_stored_as_given(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", "g2")
+    assert j.add_remote_redemption("r1", "ab" * 16, "g1", "exit", 12.5, 99.0) is True
+    assert j.add_remote_redemption("r1", "ab" * 16, "g1", "exit", 12.5, 99.0) is False
+    assert rows(j, "SELECT * FROM redemptions") == [("r1", "ab" * 16, "g1", "exit", 12.5, "committed", 99.0)]
+
+
+def test_outbox_marks(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", "g1")
+    ids = [j.record("passage", direction="entry", detail=str(n), pass_id="p") for n in range(4)]
+    assert [e["detail"] for e in j.unsent(2)] == ["0", "1"] and len(j.unsent()) == 4
+    j.mark_sent(ids[:1])
+    j.mark_rejected(ids[1:2])
+    assert j.backlog() == 2 and [e["event_id"] for e in j.unsent()] == ids[2:]
+    assert rows(j, "SELECT sent FROM events ORDER BY seq") == [(1,), (2,), (0,), (0,)]
+    assert unsent_count(tmp_path / "j.db") == 2
+    assert [e["kind"] for e in j.events("passage")] == ["passage"] * 4 and j.events("state") == []
+    assert j.events()[0]["pass_id"] == "p"
+    with pytest.raises(JournalError):
+        unsent_count(tmp_path / "missing.db")
+
+
+def test_purge_by_age_keeps_what_is_young_unsent_or_live(tmp_path: Path) -> None:
+    clock = FakeClock(100 * 86400.0)
+    j = Journal(tmp_path / "j.db", "g1", clock=clock)
+    j.db.executemany("INSERT INTO events(event_id, gate_id, t, kind, sent) VALUES (?, 'g1', ?, 'state', ?)",
+                     [("old-sent", 60 * 86400.0, 1), ("old-unsent", 60 * 86400.0, 0),
+                      ("edge", 70 * 86400.0, 1), ("young", 80 * 86400.0, 1)])
+    j.db.executemany("INSERT INTO redemptions VALUES (?, 'p', 'g1', 'entry', 1.0, 'committed', ?)",
+                     [("expired", 60 * 86400.0), ("edge", 70 * 86400.0), ("live", 90 * 86400.0),
+                      ("unknown", None)])
+    assert j.purge(30) == 1  # 30 days before now: day 70; the unsent one waits for the hub
+    assert [e["event_id"] for e in j.events()] == ["old-unsent", "edge", "young"]
+    assert [r[0] for r in rows(j, "SELECT redemption_id FROM redemptions ORDER BY rowid")] == [
+        "edge", "live", "unknown"]
+    assert j.purge(30, keep_unsent=False) == 1
+    assert [e["event_id"] for e in j.events()] == ["edge", "young"]
+
+
+def test_purge_in_chunks_with_a_pause_and_a_limit(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(journal_module, "PURGE_CHUNK", 10)
+    slept: list[float] = []
+    monkeypatch.setattr(journal_module.time, "sleep", slept.append)
+    j = Journal(tmp_path / "j.db", "g1")
+    j.db.executemany("INSERT INTO events(event_id, gate_id, t, kind, sent) VALUES (?, 'g1', 1.0, 's', 1)",
+                     [(f"e{n}",) for n in range(25)])
+    j.db.executemany("INSERT INTO redemptions VALUES (?, 'p', 'g1', 'entry', 1.0, 'committed', 1.0)",
+                     [(f"r{n}",) for n in range(12)])
+    assert purge(j.db, j.write_lock, 2.0, False, max_chunks=2) == (20, False)
+    assert slept == [0.01, 0.01] and j.backlog() == 0 and len(j.events()) == 5
+    assert purge(j.db, j.write_lock, 2.0, False) == (5, True)
+    assert rows(j, "SELECT count(*) FROM redemptions") == [(0,)] and len(slept) == 3
+    assert purge(j.db, j.write_lock, 2.0, False, pause_s=0) == (0, True)
+    j.db.execute("INSERT INTO events(event_id, gate_id, t, kind, sent) VALUES ('x', 'g1', 1.0, 's', 1)")
+    j.db.execute("PRAGMA query_only = 1")
+    with pytest.raises(JournalError, match=r"^journal is read-only$"):
+        purge(j.db, j.write_lock, 2.0, False)
+    assert not j.db.in_transaction and not j.write_lock.locked()  # rolled back, lock given back
+
+
+def test_quick_check(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path, "g1") as j:
+        j.record("state")
+    assert quick_check(path) is None
+    corrupt(path, "events_t")
+    assert (quick_check(path) or "").startswith("journal damaged: ")
+    with pytest.raises(JournalError):
+        quick_check(tmp_path)  # a directory: the check cannot run (not damage)
+    path.write_bytes(b"\xff" * 4096)
+    assert quick_check(path) == "journal damaged: file is not a database"
+
+
+def test_set_aside_moves_the_file_and_its_wal(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").write_text(suffix or "main")
+    first = set_aside(path, tmp_path / "damaged", 1_800_000_000.0)
+    assert first == tmp_path / "damaged" / "journal-20270115T080000.db"
+    assert [Path(f"{first}{s}").read_text() for s in ("", "-wal", "-shm")] == ["main", "-wal", "-shm"]
+    assert not any(Path(f"{path}{s}").exists() for s in ("", "-wal", "-shm"))
+    path.write_text("again")
+    second = set_aside(path, tmp_path / "damaged", 1_800_000_000.0)
+    assert second.name == "journal-20270115T080000-2.db" and second.read_text() == "again"
+    path.write_text("third")
+    assert set_aside(path, tmp_path / "damaged", 1_800_000_000.0).name == "journal-20270115T080000-3.db"
+
+
+def test_open_journal_sets_damage_aside(tmp_path: Path) -> None:
+    path, aside, marker = tmp_path / "journal.db", tmp_path / "damaged", tmp_path / "journal.db.damaged"
+    good = open_journal(path, "g1", aside_dir=aside, clock=FakeClock(1_800_000_000.0), damaged_marker=marker)
+    good.commit(good.record_decision(admit(), 1, reserve=True))
+    assert good.history_missing() is None
+    good.close()
+    assert not aside.exists()
+    marker.write_text("journal damaged: found by the upkeep\n")
+    j = open_journal(path, "g1", aside_dir=aside, clock=FakeClock(1_800_000_000.0), damaged_marker=marker)
+    assert not marker.exists() and [p.name for p in aside.iterdir()] == ["journal-20270115T080000.db"]
+    assert j.history_missing() == (
+        "journal damaged: found by the upkeep; set aside as journal-20270115T080000.db")
+    (event,) = j.events("journal_set_aside")
+    assert event["detail"].startswith("journal damaged: found by the upkeep; set aside as ")
+    assert j.usage(admit().pass_id).entries_used == 0 and len(j.events()) == 1
+    j.close()
+    path.write_bytes(b"\xff" * 4096)
+    again = open_journal(path, "g1", aside_dir=aside, clock=FakeClock(1_800_000_001.0))
+    assert (again.history_missing() or "").startswith("journal damaged: file is not a database; set aside as")
+    again.close()
+    corrupt(path, "redemptions_pass")
+    third = open_journal(path, "g1", aside_dir=aside, clock=FakeClock(1_800_000_002.0))
+    assert "malformed" in (third.history_missing() or "") and len(list(aside.glob("*.db"))) == 3
+    third.close()
+    blocked = tmp_path / "blocked.db"
+    blocked.mkdir()
+    unavailable = open_journal(blocked, "g1", aside_dir=aside)
+    assert unavailable.unavailable is not None and blocked.is_dir()  # not damage: nothing set aside
+
+
+def test_salvage_copies_what_can_be_read(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with Journal(old, "g1") as j:
+        kept = admit()
+        j.commit(j.record_decision(kept, 1, reserve=True))
+        left = admit()
+        j.record_decision(left, 1, reserve=True)  # in flight when the file was damaged
+    new = Journal(tmp_path / "new.db", "g1")
+    assert salvage(old, new) == (2, 0)
+    assert new.usage(kept.pass_id).entries_used == 1 and new.usage(left.pass_id).entries_used == 1
+    assert sorted(r[0] for r in rows(new, "SELECT state FROM redemptions")) == ["assumed", "committed"]
+    assert salvage(old, new) == (0, 0)  # idempotent
+    assert salvage(tmp_path / "missing.db", new) == (0, 1)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"\xff" * 4096)
+    assert salvage(garbage, new) == (0, 1)

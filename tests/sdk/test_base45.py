@@ -43,3 +43,20 @@ def test_round_trip(data: bytes) -> None:
 def test_decode_only_raises_base45_error(text: str) -> None:
     with contextlib.suppress(base45.Base45Error):
         base45.decode(text)
+
+
+def test_the_edges_of_the_alphabet_and_the_ranges() -> None:
+    assert base45.decode("FGW") == b"\xff\xff"  # 65535: the largest triplet
+    assert base45.decode("U5") == b"\xff"  # 255: the largest final pair
+    with pytest.raises(base45.Base45Error, match=r"^Base45 triplet above 65535$"):
+        base45.decode("GGW")
+    with pytest.raises(base45.Base45Error, match=r"^Base45 final pair above 255$"):
+        base45.decode("V5")
+    with pytest.raises(base45.Base45Error, match=r"^character outside the Base45 alphabet$"):
+        base45.decode("AB!")
+    with pytest.raises(base45.Base45Error, match=r"^non-ASCII character in Base45 text$"):
+        base45.decode("ABÄ")
+    with pytest.raises(base45.Base45Error, match=r"^Base45 text length leaves a single character$"):
+        base45.decode("ABCD")
+    assert base45.decode(b"BB8") == base45.decode("BB8") == b"AB"  # bytes in, as a scanner gives them
+    assert base45.encode(b"\xff\xff\xff") == "FGWU5" and base45.decode("") == b""

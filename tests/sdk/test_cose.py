@@ -105,3 +105,56 @@ def test_malformed_structures_are_typed_errors() -> None:
             cose.decode_sign1(cbor2.dumps(obj))
     with pytest.raises(cose.MalformedError):
         cose.decode_sign1(b"\xff\x00")
+
+
+def test_errors_say_what_is_wrong() -> None:
+    ed, es = ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(cose.SignatureError, match=r"^algorithm ES256 does not match the EdDSA key$"):
+        cose.verify_sign1(cose.sign1(b"x", es), ed.public_key())
+    with pytest.raises(cose.SignatureError, match=r"^algorithm EdDSA does not match the ES256 key$"):
+        cose.verify_sign1(cose.sign1(b"x", ed), es.public_key())
+    no_alg = cbor2.dumps([b"", {}, b"x", bytes(64)])  # an empty protected header: no alg at all
+    msg = cose.decode_sign1(no_alg)
+    assert msg.protected_header == {} and msg.kid is None
+    missing = "^unsupported algorithm: missing from the protected header$"
+    with pytest.raises(cose.UnsupportedAlgorithmError, match=missing):
+        _ = msg.alg
+    other = cose.decode_sign1(cbor2.dumps([cbor2.dumps({1: -35}), {}, b"x", bytes(64)]))
+    with pytest.raises(cose.UnsupportedAlgorithmError, match=r"^unsupported algorithm: -35$"):
+        _ = other.alg
+    assert cose.ALGORITHM_NAMES == {-8: "EdDSA", -7: "ES256"}
+
+
+@pytest.mark.parametrize("bucket", [{"protected": {}}, {"unprotected": b""}])
+def test_header_buckets_of_the_wrong_type(bucket: dict) -> None:
+    parts = {"protected": b"", "unprotected": {}, **bucket}
+    with pytest.raises(cose.MalformedError, match=r"^bad COSE_Sign1 header buckets$"):
+        cose.decode_sign1(cbor2.dumps([parts["protected"], parts["unprotected"], b"x", bytes(64)]))
+
+
+def test_a_signature_must_be_exactly_64_bytes() -> None:
+    """A genuine ES256 signature re-encoded with a leading zero is the same numbers, but another
+    byte string: it must not verify (it would defeat duplicate detection)."""
+    es = ec.generate_private_key(ec.SECP256R1())
+    protected, unprotected, payload, signature = cbor2.loads(cose.sign1(b"pass", es)).value
+    padded = signature[:32] + b"\x00" + signature[32:]
+    with pytest.raises(cose.SignatureError, match=r"^ES256 signature must be 64 bytes \(r \|\| s\)$"):
+        cose.verify_sign1(cbor2.dumps([protected, unprotected, payload, padded]), es.public_key())
+    cose.verify_sign1(cbor2.dumps([protected, unprotected, payload, signature]), es.public_key())
+    ed = ed25519.Ed25519PrivateKey.generate()
+    protected, unprotected, payload, signature = cbor2.loads(cose.sign1(b"pass", ed)).value
+    for bad in (signature + b"\x00", signature[:-1]):
+        with pytest.raises(cose.SignatureError, match=r"^Ed25519 signature must be 64 bytes$"):
+            cose.verify_sign1(cbor2.dumps([protected, unprotected, payload, bad]), ed.public_key())
+
+
+def test_only_ed25519_and_p256_keys() -> None:
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    with pytest.raises(cose.UnsupportedAlgorithmError, match=r"^unsupported key type"):
+        cose.make_verifier(p384.public_key())
+    with pytest.raises(cose.UnsupportedAlgorithmError, match=r"^Ed25519PrivateKey is not a public key$"):
+        cose.make_verifier(ed25519.Ed25519PrivateKey.generate())  # type: ignore[arg-type]
+    with pytest.raises(cose.UnsupportedAlgorithmError, match=r"PrivateKey is not a public key$"):
+        cose.make_verifier(ec.generate_private_key(ec.SECP256R1()))  # type: ignore[arg-type]
+    with pytest.raises(cose.UnsupportedAlgorithmError, match=r"is not a private key$"):
+        cose.sign1(b"x", ed25519.Ed25519PrivateKey.generate().public_key())  # type: ignore[arg-type]

@@ -278,3 +278,155 @@ def test_non_string_input_is_refused() -> None:
 def test_p384_keys_are_not_accepted_for_issuing() -> None:
     with pytest.raises(cose.UnsupportedAlgorithmError):
         issue_pass(ec.generate_private_key(ec.SECP384R1()), valid_from=NOW, valid_until=NOW + 1)
+
+
+# -- the contract, pinned down ----------------------------------------------------------------
+from passgate.passes import (  # noqa: E402
+    MAX_INFLATED,
+    MAX_TEXT,
+    Pass,
+    check_time,
+    decode_text,
+    iso_utc,
+    verify_signature,
+)
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch):
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def signed(key, claims: dict) -> str:
+    return text_of(cose.sign1(cbor2.dumps(claims), key, kid=key_id(key)))
+
+
+GOOD = {CLAIM_NBF: NOW, CLAIM_EXP: NOW + HOUR, CLAIM_CTI: bytes(16)}
+
+
+@pytest.mark.parametrize(("claims", "detail"), [
+    (b"\xff", "Invalid pass contents (not CBOR)"),
+    ([1, 2], "Invalid pass contents (not a claims map)"),
+    ({**GOOD, CLAIM_CTI: b"short"}, "Invalid pass contents (pass id)"),
+    ({**GOOD, CLAIM_CTI: "0" * 16}, "Invalid pass contents (pass id)"),
+    ({**GOOD, CLAIM_NBF: "yesterday"}, "Invalid pass contents (validity window)"),
+    ({**GOOD, CLAIM_EXP: 1.5}, "Invalid pass contents (validity window)"),
+    ({**GOOD, 6: "today"}, "Invalid pass contents (issue time)"),
+    ({**GOOD, 1: 42}, "Invalid pass contents (issuer)"),
+    ({**GOOD, -1: 7}, "Invalid pass contents (product)"),
+    ({**GOOD, -2: "A"}, "Invalid pass contents (zones)"),
+    ({**GOOD, -2: ["A", 1]}, "Invalid pass contents (zones)"),
+    ({**GOOD, -3: 0}, "Invalid pass contents (entries)"),
+    ({**GOOD, -3: True}, "Invalid pass contents (entries)"),
+    ({**GOOD, -4: 1}, "Invalid pass contents (re-entry)"),
+    ({**GOOD, -5: "ref"}, "Invalid pass contents (holder reference)"),
+])
+def test_every_malformed_claim_is_named(claims, detail: str) -> None:
+    key = generate_private_key()
+    payload = claims if isinstance(claims, bytes) else cbor2.dumps(claims)
+    text = text_of(cose.sign1(payload, key, kid=key_id(key)))
+    refusal = refused(text, trust_for(key), now=NOW)
+    assert (refusal.reason, refusal.detail) == (Reason.UNREADABLE, detail)
+
+
+def test_optional_claims_may_be_absent() -> None:
+    key = generate_private_key()
+    p = verify_pass(signed(key, GOOD), trust_for(key), now=NOW)  # no iat, iss, zones, entries, ...
+    assert (p.issued_at, p.issuer, p.zones, p.entries, p.product, p.reentry, p.holder_ref) == (
+        None, None, (), None, None, False, None)
+    assert p.kid == key_id(key) and p.pass_id_hex == "00" * 16
+    assert p.valid_from_dt == datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
+    assert p.valid_until_dt == datetime(2027, 1, 15, 9, 0, tzinfo=UTC)
+
+
+def test_the_pass_names_its_issuer_before_the_key_does() -> None:
+    key = generate_private_key()
+    trust = TrustStore()
+    trust.add(key.public_key(), issuer="Key's issuer")
+    assert verify_pass(signed(key, {**GOOD, 1: "Pass's issuer"}), trust, now=NOW).issuer == "Pass's issuer"
+    assert verify_pass(signed(key, GOOD), trust, now=NOW).issuer == "Key's issuer"
+
+
+def test_a_pass_built_by_hand_has_the_documented_defaults() -> None:
+    p = Pass(pass_id=bytes(16), kid=b"k", alg=cose.EDDSA, valid_from=1, valid_until=2)
+    assert (p.issued_at, p.issuer, p.zones, p.entries, p.product, p.reentry, p.holder_ref) == (
+        None, None, (), None, None, False, None)
+
+
+def test_refusals_read_as_code_and_detail() -> None:
+    refusal = PassRefused(Reason.EXPIRED, "Expired 09:00")
+    assert str(refusal) == "expired: Expired 09:00" and refusal.detail == "Expired 09:00"
+    assert PassRefused(Reason.BAD_SIGNATURE).detail == "Forged or damaged pass: ask for another copy"
+
+
+@pytest.mark.parametrize(("text", "detail"), [
+    (b"\xff\xfe", "Not a pass (binary data)"),
+    (42, "Not a pass"),
+    ("PG1:" + "A" * (MAX_TEXT - 4 + 1), "Not a pass (too long)"),
+    ("XX1:ABC", "Not a passgate pass"),
+    ("PG1:AB!", "Damaged code (character outside the Base45 alphabet)"),
+    ("PG1:GGW", "Damaged code (Base45 triplet above 65535)"),
+    ("PG1:" + base45.encode(b"\x78\x9c garbage"), "Damaged code (bad compression)"),
+    ("PG1:" + base45.encode(zlib.compress(b"x" * 100)[:-6]), "Damaged code (bad compression)"),
+    ("PG1:" + base45.encode(zlib.compress(b"x" * (MAX_INFLATED + 1))), "Damaged code (bad compression)"),
+    ("PG1:" + base45.encode(cbor2.dumps([1, 2])), "Damaged code (COSE_Sign1 must be an array of 4 items)"),
+])
+def test_unreadable_input_is_named(text, detail: str) -> None:
+    refusal = refused(text, TrustStore())
+    assert (refusal.reason, refusal.detail) == (Reason.UNREADABLE, detail)
+
+
+def test_the_size_limits_are_inclusive() -> None:
+    longest = "PG1:" + "0" * (MAX_TEXT - 4)  # exactly 4,096 characters: read, then found damaged
+    assert len(longest) == MAX_TEXT == 4096
+    assert refused(longest, TrustStore()).detail != "Not a pass (too long)"
+    inflated = b"\xa0" * MAX_INFLATED
+    assert MAX_INFLATED == 4096
+    assert decode_text("PG1:" + base45.encode(zlib.compress(inflated))) == inflated
+
+
+def test_text_as_bytes_as_a_scanner_gives_it(key) -> None:
+    text = issue_pass(key, valid_from=NOW, valid_until=NOW + HOUR)
+    assert verify_pass(text.encode(), trust_for(key), now=NOW) == verify_pass(text, trust_for(key), now=NOW)
+    assert verify_pass(f"  {text}\r\n", trust_for(key), now=NOW).valid_from == NOW
+
+
+def test_the_default_skew_is_sixty_seconds(key, utc) -> None:
+    p = verify_signature(issue_pass(key, valid_from=NOW, valid_until=NOW + HOUR), trust_for(key))
+    assert check_time(p, now=NOW - 60) is p
+    with pytest.raises(PassRefused) as early:
+        check_time(p, now=NOW - 61)
+    assert (early.value.reason, early.value.detail) == (Reason.NOT_YET_VALID, "Valid from 2027-01-15 08:00")
+    with pytest.raises(PassRefused) as late:
+        verify_pass(issue_pass(key, valid_from=NOW, valid_until=NOW + HOUR), trust_for(key),
+                    now=NOW + HOUR + 60)
+    assert (late.value.reason, late.value.detail) == (Reason.EXPIRED, "Expired 2027-01-15 09:00")
+    assert verify_pass(issue_pass(key, valid_from=NOW, valid_until=NOW + HOUR), trust_for(key),
+                       now=NOW + HOUR + 59).valid_until == NOW + HOUR
+
+
+def test_dates_beyond_the_calendar_are_still_words(utc) -> None:
+    key = generate_private_key()
+    far = verify_signature(signed(key, {**GOOD, CLAIM_NBF: 2**62, CLAIM_EXP: 2**62 + 1}), trust_for(key))
+    with pytest.raises(PassRefused) as info:
+        check_time(far, now=NOW)
+    assert info.value.detail == f"Valid from epoch {2**62}"
+    assert iso_utc(NOW) == "2027-01-15T08:00:00Z" and iso_utc(2**62) == f"epoch {2**62}"
+
+
+def test_nothing_but_a_refusal_escapes_verification() -> None:
+    class Broken(TrustStore):
+        def find_signer(self, msg, external_aad=b""):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug somewhere")
+
+    key = generate_private_key()
+    trust = Broken()
+    trust.add(key.public_key())
+    refusal = refused(issue_pass(key, valid_from=NOW, valid_until=NOW + HOUR), trust, now=NOW)
+    assert (refusal.reason, refusal.detail) == (Reason.UNREADABLE, "Not a valid pass (RuntimeError)")
