@@ -150,12 +150,17 @@ def run_target(name: str, target: Target, workers: list[Worker], *,
 
     done = 0
     total = len(mutants)
+    tty = sys.stderr.isatty()
     with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
         for key, result in pool.map(one, mutants):
             outcome[key] = result
             done += 1
-            print(f"\r{name}: {done}/{total} mutants run", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+            if tty:
+                print(f"\r{name}: {done}/{total} mutants run", end="", file=sys.stderr, flush=True)
+            elif done % 50 == 0 or done == total:
+                print(f"{name}: {done}/{total} mutants run", file=sys.stderr, flush=True)
+    if tty:
+        print(file=sys.stderr)
     every = mutants_of(target)
     by_key = dict(every)
     survived = sorted(k for k, r in outcome.items() if r == "survived" and k in by_key)

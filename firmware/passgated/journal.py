@@ -78,6 +78,7 @@ PURGE_PAUSE_S = 0.01  # between chunks, so the control loop's writes go first
 META_HISTORY_MISSING = "history_missing"
 META_EMERGENCY_LATCHED = "emergency_latched"
 META_PROBE = "probe"
+READ_TIMEOUT_S = 5.0  # read-only connections: in WAL mode they wait only while a writer recovers the WAL
 
 
 class JournalError(Exception):
@@ -86,6 +87,29 @@ class JournalError(Exception):
 
 class JournalDamaged(JournalError):
     """The journal file is damaged: the gate stays out of service until it is set aside."""
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection, lock: threading.Lock) -> Iterator[None]:
+    """One durable write transaction under ``lock``; on any error it is rolled back, and SQLite's
+    errors leave as ``JournalError``. A transaction left open would refuse every later write."""
+    with lock:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _cause(exc) from exc
+            raise
+
+
+def _connect_read_only(path: str | Path) -> contextlib.closing[sqlite3.Connection]:
+    """A read-only connection of its own, closed on leaving the ``with`` (no file is created)."""
+    return contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_TIMEOUT_S))
 
 
 def _cause(exc: sqlite3.Error) -> JournalError:
@@ -148,8 +172,7 @@ class Journal:
 
     def _open(self) -> None:
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)  # ":memory:" has ".": no-op
             db = sqlite3.connect(self.path, isolation_level=None, timeout=self.write_timeout_s,
                                  check_same_thread=False)
         except OSError as exc:
@@ -200,24 +223,24 @@ class Journal:
     def _tx(self) -> Iterator[None]:
         """One durable write transaction; SQLite's errors leave as ``JournalError``, rolled back."""
         db = self.db  # opened first: opening recovers reservations in a transaction of its own
-        with self.write_lock:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                yield
-                db.execute("COMMIT")
-            except BaseException as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _cause(exc) from exc
-                raise
+        with _transaction(db, self.write_lock):
+            yield
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         try:
             return self.db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise _cause(exc) from exc
+
+    def _read_events(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """Events as dicts keyed by ``EVENT_FIELDS``, oldest first."""
+        try:
+            cursor = self.db.cursor()
+            cursor.row_factory = sqlite3.Row
+            rows = cursor.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events {where}", args).fetchall()
+        except sqlite3.Error as exc:
+            raise _cause(exc) from exc
+        return [dict(row) for row in rows]
 
     def _insert_event(self, kind: str, **fields: Any) -> str:
         event_id = uuid.uuid4().hex
@@ -360,12 +383,9 @@ class Journal:
                    "WHERE state = 'reserved' LIMIT 1")
         self._read("SELECT value FROM meta LIMIT 1")
 
-    def unsent(self, limit: int = 500) -> list[dict[str, Any]]:
-        """The oldest events not yet acknowledged by the hub."""
-        rows = self._read(
-            f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE sent = 0 ORDER BY seq LIMIT ?", (limit,)
-        )
-        return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
+    def unsent(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest ``limit`` events not yet acknowledged by the hub."""
+        return self._read_events("WHERE sent = 0 ORDER BY seq LIMIT ?", (limit,))
 
     def mark_sent(self, event_ids: Iterable[str]) -> None:
         ids = list(event_ids)
@@ -383,9 +403,9 @@ class Journal:
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """All events, oldest first (for tests, the CLI and audits)."""
-        where, args = ("WHERE kind = ?", (str(kind),)) if kind else ("", ())
-        rows = self._read(f"SELECT {', '.join(EVENT_FIELDS)} FROM events {where} ORDER BY seq", args)
-        return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
+        if kind:
+            return self._read_events("WHERE kind = ? ORDER BY seq", (str(kind),))
+        return self._read_events("ORDER BY seq", ())
 
     # -- upkeep -------------------------------------------------------------------------------
     def purge(self, retention_days: float, *, keep_unsent: bool = True) -> int:
@@ -418,11 +438,8 @@ def unsent_count(path: str | Path) -> int:
     """Events not yet acknowledged by the hub, read on a connection of its own: the status page runs
     in other threads and must never touch the control loop's connection. Raises ``JournalError``."""
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-        try:
+        with _connect_read_only(path) as db:
             return int(db.execute("SELECT count(*) FROM events WHERE sent = 0").fetchone()[0])
-        finally:
-            db.close()
     except sqlite3.Error as exc:
         raise _cause(exc) from exc
 
@@ -446,16 +463,8 @@ def purge(db: sqlite3.Connection, lock: threading.Lock, cutoff: float, keep_unse
             if max_chunks is not None and chunks >= max_chunks:
                 return deleted, False
             chunks += 1
-            with lock:
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                    count = db.execute(statement, (cutoff,)).rowcount
-                    db.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    with contextlib.suppress(sqlite3.Error):
-                        if db.in_transaction:
-                            db.execute("ROLLBACK")
-                    raise _cause(exc) from exc
+            with _transaction(db, lock):
+                count = db.execute(statement, (cutoff,)).rowcount
             if n == 0:
                 deleted += count
             if count < PURGE_CHUNK:
@@ -470,11 +479,8 @@ def quick_check(path: str | Path) -> str | None:
     damage found (takes seconds on a large journal: run it off the scan path). Raises
     ``JournalError`` when the check itself could not run (locked, an I/O error)."""
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
+        with _connect_read_only(path) as db:
             result = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-        finally:
-            db.close()
     except sqlite3.Error as exc:
         error = _cause(exc)
         if isinstance(error, JournalDamaged):
@@ -490,7 +496,6 @@ def open_journal(path: Path, gate_id: str, *, aside_dir: Path, clock: Callable[[
     read, or the upkeep's check left ``damaged_marker``) is moved into ``aside_dir`` with its WAL,
     kept for evidence, and a new journal starts marked as missing its redemption history: never a
     crash loop, never a gate that forgets which single-use passes were used."""
-    why = None
     if damaged_marker is not None and damaged_marker.exists():
         why = damaged_marker.read_text(errors="replace").strip() or "journal damaged"
     else:
@@ -499,16 +504,10 @@ def open_journal(path: Path, gate_id: str, *, aside_dir: Path, clock: Callable[[
         except JournalDamaged as exc:
             why = str(exc)
         else:
-            if journal.unavailable:
-                return journal  # out of service until it opens; then checked like any other
-            try:
-                journal.check()
+            damage = _damage(journal)
+            if damage is None:
                 return journal
-            except JournalDamaged as exc:
-                journal.close()
-                why = str(exc)
-            except JournalError:
-                return journal
+            why = damage
     aside = set_aside(path, aside_dir, clock())
     log.error("%s: set aside as %s; a new journal starts without the redemption history", why, aside)
     if damaged_marker is not None:
@@ -517,6 +516,19 @@ def open_journal(path: Path, gate_id: str, *, aside_dir: Path, clock: Callable[[
     journal.mark_history_missing(f"{why}; set aside as {aside.name}")
     journal.record(EventKind.JOURNAL_SET_ASIDE, detail=f"{why}; set aside as {aside}")
     return journal
+
+
+def _damage(journal: Journal) -> str | None:
+    """Why an opened journal is damaged (it is closed then), else None: sound, or not readable now
+    (not open yet, locked: a fault the gate shows and retries, not damage)."""
+    try:
+        journal.check()
+    except JournalDamaged as exc:
+        journal.close()  # before its files move: the last connection to close deletes the WAL by name
+        return str(exc)
+    except JournalError:
+        pass
+    return None
 
 
 def set_aside(path: Path, aside_dir: Path, now: float) -> Path:
@@ -538,15 +550,14 @@ def set_aside(path: Path, aside_dir: Path, now: float) -> Path:
 def salvage(damaged: Path, journal: Journal) -> tuple[int, int]:
     """Copy every redemption still readable in a set-aside journal into ``journal`` (reserved ones
     count as used); returns (copied, unreadable rows or pages skipped)."""
-    copied = skipped = 0
     try:
-        db = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True, timeout=5)
+        source = _connect_read_only(damaged)
     except sqlite3.Error:
         return 0, 1
-    try:
-        rowids = _readable(db, "SELECT rowid FROM redemptions ORDER BY rowid")
-        if rowids is None:
-            return 0, 1
+    copied = 0
+    with source as db:
+        rowids, complete = _readable(db, "SELECT rowid FROM redemptions ORDER BY rowid")
+        skipped = 0 if complete else 1  # the rows after the damage, as one
         for (rowid,) in rowids:
             try:
                 row = db.execute("SELECT redemption_id, pass_id, gate_id, direction, t, state, valid_until "
@@ -560,17 +571,16 @@ def salvage(damaged: Path, journal: Journal) -> tuple[int, int]:
                 cur = journal.db.execute("INSERT OR IGNORE INTO redemptions VALUES (?, ?, ?, ?, ?, ?, ?)",
                                          (rid, pass_id, gate_id, direction, t, state, valid_until))
             copied += cur.rowcount
-    finally:
-        db.close()
     return copied, skipped
 
 
-def _readable(db: sqlite3.Connection, sql: str) -> list[Any] | None:
-    """Rows of ``sql`` as far as they can be read (a damaged page ends the list early)."""
+def _readable(db: sqlite3.Connection, sql: str) -> tuple[list[Any], bool]:
+    """Rows of ``sql`` as far as they can be read (a damaged page ends the list early), and whether
+    that was all of them."""
     rows: list[Any] = []
     try:
         for row in db.execute(sql):
             rows.append(row)
     except sqlite3.Error:
-        return rows or None
-    return rows
+        return rows, False
+    return rows, True

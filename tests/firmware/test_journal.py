@@ -1,12 +1,29 @@
 """The journal on a real SQLite file: durability settings, crash recovery, usage, outbox, purge."""
 
+import os
 import pickle
+import resource
+import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
+
+import passgated.journal as journal_module
 from passgate import Reason, TrustStore, generate_private_key, issue_pass, verify_signature
-from passgated.journal import Journal
+from passgated.journal import (
+    Journal,
+    JournalDamaged,
+    JournalError,
+    open_journal,
+    purge,
+    quick_check,
+    salvage,
+    set_aside,
+    unsent_count,
+)
 from passgated.policy import Decision, Direction
 
 KEY = generate_private_key()
@@ -103,7 +120,8 @@ def test_outbox(tmp_path: Path) -> None:
     batch = j.unsent(3)
     assert len(batch) == 3 and j.backlog() == 5
     j.mark_sent(e["event_id"] for e in batch)
-    assert j.backlog() == 2 and [e["event_id"] for e in j.unsent()] == [e["event_id"] for e in j.events()[3:]]
+    unsent = [e["event_id"] for e in j.unsent(500)]
+    assert j.backlog() == 2 and unsent == [e["event_id"] for e in j.events()[3:]]
 
 
 def test_remote_redemptions_are_idempotent(tmp_path: Path) -> None:
@@ -225,23 +243,6 @@ def test_purge_deletes_in_short_transactions(tmp_path: Path, monkeypatch) -> Non
 
 
 # -- the contract, pinned down ----------------------------------------------------------------
-import os  # noqa: E402
-import resource  # noqa: E402
-import sqlite3  # noqa: E402
-
-import pytest  # noqa: E402
-
-import passgated.journal as journal_module  # noqa: E402
-from passgated.journal import (  # noqa: E402
-    JournalDamaged,
-    JournalError,
-    open_journal,
-    purge,
-    quick_check,
-    salvage,
-    set_aside,
-    unsent_count,
-)
 
 
 class Ticks:
@@ -457,10 +458,10 @@ def test_remote_redemptions_are_stored_as_given(tmp_path: Path) -> None:
 def test_outbox_marks(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.db", "g1")
     ids = [j.record("passage", direction="entry", detail=str(n), pass_id="p") for n in range(4)]
-    assert [e["detail"] for e in j.unsent(2)] == ["0", "1"] and len(j.unsent()) == 4
+    assert [e["detail"] for e in j.unsent(2)] == ["0", "1"] and len(j.unsent(500)) == 4
     j.mark_sent(ids[:1])
     j.mark_rejected(ids[1:2])
-    assert j.backlog() == 2 and [e["event_id"] for e in j.unsent()] == ids[2:]
+    assert j.backlog() == 2 and [e["event_id"] for e in j.unsent(500)] == ids[2:]
     assert rows(j, "SELECT sent FROM events ORDER BY seq") == [(1,), (2,), (0,), (0,)]
     assert unsent_count(tmp_path / "j.db") == 2
     assert [e["kind"] for e in j.events("passage")] == ["passage"] * 4 and j.events("state") == []
@@ -581,3 +582,216 @@ def test_salvage_copies_what_can_be_read(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"\xff" * 4096)
     assert salvage(garbage, new) == (0, 1)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def page_of(path: Path, marker: bytes, kind: int | None = None) -> tuple[int, int]:
+    """(page number from 1, page size) of the first page holding ``marker`` in a checkpointed file;
+    ``kind``: only a b-tree page of that type (13: a table's leaf)."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[16:18], "big")
+    at = data.find(marker)
+    while kind is not None and data[at // size * size] != kind:
+        at = data.find(marker, at + 1)
+    assert at >= 0
+    return at // size + 1, size
+
+
+def test_a_journal_is_created_with_its_folders_and_used_from_another_thread(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "lib" / "passgate" / "journal.db"
+    j = Journal(path, "g1")  # opened in the main thread, written by the control loop's thread
+    done: list[str] = []
+    worker = threading.Thread(target=lambda: done.append(j.record("state", detail="from a thread")))
+    worker.start()
+    worker.join(5)
+    assert len(done) == 1 and [e["detail"] for e in j.events()] == ["from a thread"]
+
+
+def test_the_on_disk_names_of_what_survives_a_restart(tmp_path: Path) -> None:
+    """A journal written by another version of the gate: the meta keys are part of the file format."""
+    path = tmp_path / "j.db"
+    Journal(path, "g1").close()
+    db = sqlite3.connect(path)
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [("history_missing", "set aside earlier"),
+                                                     ("emergency_latched", "1")])
+    db.commit()
+    db.close()
+    with Journal(path, "g1") as j:
+        assert (j.history_missing(), j.emergency_latched()) == ("set aside earlier", True)
+
+
+def test_a_journal_locked_at_boot_opens_by_itself_once_free(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path, "g1") as j:
+        j.record_decision(admit(), 1.0, reserve=True)  # a crash leaves this reservation
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the recovery's write waits for this one
+    j = Journal(path, "g1", write_timeout_s=0.05, defer_errors=True)
+    assert (j.unavailable, j.recovered) == ("journal locked by another process", 0)
+    other.execute("ROLLBACK")
+    other.close()
+    j.record("state")  # opened on this use, its recovery done
+    assert (j.unavailable, j.recovered) == (None, 1)
+    assert [e["kind"] for e in j.events()] == ["decision", "reservation_assumed", "state"]
+
+
+def test_recovery_detail_and_damage_found_by_the_recovery(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path, "g1") as j:
+        j.record_decision(admit(), 1.0, reserve=True)
+    with Journal(path, "g1") as j:
+        assert [e["detail"] for e in j.events("reservation_assumed")] == [
+            "reserved before a restart: counted as used"]
+    corrupt(path, "redemptions_reserved")  # the recovery reads this index first
+    with pytest.raises(JournalDamaged, match=r"^journal damaged: "):
+        Journal(path, "g1", defer_errors=True)
+
+
+def test_a_failed_open_leaves_no_file_open(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(b"\xff" * 4096)
+    before = open_fds()
+    for _ in range(20):
+        with pytest.raises(JournalDamaged):
+            Journal(path, "g1")
+    assert open_fds() == before
+
+
+def test_a_failed_write_is_rolled_back_and_the_next_one_works(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", "g1")
+    with pytest.raises(JournalError, match="binding parameter"):
+        j.record("state", detail=object())  # type: ignore[arg-type]
+    assert not j.db.in_transaction and not j.write_lock.locked()
+    with pytest.raises(ZeroDivisionError), j._tx():
+        j.db.execute("INSERT INTO meta VALUES ('half', 'done')")
+        _ = 1 / 0
+    assert rows(j, "SELECT * FROM meta") == [] and not j.db.in_transaction
+    j.record("state")
+    assert [e["kind"] for e in j.events()] == ["state"]
+
+
+def test_a_closed_journal_leaves_its_wal_empty(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = Journal(path, "g1")
+    for n in range(50):
+        j.record("state", detail=str(n))
+    assert os.path.getsize(f"{path}-wal") > 0
+    status_page = sqlite3.connect(path)  # another connection stays: SQLite's own cleanup at the
+    status_page.execute("SELECT count(*) FROM events").fetchall()  # last close would not run
+    j.close()
+    assert os.path.getsize(f"{path}-wal") == 0  # checkpointed: the .db alone holds everything
+    status_page.close()
+    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 50
+    db.close()
+
+
+def test_usage_of_a_pass_that_only_entered(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", "g1", clock=FakeClock(500.0))
+    d = admit()
+    j.commit(j.record_decision(d, 1.0, reserve=True))
+    usage = j.usage(d.pass_id)
+    assert (usage.entries_used, usage.inside, usage.exited, usage.last_entry_t) == (1, True, False, 500.0)
+
+
+def test_purge_by_days_to_the_second_and_without_pauses(tmp_path: Path, monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(journal_module.time, "sleep", slept.append)
+    monkeypatch.setattr(journal_module, "PURGE_CHUNK", 2)
+    now = 1_800_000_000.0
+    j = Journal(tmp_path / "j.db", "g1", clock=FakeClock(now))
+    ages = {"older": 86_400.5, "younger": 86_399.5, "a": 90_000, "b": 90_001, "c": 90_002}
+    j.db.executemany("INSERT INTO events(event_id, gate_id, t, kind, sent) VALUES (?, 'g1', ?, 's', 1)",
+                     [(name, now - age) for name, age in ages.items()])
+    assert j.purge(1) == 4  # one day is 86,400 s; the operator's command does not pause
+    assert [e["event_id"] for e in j.events()] == ["younger"] and slept == []
+
+
+def test_a_lock_from_another_connection_of_this_process(tmp_path: Path) -> None:
+    uri = f"file:{tmp_path / 'shared.db'}?cache=shared"
+    writer = sqlite3.connect(uri, uri=True, isolation_level=None)
+    writer.execute("CREATE TABLE t(x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    reader = sqlite3.connect(uri, uri=True)
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        reader.execute("SELECT * FROM t").fetchall()
+    assert raised.value.sqlite_errorname.startswith("SQLITE_LOCKED")
+    assert str(journal_module._cause(raised.value)) == "journal locked by another process"
+    writer.execute("ROLLBACK")
+    reader.close()
+    writer.close()
+
+
+def test_open_journal_without_a_marker_and_with_odd_ones(tmp_path: Path) -> None:
+    path, aside, marker = tmp_path / "journal.db", tmp_path / "a" / "damaged", tmp_path / "journal.db.damaged"
+    path.write_bytes(b"\xff" * 4096)  # damaged, and no marker file: the marker is optional
+    j = open_journal(path, "g1", aside_dir=aside, clock=FakeClock(1_800_000_000.0), damaged_marker=marker)
+    assert (j.history_missing() or "").startswith("journal damaged: file is not a database; set aside as")
+    j.close()
+    marker.write_text("  \n")
+    j = open_journal(path, "g1", aside_dir=aside, clock=FakeClock(1_800_000_001.0), damaged_marker=marker)
+    assert j.history_missing() == "journal damaged; set aside as journal-20270115T080001.db"
+    j.close()
+    marker.write_bytes(b"\xffbad page 7")
+    j = open_journal(path, "g1", aside_dir=aside, clock=FakeClock(1_800_000_002.0), damaged_marker=marker)
+    assert j.history_missing() == "\ufffdbad page 7; set aside as journal-20270115T080002.db"
+    j.close()
+
+
+def test_the_journal_that_replaces_a_damaged_one_keeps_what_it_records(tmp_path: Path) -> None:
+    path, aside = tmp_path / "journal.db", tmp_path / "damaged"
+    with Journal(path, "g1") as j:
+        for n in range(20):
+            j.record("state", detail=str(n))
+    corrupt(path, "redemptions_pass")  # found by the check after opening, not by the open
+    before = open_fds()
+    j = open_journal(path, "g1", aside_dir=aside)
+    d = admit()
+    j.commit(j.record_decision(d, 1.0, reserve=True))
+    assert open_fds() <= before + 3  # the new journal, its WAL and shared memory: the old one closed
+    j.close()
+    with Journal(path, "g1") as reopened:
+        assert reopened.usage(d.pass_id).entries_used == 1
+        assert [e["kind"] for e in reopened.events()] == ["journal_set_aside", "decision", "redeemed"]
+
+
+def test_salvage_counts_what_it_could_not_read(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with Journal(old, "g1") as j:
+        j.db.execute("INSERT INTO redemptions VALUES ('big', ?, 'g1', 'entry', 1.0, 'committed', NULL)",
+                     ("O" * 12_000,))  # the first row, its pass id over several overflow pages
+        for n in range(400):
+            j.db.execute("INSERT INTO redemptions VALUES (?, 'p', 'g1', 'entry', 1.0, 'committed', NULL)",
+                         (f"rid-{n:04d}-" + "x" * 40,))
+    data = bytearray(old.read_bytes())
+    size = int.from_bytes(data[16:18], "big")
+    overflow = [at for at in range(0, len(data), size) if data[at + 4 : at + 4 + 1000] == b"O" * 1000]
+    chained = [at for at in overflow if data[at : at + 4] != bytes(4)]  # all but the chain's last
+    assert len(overflow) >= 2 and chained
+    for at in chained:
+        data[at : at + 4] = (2**31).to_bytes(4, "big")  # a next-page pointer past the end of the file
+    late, _ = page_of(old, b"rid-0300-", kind=13)
+    data[(late - 1) * size : (late - 1) * size + 12] = b"\xff" * 12  # a leaf late in the rowid order
+    old.write_bytes(data)
+    new = Journal(tmp_path / "new.db", "g1")
+    copied, skipped = salvage(old, new)
+    assert skipped == 2 and 250 <= copied < 400  # the big row, and the rows from the damaged page on
+    copied_ids = {r[0] for r in rows(new, "SELECT redemption_id FROM redemptions")}
+    assert "big" not in copied_ids and "rid-0000-" + "x" * 40 in copied_ids
+    assert "rid-0300-" + "x" * 40 not in copied_ids
+
+
+def test_reading_events_from_a_damaged_journal_is_a_journal_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path, "g1") as j:
+        j.record("state")
+    corrupt(path, "events")
+    damaged = Journal(path, "g1", recover=False)
+    with pytest.raises(JournalDamaged):
+        damaged.events()
+    with pytest.raises(JournalDamaged):
+        damaged.unsent(10)

@@ -156,6 +156,19 @@ def test_empty_list_is_version_zero_and_ancient() -> None:
     assert dl.age(now=1000) == 1000
 
 
+def test_age_is_seconds_since_signing_and_grows_with_time() -> None:
+    dl = DenyList.from_ids(IDS[:3], kind="blocked", scope="acme", version=4, issued_at=5_000)
+    assert (dl.age(now=5_000), dl.age(now=5_900), dl.age(now=4_000)) == (0, 900, -1_000)
+
+
+@pytest.mark.parametrize("bad", [[2, 1], [1, 1], [3, 2, 1]])
+def test_the_shortest_unsorted_lists_are_refused(bad: list[int]) -> None:
+    with pytest.raises(FormatError, match="sorted and unique"):
+        DenyList(np.array(bad, dtype=np.uint64), kind="blocked", scope="", version=1, issued_at=0)
+    assert len(DenyList(np.array(sorted(set(bad)), dtype=np.uint64), kind="blocked", scope="",
+                        version=1, issued_at=0)) == len(set(bad))
+
+
 # --- signed files --------------------------------------------------------------------------
 
 
