@@ -5,6 +5,7 @@ token scoping, deny lists and trusted keys from the bundle, Retry-After and the 
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,11 +14,12 @@ from pathlib import Path
 import pytest
 import requests
 
+import passgated.sync as sync_module
 from passgate import PassRefused, Reason, TrustStore, verify_pass
 from passgated.config import HubSpec
 from passgated.journal import Journal
 from passgated.policy import Context, Decision, Direction, PolicyConfig, decide
-from passgated.sync import SyncClient
+from passgated.sync import SyncClient, sync_state_path
 from tests.helpers import LOADED_WRITE_TIMEOUT_S, gate_lists
 from tests.hub.fixtures import db_url, hub
 from tests.hub.server import HubServer, issue
@@ -218,3 +220,55 @@ def test_retry_after_is_honoured_between_rounds(tmp_path: Path) -> None:
     server.shutdown()
     assert waits and all(w >= 7.0 for w in waits)
     assert client.last_success is None
+
+
+def test_a_gate_that_lost_its_history_fetches_it_again_with_its_own(venue) -> None:
+    hub, admin, gates = venue
+    g1 = gates["g1"]
+    assert g1.sync.sync_once().ok  # the keys first
+    [ticket] = issue(hub, admin, valid_until=1_900_000_000)
+    assert g1.scan(ticket["text"]).admit  # its redemption is the hub's first redemption event
+    assert g1.sync.sync_once().ok
+    g1.journal.db.execute("DELETE FROM redemptions")  # the journal was set aside: a new, empty one
+    g1.journal.mark_history_missing("set aside for this test")
+    refetch = g1.sync.sync_once()
+    assert refetch.ok and refetch.redemptions == 1  # this gate's own redemption, fetched again
+    assert g1.journal.history_missing() is None
+    assert [e["detail"] for e in g1.journal.events("history_restored")] == [
+        f"fetched again from the hub ({hub.url})"]
+    held = g1.journal.db.execute("SELECT gate_id, direction, state, valid_until FROM redemptions")
+    assert held.fetchall() == [("arena-g1", "entry", "committed", 1_900_000_000.0)]
+    assert g1.scan(ticket["text"]).reason == Reason.USED_UP
+    assert g1.sync.sync_once().redemptions == 0 and len(g1.journal.events("history_restored")) == 1
+
+
+def test_redemptions_arrive_in_pages_and_the_cursor_survives_a_restart(venue, tmp_path: Path) -> None:
+    hub, _, gates = venue
+    g1, g2 = gates["g1"], gates["g2"]
+    for n in range(1_100):  # more than one page of the hub's answer (1,000)
+        g1.journal.record("redeemed", direction="entry", pass_id=f"{n:032x}", detail=f"r{n}")
+    assert g1.sync.sync_once().uploaded == 1_100
+    got = g2.sync.sync_once()
+    assert got.ok and got.redemptions == 1_100
+    assert g2.journal.db.execute("SELECT count(*) FROM redemptions").fetchone()[0] == 1_100
+    cursor = json.loads(sync_state_path(tmp_path / "g2" / "journal.db").read_text())["cursor"]
+    g2.sync.close()
+    g2.sync = SyncClient(HubSpec(hub.url, g2.sync.hub.token), journal_path=tmp_path / "g2" / "journal.db",
+                         gate_id=g2.gate_id, lists=g2.lists, trust_dir=g2.trust_dir)
+    assert g2.sync._cursor == cursor > 1_000  # read back: a restart does not fetch it all again
+
+
+def test_long_fields_are_cut_to_the_wire_limits_and_a_backlog_spans_rounds(venue, monkeypatch) -> None:
+    hub, admin, gates = venue
+    g1 = gates["g1"]
+    monkeypatch.setattr(sync_module, "BATCH", 10)
+    monkeypatch.setattr(sync_module, "MAX_BATCHES", 2)
+    g1.journal.record("state", detail="x" * 5_000)
+    for n in range(24):
+        g1.journal.record("state", detail=str(n))
+    first = g1.sync.sync_once()
+    assert (first.ok, first.uploaded, first.rejected, first.more) == (True, 20, 0, True)
+    second = g1.sync.sync_once()
+    assert (second.ok, second.uploaded, second.more) == (True, 5, False)
+    stored = hub_events(hub, admin, "arena-g1")
+    assert sorted(len(e["detail"] or "") for e in stored)[-1] == sync_module.FIELD_LIMITS["detail"] == 2000
