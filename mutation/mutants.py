@@ -120,10 +120,10 @@ class _Finder(ast.NodeVisitor):
         self._body(node.body)
 
     def _body(self, body: list[ast.stmt]) -> None:
-        for i, stmt in enumerate(body):
-            if i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+        for stmt in body:
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
                     and isinstance(stmt.value.value, str):
-                continue  # docstring
+                continue  # a docstring, or an attribute's docstring after its assignment
             self.visit(stmt)
 
     def visit_Assert(self, node: ast.Assert) -> None:

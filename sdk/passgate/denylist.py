@@ -145,8 +145,8 @@ def _check_keys(keys: np.ndarray, what: str) -> np.ndarray:
         raise FormatError(f"{what} must be a flat array")
     if len(keys) > MAX_ENTRIES:
         raise FormatError(f"{what}: more than {MAX_ENTRIES} entries")
-    for start in range(0, max(len(keys) - 1, 0), _CHUNK):  # chunks: no 10 MB temporaries
-        if not _ascending(keys[start : start + _CHUNK + 1]):
+    for start in range(0, len(keys), _CHUNK):  # chunks, each with the last entry before it
+        if not _ascending(keys[max(start - 1, 0) : start + _CHUNK]):  # no 10 MB temporaries
             raise FormatError(f"{what} are not sorted and unique")
     return _read_only(keys)
 
@@ -206,9 +206,10 @@ class DenyList:
         self.issued_at, self.signer = issued_at, signer
         bits = max(0, min(24, len(self.keys).bit_length() - 4))  # ~8-16 entries per bucket
         self._shift = 64 - bits
-        index = np.empty((1 << bits) + 1, dtype=np.uint32)  # index[b]: first entry of bucket b
-        for start in range(0, 1 << bits, _CHUNK):
-            bounds = np.arange(start, min(start + _CHUNK, 1 << bits), dtype=np.uint64)
+        buckets = 1 << bits
+        index = np.empty(buckets + 1, dtype=np.uint32)  # index[b]: first entry of bucket b
+        for start in range(0, buckets, _CHUNK):
+            bounds = np.arange(start, min(start + _CHUNK, buckets), dtype=np.uint64)
             index[start : start + len(bounds)] = np.searchsorted(
                 self.keys, bounds << np.uint64(self._shift % 64)
             )
@@ -499,7 +500,7 @@ def rebuild(
     memory at a time: the first pass reads each file's header alone. Raises ``SequenceError`` when
     no snapshot of this kind and scope verifies.
     """
-    _check_meta(kind, scope, 0, 0)
+    _check_kind_scope(kind, scope)
     refused: dict[Path, str] = {} if skipped is None else skipped
     snapshots: list[tuple[int, Path]] = []
     deltas: dict[int, list[Path]] = {}
@@ -633,11 +634,15 @@ class LiveDenyList:
 # --- encoding ------------------------------------------------------------------------------
 
 
-def _check_meta(kind: object, scope: object, version: object, issued_at: object) -> None:
+def _check_kind_scope(kind: object, scope: object) -> None:
     if kind not in KINDS:
         raise FormatError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if not isinstance(scope, str):
         raise FormatError("scope must be a string")
+
+
+def _check_meta(kind: object, scope: object, version: object, issued_at: object) -> None:
+    _check_kind_scope(kind, scope)
     for name, value in (("version", version), ("issued_at", issued_at)):
         if type(value) is not int or value < 0:
             raise FormatError(f"{name} must be a non-negative integer")
@@ -681,7 +686,7 @@ def atomic_write(path: str | Path, parts: Iterable[bytes | bytearray | memoryvie
             os.fsync(f.fileno())
         os.replace(partial, path)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        partial.unlink()  # it exists: the rename is the last step that can fail
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -796,7 +801,6 @@ class _Input:
             if not got:
                 raise FormatError("the file ended early (did it change while it was read?)")
             done += got
-        self.pos += done
 
 
 class _Crc32:
@@ -1001,7 +1005,8 @@ def _merge(old: np.ndarray, adds: np.ndarray, removes: np.ndarray) -> np.ndarray
     adds, apos = adds[fresh], apos[fresh]
     starts = np.unique(apos)  # adds[lo:hi] go in before old[start]
     lo, hi = np.searchsorted(apos, starts, "left"), np.searchsorted(apos, starts, "right")
-    runs = dict(zip(starts.tolist(), zip(lo.tolist(), hi.tolist(), strict=True), strict=True))
+    firsts, ends = lo.tolist(), hi.tolist()
+    runs = {start: (firsts[i], ends[i]) for i, start in enumerate(starts.tolist())}
     removed = set(rpos.tolist())
     parts, prev = [], 0
     for pos in np.union1d(starts, rpos).tolist():

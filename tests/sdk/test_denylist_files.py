@@ -8,6 +8,7 @@ import os
 import random
 import resource
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -537,3 +538,340 @@ def test_mutated_files_only_raise_deny_list_errors(tmp_path: Path, seed: int) ->
                     call()
                 except DenyListError as exc:
                     assert "\n" not in str(exc)
+
+
+# -- the contract, pinned down --------------------------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def keys(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.uint64)
+
+
+def test_format_constants() -> None:
+    assert (MAX_ENTRIES, denylist._CHUNK, denylist._READ) == (2**32 - 1, 65_536, 1 << 20)
+    assert (denylist.MAX_ENVELOPE, DEFAULT_MAX_BYTES) == (65_536, 512 * 1024 * 1024)
+
+
+def test_a_list_takes_any_integer_array_and_keeps_it_read_only_without_copying() -> None:
+    mine = np.arange(0, 40, 2, dtype=np.uint64)
+    dl = DenyList(mine, kind="blocked", scope="acme", version=3, issued_at=9)
+    assert np.shares_memory(dl.keys, mine) and mine.flags.writeable  # the caller's array is untouched
+    with pytest.raises(ValueError, match="read-only"):
+        dl.keys[0] = 1
+    strided = DenyList(np.arange(0, 40, dtype=np.int64)[::2], kind="blocked", scope="", version=1,
+                       issued_at=0)  # a view with a stride, of another integer type
+    assert strided.same_entries(dl) and strided.keys.dtype == np.uint64
+    assert DenyList([5, 7], kind="blocked", scope="", version=1, issued_at=0).same_entries(  # type: ignore[arg-type]
+        DenyList(keys(5, 7), kind="blocked", scope="", version=1, issued_at=0))
+    assert not hasattr(dl, "__dict__")  # slots: ten million lists would not, but a gate holds several
+    assert repr(dl) == "<DenyList blocked scope='acme' version=3 entries=20>"
+    assert DenyList.from_ids(IDS[:2], kind="revoked", scope="x").version == 1
+
+
+def test_entries_are_refused_unless_flat_sorted_unique_and_few_enough(monkeypatch) -> None:
+    with pytest.raises(FormatError, match=r"^entries must be a flat array$"):
+        DenyList(np.zeros((2, 2), dtype=np.uint64), kind="blocked", scope="", version=1, issued_at=0)
+    with pytest.raises(FormatError, match=r"^entries are not sorted and unique$"):
+        DenyList(keys(1, 0), kind="blocked", scope="", version=1, issued_at=0)
+    for bad in (dict(kind="banned"), dict(scope=7), dict(version=-1), dict(issued_at=1.5)):
+        with pytest.raises(FormatError):
+            DenyList(keys(1), **{"kind": "blocked", "scope": "", "version": 1, "issued_at": 0, **bad})
+    with pytest.raises(FormatError, match=r"^version must be a non-negative integer$"):
+        DenyList(keys(1), kind="blocked", scope="", version=-1, issued_at=0)
+    with pytest.raises(FormatError, match=r"^issued_at must be a non-negative integer$"):
+        DenyList(keys(1), kind="blocked", scope="", version=1, issued_at=-1)
+    monkeypatch.setattr(denylist, "MAX_ENTRIES", 3)
+    assert len(DenyList(keys(1, 2, 3), kind="blocked", scope="", version=1, issued_at=0)) == 3
+    with pytest.raises(FormatError, match=r"^entries: more than 3 entries$"):
+        DenyList(keys(1, 2, 3, 4), kind="blocked", scope="", version=1, issued_at=0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 1_000, 100_000, 1 << 20])
+def test_the_bucket_index_holds_eight_to_sixteen_entries_a_bucket(n: int) -> None:
+    """4 bytes of index per ~10 entries: the memory figure README gives depends on it."""
+    dl = DenyList(np.arange(n, dtype=np.uint64) * np.uint64((2**64 - 1) // max(n, 1)), kind="blocked",
+                  scope="", version=1, issued_at=0)
+    buckets = len(dl._index) - 1
+    if n < 16:
+        assert buckets == 1
+    else:
+        assert 8 <= n / buckets < 16
+
+
+def test_deltas_check_what_they_are_given() -> None:
+    with pytest.raises(FormatError, match=r"^added entries are not sorted and unique$"):
+        Delta("blocked", "acme", 1, 0, keys(2, 1), keys())
+    with pytest.raises(FormatError, match=r"^removed entries are not sorted and unique$"):
+        Delta("blocked", "acme", 1, 0, keys(), keys(3, 3))
+    with pytest.raises(FormatError, match=r"^kind must be one of revoked, blocked"):
+        Delta("banned", "acme", 1, 0, keys(), keys())
+    d = Delta("blocked", "acme", 1, 0, np.array([1, 5], dtype=np.int64), np.array([3]))
+    assert d.adds.dtype == d.removes.dtype == np.uint64 and not d.adds.flags.writeable
+    assert (d.adds.tolist(), d.removes.tolist(), d.version) == ([1, 5], [3], 2)
+
+
+def test_a_delta_between_two_lists_only_for_the_next_version_of_the_same_list() -> None:
+    old = DenyList(keys(1, 2, 3), kind="blocked", scope="acme", version=4, issued_at=10)
+    new = DenyList(keys(2, 3, 9), kind="blocked", scope="acme", version=5, issued_at=20)
+    d = Delta.between(old, new)
+    assert (d.adds.tolist(), d.removes.tolist(), d.base, d.issued_at) == ([9], [1], 4, 20)
+    with pytest.raises(MismatchError):
+        Delta.between(old, DenyList(keys(2), kind="blocked", scope="other", version=5, issued_at=0))
+    with pytest.raises(MismatchError):
+        Delta.between(old, DenyList(keys(2), kind="revoked", scope="acme", version=5, issued_at=0))
+    with pytest.raises(SequenceError, match=r"^version 6 does not follow 4$"):
+        Delta.between(old, DenyList(keys(2), kind="blocked", scope="acme", version=6, issued_at=0))
+
+
+def test_read_header_reports_a_verified_file_without_its_data(tmp_path: Path) -> None:
+    s = tmp_path / "s.pgdl"
+    s.write_bytes(snapshot(IDS[:7], 4, kind="revoked", scope="zoo"))
+    d = tmp_path / "d.pgdl"
+    d.write_bytes(delta(4, adds=IDS[10:13], removes=IDS[:2]))
+    assert denylist.read_header(s, TRUST) == denylist.SignedHeader(
+        kind="revoked", scope="zoo", version=4, is_delta=False, issued_at=1004, entries=7)
+    assert denylist.read_header(str(d), TRUST) == denylist.SignedHeader(
+        kind="blocked", scope="acme", version=5, is_delta=True, issued_at=1005, entries=5)
+    stranger = TrustStore()
+    stranger.add(OTHER_KEY.public_key())
+    with pytest.raises(UntrustedKeyError):
+        denylist.read_header(s, stranger)
+
+
+def test_inspect_says_what_it_checked(tmp_path: Path) -> None:
+    local = tmp_path / "l.pgdl"
+    data = local_file(local)
+    for source in (local, data):
+        summary = inspect(source)
+        assert (summary["status"], summary["ok"], summary["entries"]) == ("local file, checksum ok", True, 5)
+        assert summary["signer"] is None and summary["version"] == 2
+    damaged = bytearray(data)
+    damaged[-12] ^= 1  # an entry, not the header
+    (tmp_path / "bad.pgdl").write_bytes(damaged)
+    for source in (tmp_path / "bad.pgdl", bytes(damaged)):
+        summary = inspect(source)
+        assert (summary["status"], summary["ok"]) == ("local file, checksum MISMATCH", False)
+    signed = delta(3, adds=IDS[:2], removes=IDS[5:6])
+    summary = inspect(signed)
+    assert (summary["status"], summary["ok"]) == ("signature not checked (no trust store given)", None)
+    assert (summary["base"], summary["adds"], summary["removes"], summary["signer"]) == (
+        3, 2, 1, key_id(KEY).hex())
+    assert inspect(signed, TRUST)["status"] == "signature valid"
+    stranger = TrustStore()
+    stranger.add(OTHER_KEY.public_key())
+    refused = inspect(signed, stranger)
+    assert refused["ok"] is False and refused["status"].startswith("INVALID: signed by a key not in")
+
+
+def test_header_faults_each_have_their_message(tmp_path: Path) -> None:
+    base = snapshot_header(0)
+
+    def refused(header: dict[str, object], match: str) -> None:
+        with pytest.raises(FormatError, match=match):
+            read_signed(signed_header_file(header), TRUST)
+
+    refused({**base, "fmt": 2}, r"^unsupported format 2 / hash 'sha256/8'$")
+    refused({**base, "hash": "md5"}, r"^unsupported format 1 / hash 'md5'$")
+    refused({**base, "digest": bytes(31)}, r"^bad 'digest' field$")
+    refused({**base, "type": "local", "signer": None}, r"^a local list file cannot be signed$")
+    envelope = b"\xff\xfe\xfd"
+    raw = b"PGDL" + len(envelope).to_bytes(4, "little") + envelope + bytes(5)
+    with pytest.raises(FormatError, match=r"^header is not CBOR \("):
+        read_signed(raw, TRUST)
+    for length, message in ((0, "bad header length 0"), (65_537, "bad header length 65537")):
+        with pytest.raises(FormatError, match=f"^{message}$"):
+            read_signed(b"PGDL" + length.to_bytes(4, "little") + bytes(16), TRUST)
+    at_limit = b"PGDL" + (65_536).to_bytes(4, "little") + bytes(16)
+    with pytest.raises(FormatError, match="truncated"):  # the largest length is allowed: cut short
+        read_signed(at_limit, TRUST)
+    whole = signed_header_file(base)
+    length = int.from_bytes(whole[4:8], "little")
+    assert (8 + length) % 8  # this header needs padding: cut the file inside it
+    with pytest.raises(FormatError, match=r"^truncated deny list file \(it ends in its header\)$"):
+        read_signed(whole[: 8 + length], TRUST)
+    bad_signer = {**local_header(0), "signer": 5}
+    head = _head(cbor2.dumps(bad_signer))
+    (tmp_path / "s.pgdl").write_bytes(head + zlib.crc32(head).to_bytes(4, "little"))
+    with pytest.raises(CorruptFileError, match=r"bad 'signer' field"):
+        DenyList.load(tmp_path / "s.pgdl")
+
+
+def test_the_reader_reads_front_to_back_from_bytes_and_from_a_file(tmp_path: Path) -> None:
+    data = b"HEAD" + keys(1, 5, 9).astype("<u8").tobytes() + b"TAIL" + bytes(range(40)) + b"END"
+    (tmp_path / "f").write_bytes(data)
+    for source in (data, tmp_path / "f"):
+        seen: list[bytes] = []
+        with denylist._Input(source) as src:
+            assert src.read(4) == b"HEAD"
+            entries = src.entries(3, lambda part, seen=seen: seen.append(bytes(part)), check_order=True)
+            assert entries.tolist() == [1, 5, 9] and b"".join(seen) == data[4:28]
+            assert src.read(4) == b"TAIL"
+            streamed: list[bytes] = []
+            src.stream(40, lambda part, streamed=streamed: streamed.append(bytes(part)))
+            assert b"".join(streamed) == bytes(range(40)) and src.read(10) == b"END"
+    unsorted = keys(9, 5).astype("<u8").tobytes()
+    (tmp_path / "u").write_bytes(unsorted)
+    for source in (unsorted, tmp_path / "u"):
+        with denylist._Input(source) as src, pytest.raises(FormatError, match="not sorted and unique"):
+            src.entries(2, lambda part: None, check_order=True)
+        with denylist._Input(source) as src:  # a signed file's order is checked by its digest
+            assert src.entries(2, lambda part: None, check_order=False).tolist() == [9, 5]
+
+
+def test_entries_read_from_a_bytearray_are_a_copy() -> None:
+    data = bytearray(snapshot(IDS[:3], 1))
+    dl = read_signed(data, TRUST)
+    before = dl.keys.tolist()
+    data[-8:] = bytes(8)
+    assert isinstance(dl, DenyList) and dl.keys.tolist() == before
+
+
+def test_a_file_that_shrinks_while_it_is_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(bytes(64))
+    with denylist._Input(path) as src:
+        os.truncate(path, 20)
+        with pytest.raises(FormatError, match=r"^the file ended early \(did it change while it was read"):
+            src.entries(8, lambda part: None, check_order=False)
+    with denylist._Input(path) as src:
+        os.truncate(path, 8)
+        with pytest.raises(FormatError, match="ended early"):
+            src.stream(20, lambda part: None)
+
+
+@pytest.mark.parametrize("at", [0, 120_000, 131_071, 131_072, 140_000])
+def test_order_is_checked_across_every_read_of_a_local_file(tmp_path: Path, at: int) -> None:
+    """The data arrives 1 MiB (131,072 entries) at a time; a pair out of order anywhere is refused,
+    at the start, late in a read, and across the boundary of two reads."""
+    entries = np.arange(1, 150_001, dtype=np.uint64)
+    DenyList(entries, kind="blocked", scope="", version=1, issued_at=0).save(tmp_path / "l.pgdl")
+    data = bytearray((tmp_path / "l.pgdl").read_bytes())
+    start = len(data) - 4 - len(entries) * 8
+    swapped = entries.copy()
+    swapped[[at, at + 1]] = swapped[[at + 1, at]]
+    data[start : start + len(entries) * 8] = swapped.astype("<u8").tobytes()
+    head = bytes(data[:start])
+    body = bytes(data[start:-4])
+    data[-4:] = zlib.crc32(body, zlib.crc32(head)).to_bytes(4, "little")  # a valid checksum
+    (tmp_path / "l.pgdl").write_bytes(data)
+    with pytest.raises(CorruptFileError, match="not sorted and unique"):
+        DenyList.load(tmp_path / "l.pgdl")
+
+
+def test_reading_leaves_no_file_open(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    good = tmp_path / "s.pgdl"
+    good.write_bytes(snapshot(IDS[:3], 1))
+    before = open_fds()
+    for _ in range(20):
+        with pytest.raises(FormatError, match="not a regular file"):
+            read_signed(fifo, TRUST, max_bytes=0)  # refused as what it is, not for its size
+        read_signed(good, TRUST)
+        denylist.atomic_write(tmp_path / "w.pgdl", [b"x"])
+    assert open_fds() == before
+
+
+def test_a_list_whose_index_does_not_fit_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    signed = tmp_path / "s.pgdl"
+    signed.write_bytes(snapshot(IDS[:4], 2))
+    real_empty = np.empty
+
+    def no_memory(shape: object, dtype: object = float) -> np.ndarray:
+        if dtype == np.uint32:  # the bucket index, after the entries were read
+            raise MemoryError
+        return real_empty(shape, dtype)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(denylist.np, "empty", no_memory)
+    with pytest.raises(TooLargeError, match=r"s\.pgdl: not enough memory for this list$"):
+        read_signed(signed, TRUST)
+
+
+def test_atomic_write_is_durable_and_leaves_nothing_half_written(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "list.pgdl"
+    target.write_bytes(b"old")
+    synced: list[tuple[str, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    monkeypatch.setattr(denylist.os, "fsync", fsync)
+    old_umask = os.umask(0o022)
+    try:
+        seen: list[list[str]] = []
+
+        def parts() -> Iterator[bytes]:
+            yield b"new "
+            seen.append(sorted(p.name for p in tmp_path.iterdir()))
+            yield b"list"
+
+        denylist.atomic_write(str(target), parts())
+    finally:
+        os.umask(old_umask)
+    assert target.read_bytes() == b"new list" and seen == [["list.pgdl", "list.pgdl.partial"]]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o644)
+    assert synced == [(str(tmp_path / "list.pgdl.partial"), 8), (str(tmp_path), synced[1][1])]
+
+    def broken() -> Iterator[bytes]:
+        yield b"half"
+        raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        denylist.atomic_write(target, broken())
+    assert target.read_bytes() == b"new list" and [p.name for p in tmp_path.iterdir()] == ["list.pgdl"]
+
+
+def test_rebuild_passes_over_files_that_changed_between_its_two_reads(chain: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    """rebuild reads every header first, then the files it applies: a file replaced in between (by
+    another list's, or another version's) is named in ``skipped`` and passed over."""
+    other_kind = snapshot(IDS[:3], 9, kind="revoked")
+    wrong_base = delta(2, adds=IDS[150:151])
+
+    def files() -> Iterator[Path]:
+        yield from chain.values()
+        chain["s3"].write_bytes(other_kind)  # after the first pass has read every header
+        chain["d4"].write_bytes(wrong_base)
+
+    skipped: dict[Path, str] = {}
+    dl = rebuild(files(), TRUST, kind="blocked", scope="acme", skipped=skipped)
+    assert dl.version == 4 and dl.same_entries(expected(4))  # from s1, as far as d3: d4 changed
+    assert skipped == {chain["s3"]: "changed while the list was rebuilt",
+                       chain["d4"]: "changed while the list was rebuilt"}
+
+
+def test_rebuild_with_two_copies_of_a_delta_uses_one_and_refuses_nothing(chain: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    copy = tmp_path / "copy-of-d1.pgdl"
+    copy.write_bytes(chain["d1"].read_bytes())
+    skipped: dict[Path, str] = {}
+    dl = rebuild([chain["s1"], chain["d1"], copy, chain["d2"]], TRUST, kind="blocked", scope="acme",
+                 skipped=skipped)
+    assert dl.version == 3 and skipped == {}
+
+
+def test_rebuild_names_its_arguments_and_counts_its_files(chain: dict[str, Path]) -> None:
+    with pytest.raises(FormatError, match=r"^kind must be one of"):
+        rebuild(chain.values(), TRUST, kind="banned", scope="acme")
+    with pytest.raises(FormatError, match=r"^scope must be a string$"):
+        rebuild(chain.values(), TRUST, kind="blocked", scope=5)  # type: ignore[arg-type]
+    with pytest.raises(SequenceError, match=r"^no blocked snapshot for scope 'acme' verifies among 3 file"):
+        rebuild([chain["d1"], chain["d2"], chain["d3"]], TRUST, kind="blocked", scope="acme")
+
+
+def test_live_list_refuses_another_lists_updates_by_name(tmp_path: Path) -> None:
+    revoked = DenyList(keys(1), kind="revoked", scope="acme", version=1, issued_at=0)
+    with pytest.raises(MismatchError, match=r"^the initial list is revoked list 'acme', not blocked list"):
+        LiveDenyList(tmp_path / "b.pgdl", kind="blocked", scope="acme", initial=revoked)
+    live = LiveDenyList(tmp_path / "b.pgdl", kind="blocked", scope="acme")
+    for other in (DenyList(keys(1), kind="blocked", scope="zoo", version=5, issued_at=0),
+                  DenyList(keys(1), kind="revoked", scope="acme", version=5, issued_at=0)):
+        with pytest.raises(MismatchError, match=r"^snapshot is for "):
+            live.apply(other)
+    assert live.current.version == 0 and not (tmp_path / "b.pgdl").exists()
