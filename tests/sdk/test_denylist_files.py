@@ -716,7 +716,7 @@ def test_the_reader_reads_front_to_back_from_bytes_and_from_a_file(tmp_path: Pat
     unsorted = keys(9, 5).astype("<u8").tobytes()
     (tmp_path / "u").write_bytes(unsorted)
     for source in (unsorted, tmp_path / "u"):
-        with denylist._Input(source) as src, pytest.raises(FormatError, match="not sorted and unique"):
+        with denylist._Input(source) as src, pytest.raises(FormatError, match=r"^entries are not sorted"):
             src.entries(2, lambda part: None, check_order=True)
         with denylist._Input(source) as src:  # a signed file's order is checked by its digest
             assert src.entries(2, lambda part: None, check_order=False).tolist() == [9, 5]
@@ -875,3 +875,16 @@ def test_live_list_refuses_another_lists_updates_by_name(tmp_path: Path) -> None
         with pytest.raises(MismatchError, match=r"^snapshot is for "):
             live.apply(other)
     assert live.current.version == 0 and not (tmp_path / "b.pgdl").exists()
+
+
+def test_smaller_faults_by_their_messages(tmp_path: Path) -> None:
+    one = b"PGDL" + (1).to_bytes(4, "little") + b"\x00" + bytes(7)  # a one-byte header: the integer 0
+    with pytest.raises(CorruptFileError, match=r"^header is not a map$"):
+        inspect(one)
+    envelope = cose.sign1(cbor2.dumps(snapshot_header(0)), KEY, external_aad=AAD)  # no kid
+    with pytest.raises(UntrustedKeyError, match=r"\(kid none\)$"):
+        read_signed(_head(envelope), TRUST)
+    received = read_signed(snapshot(IDS[:3], 2), TRUST)
+    assert isinstance(received, DenyList)
+    received.save(tmp_path / "l.pgdl")  # the gate's copy remembers who signed what it holds
+    assert inspect(tmp_path / "l.pgdl")["signer"] == key_id(KEY).hex()
