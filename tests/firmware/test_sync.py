@@ -184,7 +184,10 @@ def test_background_worker_syncs_and_stops_promptly(venue) -> None:
 class Busy(http.server.BaseHTTPRequestHandler):
     """A hub that is overloaded: every request gets 503 with Retry-After."""
 
+    requests = 0
+
     def do_GET(self) -> None:
+        type(self).requests += 1
         self.send_response(503)
         self.send_header("Retry-After", "7")
         self.send_header("Content-Length", "0")
@@ -214,6 +217,7 @@ def test_retry_after_is_honoured_between_rounds(tmp_path: Path) -> None:
                         sleep=sleep, backoff=(0.5, 4.0))
     result = client.sync_once()
     assert (result.ok, result.retry_after) == (False, 7.0) and "HTTP 503" in (result.error or "")
+    assert Busy.requests == 1  # an overloaded hub gets no more requests from this round
     client.start()
     assert done.wait(WAIT_S)
     client.close()
@@ -227,8 +231,9 @@ def test_a_gate_that_lost_its_history_fetches_it_again_with_its_own(venue) -> No
     g1 = gates["g1"]
     assert g1.sync.sync_once().ok  # the keys first
     [ticket] = issue(hub, admin, valid_until=1_900_000_000)
-    assert g1.scan(ticket["text"]).admit  # its redemption is the hub's first redemption event
-    assert g1.sync.sync_once().ok
+    assert g1.scan(ticket["text"]).admit
+    g1.journal.db.execute("UPDATE events SET sent = 1 WHERE kind = 'decision'")  # kept back, so the
+    assert g1.sync.sync_once().ok  # redemption is the hub's very first event: a refetch starts at 0
     g1.journal.db.execute("DELETE FROM redemptions")  # the journal was set aside: a new, empty one
     g1.journal.mark_history_missing("set aside for this test")
     refetch = g1.sync.sync_once()
@@ -258,9 +263,24 @@ def test_redemptions_arrive_in_pages_and_the_cursor_survives_a_restart(venue, tm
     assert g2.sync._cursor == cursor > 1_000  # read back: a restart does not fetch it all again
 
 
-def test_long_fields_are_cut_to_the_wire_limits_and_a_backlog_spans_rounds(venue, monkeypatch) -> None:
+class CountingSession(requests.Session):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.calls.append((method, url.rsplit("/", 1)[-1]))
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_long_fields_are_cut_to_the_wire_limits_and_a_backlog_spans_rounds(venue, monkeypatch,
+                                                                           tmp_path: Path) -> None:
     hub, admin, gates = venue
     g1 = gates["g1"]
+    session = CountingSession()
+    g1.sync.close()
+    g1.sync = SyncClient(HubSpec(hub.url, g1.sync.hub.token), journal_path=tmp_path / "g1" / "journal.db",
+                         gate_id=g1.gate_id, lists=g1.lists, trust_dir=g1.trust_dir, session=session)
     monkeypatch.setattr(sync_module, "BATCH", 10)
     monkeypatch.setattr(sync_module, "MAX_BATCHES", 2)
     g1.journal.record("state", detail="x" * 5_000)
@@ -270,5 +290,35 @@ def test_long_fields_are_cut_to_the_wire_limits_and_a_backlog_spans_rounds(venue
     assert (first.ok, first.uploaded, first.rejected, first.more) == (True, 20, 0, True)
     second = g1.sync.sync_once()
     assert (second.ok, second.uploaded, second.more) == (True, 5, False)
+    assert session.calls.count(("POST", "events")) == 3  # whole batches, not one event a request
     stored = hub_events(hub, admin, "arena-g1")
     assert sorted(len(e["detail"] or "") for e in stored)[-1] == sync_module.FIELD_LIMITS["detail"] == 2000
+
+
+class RefusesBatches(http.server.BaseHTTPRequestHandler):
+    """A hub that refuses every batch as malformed and then fails (503) on single events."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(422 if len(body["events"]) > 1 else 503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_hub_failing_while_events_go_one_by_one_quarantines_nothing(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusesBatches)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    journal = Journal(tmp_path / "j.db", "g1")
+    for n in range(3):
+        journal.record("state", detail=str(n))
+    client = SyncClient(HubSpec(f"http://127.0.0.1:{server.server_port}", "pgg_x"),
+                        journal_path=tmp_path / "j.db", gate_id="g1", lists=None, trust_dir=None)
+    result = client.sync_once()
+    client.close()
+    server.shutdown()
+    assert (result.ok, result.rejected, result.uploaded) == (False, 0, 0)
+    assert "HTTP 503" in (result.error or "")
+    assert journal.backlog() == 3  # all still queued for the next round: the hub failed, not the events
