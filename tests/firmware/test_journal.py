@@ -25,6 +25,7 @@ from passgated.journal import (
     unsent_count,
 )
 from passgated.policy import Decision, Direction
+from tests.fds import open_files
 
 KEY = generate_private_key()
 TRUST = TrustStore()
@@ -584,10 +585,6 @@ def test_salvage_copies_what_can_be_read(tmp_path: Path) -> None:
     assert salvage(garbage, new) == (0, 1)
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def page_of(path: Path, marker: bytes, kind: int | None = None) -> tuple[int, int]:
     """(page number from 1, page size) of the first page holding ``marker`` in a checkpointed file;
     ``kind``: only a b-tree page of that type (13: a table's leaf)."""
@@ -653,11 +650,10 @@ def test_recovery_detail_and_damage_found_by_the_recovery(tmp_path: Path) -> Non
 def test_a_failed_open_leaves_no_file_open(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     path.write_bytes(b"\xff" * 4096)
-    before = open_fds()
     for _ in range(20):
         with pytest.raises(JournalDamaged):
             Journal(path, "g1")
-    assert open_fds() == before
+    assert open_files(tmp_path) == []
 
 
 def test_a_failed_write_is_rolled_back_and_the_next_one_works(tmp_path: Path) -> None:
@@ -748,11 +744,10 @@ def test_the_journal_that_replaces_a_damaged_one_keeps_what_it_records(tmp_path:
         for n in range(20):
             j.record("state", detail=str(n))
     corrupt(path, "redemptions_pass")  # found by the check after opening, not by the open
-    before = open_fds()
     j = open_journal(path, "g1", aside_dir=aside)
     d = admit()
     j.commit(j.record_decision(d, 1.0, reserve=True))
-    assert open_fds() <= before + 3  # the new journal, its WAL and shared memory: the old one closed
+    assert open_files(aside) == []  # the damaged journal was closed before it was moved
     j.close()
     with Journal(path, "g1") as reopened:
         assert reopened.usage(d.pass_id).entries_used == 1

@@ -41,6 +41,7 @@ from passgate.denylist import (
     sign_snapshot,
 )
 from passgate.keys import TrustStore, generate_private_key, key_id
+from tests.fds import open_files
 
 KEY = generate_private_key()
 OTHER_KEY = generate_private_key()  # never trusted
@@ -543,10 +544,6 @@ def test_mutated_files_only_raise_deny_list_errors(tmp_path: Path, seed: int) ->
 # -- the contract, pinned down --------------------------------------------------------------
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def keys(*values: int) -> np.ndarray:
     return np.array(values, dtype=np.uint64)
 
@@ -767,13 +764,12 @@ def test_reading_leaves_no_file_open(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     good = tmp_path / "s.pgdl"
     good.write_bytes(snapshot(IDS[:3], 1))
-    before = open_fds()
     for _ in range(20):
         with pytest.raises(FormatError, match="not a regular file"):
             read_signed(fifo, TRUST, max_bytes=0)  # refused as what it is, not for its size
         read_signed(good, TRUST)
         denylist.atomic_write(tmp_path / "w.pgdl", [b"x"])
-    assert open_fds() == before
+    assert open_files(tmp_path) == []
 
 
 def test_a_list_whose_index_does_not_fit_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
