@@ -256,13 +256,14 @@ class Journal:
         """Journal a decision; with ``reserve``, also reserve its redemption in the same durable
         transaction and return the redemption id.
 
-        Raises ``JournalError`` when it could not, or when the write took longer than the bound (a
-        reservation written that late is given back first: the scan will be refused)."""
+        Raises ``JournalError`` when it could not, or when the write took longer than the bound:
+        the scan will then be refused for a gate fault, so a reservation written that late is given
+        back and the row is corrected to that refusal (the journal holds what the guard saw)."""
         pass_id = decision.pass_id.hex() if decision.pass_id else None
         started = self.monotonic()
         rid = None
         with self._tx():
-            self._insert_event(
+            event_id = self._insert_event(
                 EventKind.DECISION, direction=str(decision.direction), pass_id=pass_id,
                 decision=decision.verdict, reason=str(decision.reason), latency_ms=latency_ms,
                 detail=decision.detail or decision.text,
@@ -276,11 +277,18 @@ class Journal:
                 )
         took = self.monotonic() - started
         if took > self.write_timeout_s:
-            if rid is not None:
-                with contextlib.suppress(JournalError):
-                    self.release(rid)
-            raise JournalError(f"journal write took {took:.2f} s (limit {self.write_timeout_s:g} s)")
+            slow = JournalError(f"journal write took {took:.2f} s (limit {self.write_timeout_s:g} s)")
+            with contextlib.suppress(JournalError):
+                self._correct_to_fault(event_id, rid, decision.refused_for_fault(str(slow)))
+            raise slow
         return rid
+
+    def _correct_to_fault(self, event_id: str, rid: str | None, refusal: Decision) -> None:
+        if rid is not None:
+            self.release(rid)
+        with self._tx():
+            self.db.execute("UPDATE events SET decision = ?, reason = ?, detail = ? WHERE event_id = ?",
+                            (refusal.verdict, str(refusal.reason), refusal.detail, event_id))
 
     def commit(self, redemption_id: str) -> None:
         """The holder walked through: the redemption counts (durably, before this returns)."""

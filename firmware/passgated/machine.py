@@ -421,8 +421,7 @@ class GateMachine:
             if not accepting:
                 actions.append(Announce(decision))
                 return
-            refusal = Decision(False, Reason.GATE_FAULT, Reason.GATE_FAULT.text, decision.direction,
-                               decision.pass_, detail=recorded.cause)
+            refusal = decision.refused_for_fault(recorded.cause)
             actions.append(Beep(BeepPattern.REFUSE))
             actions.append(Announce(refusal))
             self._enter(self._resting_state(), now, actions)  # the FAULT screen, with its cause, stays

@@ -92,6 +92,12 @@ class Decision:
     def verdict(self) -> str:
         return "admit" if self.admit else "refuse"
 
+    def refused_for_fault(self, cause: str) -> Decision:
+        """This scan refused because the gate could not do its part (its record failed): the
+        guard sees a gate fault, and the journal says the same."""
+        return Decision(False, Reason.GATE_FAULT, Reason.GATE_FAULT.text, self.direction, self.pass_,
+                        detail=cause)
+
 
 # Refusals whose SDK detail is already guard's words ("Valid from 18:00", "Expired 21:40").
 _DETAIL_FOR_GUARD = frozenset({Reason.NOT_YET_VALID, Reason.EXPIRED})
