@@ -13,25 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from passgate import Pass, PassRefused, Reason, check_time
-
-
-class Direction(StrEnum):
-    ENTRY = "entry"
-    EXIT = "exit"
-
-
-class StaleListPolicy(StrEnum):
-    """What a gate does while a deny list it should have is older than allowed, or damaged beyond
-    rebuilding. The default is ``GUARD``: a gate offline for a day keeps its queue moving (offline
-    first), while a guard checks each admit, since revocations may be missing."""
-
-    ADMIT = "admit"  # decide as usual; the status page shows the age
-    GUARD = "guard"  # decide as usual, but flag every admit on the guard page for a manual check
-    REFUSE = "refuse"  # refuse entries until a fresh list arrives
+from passgate.wire import Direction, StaleListPolicy, Verdict
 
 
 class DenyCheck(Protocol):
@@ -89,8 +74,8 @@ class Decision:
         return self.pass_.pass_id if self.pass_ else None
 
     @property
-    def verdict(self) -> str:
-        return "admit" if self.admit else "refuse"
+    def verdict(self) -> Verdict:
+        return Verdict.ADMIT if self.admit else Verdict.REFUSE
 
     def refused_for_fault(self, cause: str) -> Decision:
         """This scan refused because the gate could not do its part (its record failed): the
