@@ -23,9 +23,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from passgate import wire
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-REDEMPTION_KINDS = ("redeemed", "reservation_assumed")
+REDEMPTION_KINDS = tuple(str(kind) for kind in wire.REDEMPTION_KINDS)
+_IS_REDEMPTION = text(f"kind IN ({', '.join(repr(kind) for kind in REDEMPTION_KINDS)})")
 
 
 class Base(DeclarativeBase):
@@ -139,8 +142,7 @@ class Event(Base):
     __table_args__ = (
         Index("events_gate_t", "gate_id", "t"),
         Index("events_venue_redemptions", "venue_id", "seq",
-              sqlite_where=text("kind IN ('redeemed', 'reservation_assumed')"),
-              postgresql_where=text("kind IN ('redeemed', 'reservation_assumed')")),
+              sqlite_where=_IS_REDEMPTION, postgresql_where=_IS_REDEMPTION),
     )
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)

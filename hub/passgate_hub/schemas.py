@@ -3,108 +3,98 @@
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-MAX_BATCH = 1000
+from passgate import wire
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-PassIdHex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+PassIdHex = Annotated[str, StringConstraints(pattern=wire.HEX_ID)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Direction = Literal["entry", "exit"]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# --- gate API ------------------------------------------------------------------------------
+# --- gate API: derived from the contract ------------------------------------------------
 
 
-class EventIn(Strict):
-    """One journal row, as the gate's journal holds it (``EVENT_FIELDS``)."""
-
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    gate_id: Name
-    t: Finite
-    kind: Annotated[str, StringConstraints(min_length=1, max_length=32)]
-    direction: Annotated[str, StringConstraints(max_length=8)] | None = None
-    pass_id: Annotated[str, StringConstraints(max_length=32)] | None = None
-    decision: Annotated[str, StringConstraints(max_length=16)] | None = None
-    reason: Annotated[str, StringConstraints(max_length=32)] | None = None
-    latency_ms: Finite | None = None
-    detail: Annotated[str, StringConstraints(max_length=2000)] | None = None
-
-
-class EventBatch(Strict):
-    events: Annotated[list[EventIn], Field(max_length=MAX_BATCH)]
-
-
-class EventAck(BaseModel):
-    """``acked``: every id of the batch, new or already held; the gate marks them sent."""
-
-    acked: list[str]
-    stored: int
-    duplicates: int
+def _annotation(hint: Any, bounds: dict[str, Any], request: bool) -> Any:
+    """A wire field's type with its bounds as Pydantic constraints (nested messages derived too)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _annotation(inner[0], bounds, request) | None
+    constraints = {k: v for k, v in bounds.items() if k != "item"}
+    if origin is list:
+        item = _annotation(args[0], bounds.get("item", {}), request)
+        return Annotated[list[item], Field(**constraints)]  # type: ignore[valid-type]
+    if origin is dict:
+        key = Annotated[str, StringConstraints(max_length=64)]
+        return Annotated[dict[key, _annotation(args[1], {}, request)],  # type: ignore[misc]
+                         Field(**constraints)]
+    if dataclasses.is_dataclass(hint):
+        return derive(hint, request=request)  # type: ignore[arg-type]
+    if hint is str:
+        return Annotated[str, StringConstraints(**constraints)]
+    if hint in (int, float):
+        return Annotated[hint, Field(allow_inf_nan=False, strict=hint is int, **constraints)]
+    return hint
 
 
-class TrustedKeyOut(BaseModel):
-    kid: str
-    pem: str
-    issuer: str | None
-    purpose: str
-    retired_at: float | None
+_DERIVED: dict[tuple[type, bool], type[BaseModel]] = {}
 
 
-class ListUpdate(BaseModel):
-    version: int
-    issued_at: int
-    updates: list[str]  # base64 of signed delta or snapshot files, to apply in order
+def derive(message: type, *, request: bool = False) -> type[BaseModel]:
+    """The Pydantic model of a ``passgate.wire`` message: same fields, same bounds. Request
+    models forbid unknown fields (a hostile body is a 422); responses are built from the wire
+    dataclasses themselves (``wire.dump``)."""
+    key = (message, request)
+    if key not in _DERIVED:
+        hints = typing.get_type_hints(message)
+        fields: dict[str, Any] = {}
+        for f in dataclasses.fields(message):
+            annotation = _annotation(hints[f.name], dict(f.metadata), request)
+            if f.default is not dataclasses.MISSING:
+                fields[f.name] = (annotation, f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                fields[f.name] = (annotation, Field(default_factory=f.default_factory))
+            else:
+                fields[f.name] = (annotation, ...)
+        config = ConfigDict(extra="forbid") if request else ConfigDict()
+        _DERIVED[key] = create_model(message.__name__, __config__=config, __doc__=message.__doc__,
+                                     **fields)
+    return _DERIVED[key]
 
 
-class Bundle(BaseModel):
-    gate_id: str
-    venue: str
-    zone: str | None
-    scope: str
-    keys: list[TrustedKeyOut]
-    denylists: dict[str, ListUpdate]
-    config: dict[str, Any]
+# Named subclasses, so FastAPI's OpenAPI and mypy see classes (the base is built at import).
+class EventBatch(derive(wire.EventBatch, request=True)):  # type: ignore[misc]
+    """A batch of journal events, oldest first."""
 
 
-class RedemptionOut(BaseModel):
-    redemption_id: str
-    pass_id: str
-    gate_id: str
-    direction: str
-    t: float
-    valid_until: float | None
+class Heartbeat(derive(wire.Heartbeat, request=True)):  # type: ignore[misc]
+    """The gate's health and wall clock."""
 
 
-class Redemptions(BaseModel):
-    redemptions: list[RedemptionOut]
-    cursor: int  # pass it back as ``after``
+class EventAck(derive(wire.EventAck)):  # type: ignore[misc]
+    """What the hub holds of a batch, and what it refused for good."""
 
 
-class ListHealth(Strict):
-    version: Annotated[int, Field(ge=0)]
-    age_s: Finite | None = None
+class HeartbeatAck(derive(wire.HeartbeatAck)):  # type: ignore[misc]
+    """The hub's clock, for the gate's offset."""
 
 
-class Heartbeat(Strict):
-    """The gate's health and wall clock; the hub answers with its own time."""
-
-    t: Finite
-    version: Annotated[str, StringConstraints(max_length=64)] | None = None
-    backlog: Annotated[int, Field(ge=0)] = 0
-    lists: Annotated[dict[Annotated[str, StringConstraints(max_length=16)], ListHealth],
-                     Field(max_length=8)] = {}
-    health: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Any],
-                      Field(max_length=64)] = {}
+class Bundle(derive(wire.Bundle)):  # type: ignore[misc]
+    """Keys, deny-list updates and settings for one gate."""
 
 
-class HeartbeatAck(BaseModel):
-    server_time: float
+class Redemptions(derive(wire.RedemptionPage)):  # type: ignore[misc]
+    """Redemptions at the venue's other gates, after a cursor."""
 
 
 # --- admin API -----------------------------------------------------------------------------

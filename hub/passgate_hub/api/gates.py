@@ -6,28 +6,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from passgate import wire
+
 from .. import denylists
 from ..auth import DB, CurrentGate
 from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
-from ..schemas import (
-    Bundle,
-    EventAck,
-    EventBatch,
-    Heartbeat,
-    HeartbeatAck,
-    ListUpdate,
-    RedemptionOut,
-    Redemptions,
-    TrustedKeyOut,
-)
+from ..schemas import Bundle, EventAck, EventBatch, Heartbeat, HeartbeatAck, Redemptions
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/gates/{gate_id}", tags=["gate"])
 MAX_REDEMPTIONS = 5000
 # Each dialect's own insert(): the generic one has no ON CONFLICT clause.
@@ -44,7 +39,7 @@ def _etag(*parts: object) -> str:
 def bundle(*, request: Request, response: Response,
            revoked: int = Query(0, ge=0, le=2**31, description="the gate's revoked-list version"),
            blocked: int = Query(0, ge=0, le=2**31, description="the gate's blocked-list version"),
-           gate: CurrentGate, db: DB) -> Bundle | Response:
+           gate: CurrentGate, db: DB) -> Any:
     """Trusted keys, the deny-list updates from the gate's versions, and the gate's config.
 
     Send the last ETag as If-None-Match: while nothing changed the answer is an empty 304.
@@ -61,17 +56,31 @@ def bundle(*, request: Request, response: Response,
     response.headers["ETag"] = etag
     keys = db.scalars(select(IssuerKey).where(IssuerKey.venue_id == venue.id).order_by(IssuerKey.id))
     cache = request.app.state.snapshots
-    lists = {kind: ListUpdate(version=version, issued_at=issued_at, updates=[
+    lists = {kind: wire.ListUpdate(version=version, issued_at=issued_at, updates=[
         base64.b64encode(data).decode()
         for data in denylists.updates_for(db, venue, kind, have[kind], (version, issued_at), cache)])
         for kind, (version, issued_at) in versions.items()}
-    return Bundle(
+    settings = _settings(gate.config, zone)
+    return wire.dump(wire.Bundle(
         gate_id=gate.gate_id, venue=venue.name, zone=zone, scope=venue.name,
-        keys=[TrustedKeyOut(kid=k.kid, pem=k.public_pem, issuer=k.issuer, purpose=k.purpose,
-                            retired_at=k.retired_at) for k in keys],
+        protocol=wire.PROTOCOL_VERSION,
+        keys=[wire.TrustedKey(kid=k.kid, pem=k.public_pem, issuer=k.issuer,
+                              purpose=wire.KeyPurpose(k.purpose), retired_at=k.retired_at)
+              for k in keys],
         denylists=lists,
-        config={"zones": [zone] if zone else [], **gate.config},
-    )
+        settings=settings,
+        config={"zones": [zone] if zone else [], **gate.config},  # for gates of protocol 1
+    ))
+
+
+def _settings(config: dict[str, Any], zone: str | None) -> wire.GateSettings:
+    """The settings the hub manages for a gate; its zone is the gate's zone on the hub."""
+    given = {**config, **({"zones": [zone]} if zone else {})}
+    try:
+        return wire.parse(wire.GateSettings, given)
+    except wire.ProtocolError as exc:  # stored before settings were validated: the zone still rules
+        log.error("gate settings on the hub are not valid (%s): sending the zone only", exc)
+        return wire.GateSettings(zones=[zone] if zone else None)
 
 
 @router.post("/events", response_model=EventAck)
@@ -106,7 +115,7 @@ def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor fro
                 limit: int = Query(1000, ge=1, le=MAX_REDEMPTIONS),
                 include_own: bool = Query(False, description="also this gate's own redemptions "
                                           "(a gate whose journal was lost fetches its history again)"),
-                gate: CurrentGate, db: DB) -> Redemptions:
+                gate: CurrentGate, db: DB) -> Any:
     """Redemptions made at the venue's other gates (with ``include_own``, at this gate too) after
     ``after``, in hub order."""
     rows = db.execute(
@@ -116,12 +125,12 @@ def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor fro
         .where(Event.venue_id == gate.venue_id, Event.kind.in_(REDEMPTION_KINDS), Event.seq > after)
         .order_by(Event.seq).limit(limit)
     ).all()
-    out = [RedemptionOut(redemption_id=detail if kind == "redeemed" and detail else event_id,
-                         pass_id=pass_id, gate_id=gate_id, direction=direction, t=t,
-                         valid_until=valid_until)
+    out = [wire.Redemption(redemption_id=detail if kind == wire.EventKind.REDEEMED and detail else event_id,
+                           pass_id=pass_id, gate_id=gate_id, direction=wire.Direction(direction), t=t,
+                           valid_until=valid_until)
            for _, event_id, kind, detail, pass_id, gate_id, direction, t, valid_until in rows
            if (include_own or gate_id != gate.gate_id) and pass_id and direction]
-    return Redemptions(redemptions=out, cursor=rows[-1][0] if rows else after)
+    return wire.dump(wire.RedemptionPage(redemptions=out, cursor=rows[-1][0] if rows else after))
 
 
 @router.post("/heartbeat", response_model=HeartbeatAck)
