@@ -177,12 +177,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from .gate import load_gate_trust
+    from .layout import GateLayout
+    from .settings import HUB, effective, load
+
     config = load_config(args.config)
     check_files(config)
+    layout = GateLayout.from_config(config)
+    hub_settings = load(layout.hub_settings) if config.hub is not None else None
+    current = effective(config, hub_settings)
     print(f"{args.config}: OK — gate {config.gate_id} at {config.venue}, "
-          f"zones {', '.join(config.policy.zones) or 'any'}, directions "
+          f"zones {', '.join(current.policy.zones) or 'any'}, directions "
           f"{', '.join(config.directions)}, {len(config.scanners)} scanner(s), "
           f"pins via {config.pin_factory}, journal {config.journal_path}")
+    if config.hub is not None:
+        from_hub = sorted(key for key, source in current.sources.items() if source == HUB)
+        last = f"from its last bundle: {', '.join(from_hub)}" if from_hub else "no bundle yet"
+        print(f"hub {config.hub.url}: manages zones, anti-passback, stale-list policy, list age, skew "
+              f"and timing; {last}")
+        if not len(load_gate_trust(config, layout)):
+            print("no keys yet: the gate will refuse every pass (gate_fault, 'waiting for the hub') "
+                  "until the hub's first bundle arrives")
     return 0
 
 

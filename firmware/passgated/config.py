@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from passgate import KeyFileError, TrustStore
+from passgate import KeyFileError, TrustStore, wire
 from passgate.denylist import DEFAULT_MAX_BYTES, KINDS
 from passgate.scanners import ScannerSpecError, check_scanner
 
@@ -114,6 +114,7 @@ class GateConfig:
     display_listen: str | None
     control_from: tuple[str, ...]
     hub: HubSpec | None
+    given: frozenset[str] = frozenset()  # the keys set in the file or on the command line ("gate.zones")
 
 
 SECTIONS = {
@@ -163,6 +164,12 @@ def check_listen(value: str, where: str) -> str:
         except ValueError:
             raise ConfigError(f"{where}: the host must be an IP address or localhost, got {host!r}") from None
     return value
+
+
+def _bounds(setting: str) -> tuple[float, float]:
+    """A hub-managed setting's bounds, from the wire contract (the hub validates the same)."""
+    bounds = wire.bounds(wire.GateSettings, setting)
+    return bounds["ge"], bounds["le"]
 
 
 def _non_negative(value: float, where: str) -> float:
@@ -226,6 +233,7 @@ def _replace(config: GateConfig, **changes: Any) -> GateConfig:
     policy_changes = {k: changes.pop(k) for k in ("zones",) if k in changes}
     if policy_changes:
         changes["policy"] = replace(config.policy, zones=tuple(policy_changes["zones"]))
+        changes["given"] = config.given | {"gate.zones"}
     return replace(config, **changes)
 
 
@@ -305,8 +313,10 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
     if pin_map["fire_loop"] is None:
         raise ConfigError("pins.fire_loop: required (the gate must watch the fire alarm loop)")
 
-    def ms(key: str, default: float, low: float, high: float) -> float:
+    def ms(key: str, default: float) -> float:
+        """A hub-managed duration: its bounds are the wire's (the hub checks the same)."""
         where = f"timing.{key}"
+        low, high = _bounds(key)
         return _within(_get(timing, key, (int, float), "timing", default), low, high, where, " ms") / 1000
 
     def policy_number(key: str, default: float) -> float:
@@ -363,7 +373,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         denylist_scope=_get(deny, "scope", str, "denylist", None),
         denylist_kinds=tuple(dict.fromkeys(kinds)) if kinds is not None else None,
         max_list_age_s=3600 * _within(
-            _get(deny, "max_age_hours", (int, float), "denylist", 24), 0.01, 24 * 366,
+            _get(deny, "max_age_hours", (int, float), "denylist", 24), *_bounds("max_list_age_hours"),
             "denylist.max_age_hours", " hours"),
         max_list_bytes=int(1024 * 1024 * _within(
             _get(deny, "max_file_mb", (int, float), "denylist", DEFAULT_MAX_BYTES // 2**20), 1, 64 * 1024,
@@ -374,19 +384,22 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         # A pulse longer than a few seconds lets several people through; a passage timeout beyond a
         # minute holds a granted entry hostage.
         timing=Timing(
-            relay_pulse_s=ms("relay_pulse_ms", 300, 10, 5000),
-            passage_timeout_s=ms("passage_timeout_ms", 5000, 500, 60_000),
-            refusal_display_s=ms("refusal_display_ms", 2000, 10, 60_000),
+            relay_pulse_s=ms("relay_pulse_ms", 300),
+            passage_timeout_s=ms("passage_timeout_ms", 5000),
+            refusal_display_s=ms("refusal_display_ms", 2000),
         ),
-        glitch_filter_s=ms("glitch_filter_ms", 20, 1, 1000),
+        glitch_filter_s=_within(_get(timing, "glitch_filter_ms", (int, float), "timing", 20), 1, 1000,
+                                "timing.glitch_filter_ms", " ms") / 1000,
         commit_at_grant=_get(policy, "commit_at_grant", bool, "policy", False),
         policy=PolicyConfig(
             zones=zones,
             anti_passback=_get(policy, "anti_passback", bool, "policy", True),
-            anti_passback_timeout_s=60 * _within(policy_number("anti_passback_minutes", 0), 0, 7 * 1440,
+            anti_passback_timeout_s=60 * _within(policy_number("anti_passback_minutes", 0),
+                                                 *_bounds("anti_passback_minutes"),
                                                  "policy.anti_passback_minutes", " minutes"),
             stale_list=stale_policy,
-            skew_s=_within(policy_number("skew_seconds", 60), 0, 3600, "policy.skew_seconds", " s"),
+            skew_s=_within(policy_number("skew_seconds", 60), *_bounds("skew_seconds"),
+                           "policy.skew_seconds", " s"),
         ),
         journal_path=path_of(_get(journal, "path", str, "journal", "passgate-journal.db")),  # type: ignore[arg-type]
         retention_days=_within(_get(journal, "retention_days", (int, float), "journal", 30), 0.01, 3660,
@@ -399,6 +412,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         display_listen=listen or None,
         control_from=control_from,
         hub=hub,
+        given=frozenset(f"{name}.{key}" for name, table in sections.items() for key in table),
     )
 
 
@@ -412,6 +426,8 @@ def check_files(config: GateConfig) -> None:
                               "every pass would be refused")
     elif not config.trust_dir.is_dir():
         raise ConfigError(f"trust.dir: {config.trust_dir}: no such directory")
+    elif config.hub is not None and not any(config.trust_dir.glob("*.pem")):
+        pass  # the hub supplies the keys; until they come, the gate refuses and says so
     else:
         try:
             keys = TrustStore.load(config.trust_dir)

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from passgate import wire
+
 from .io import GateIO
 from .journal import Journal, JournalDamaged, JournalError
 from .machine import (
@@ -42,14 +44,17 @@ class Effects:
     """The hands of the control loop: journal, pins, guard page. Used from the loop's thread only.
 
     ``announce(decision, latency_ms)`` gets each scan's final answer; ``show(event)`` state changes
-    and alarms for the guard page."""
+    and alarms for the guard page; ``passed(direction)`` each passage once it is recorded, by the
+    contract's rule (``wire.counts_as_passage``), so the gate counts what the hub counts."""
 
     def __init__(self, journal: Journal, io: GateIO, *, announce: Callable[[Decision, float], None],
-                 show: Callable[[dict[str, Any]], None], wall: Callable[[], float] = time.time) -> None:
+                 show: Callable[[dict[str, Any]], None], wall: Callable[[], float] = time.time,
+                 passed: Callable[[str], None] | None = None) -> None:
         self.journal = journal
         self.io = io
         self.announce = announce
         self.show = show
+        self.passed = passed
         self.wall = wall
         self.fault: str | None = None  # the journal's last failure, until a write succeeds again
         self.fault_since: float | None = None
@@ -81,14 +86,16 @@ class Effects:
                     self.io.beep(pattern)
                 case Commit(decision=decision):
                     # A commit that fails leaves the reservation, which counts as used: fail closed.
-                    if rid := self._inflight.pop(id(decision), None):
-                        self._write(self.journal.commit, rid, what="commit")
+                    if (rid := self._inflight.pop(id(decision), None)) and self._write(
+                            self.journal.commit, rid, what="commit"):
+                        self._count(EventKind.REDEEMED, str(decision.direction), "")
                 case GiveBack(decision=decision):
                     if rid := self._inflight.pop(id(decision), None):
                         self._write(self.journal.release, rid, what="give back")
                 case Record(kind=kind, direction=direction, detail=detail):
-                    self._write(self.journal.record, kind, what=kind,
-                                direction=str(direction) if direction else None, detail=detail)
+                    if self._write(self.journal.record, kind, what=kind,
+                                   direction=str(direction) if direction else None, detail=detail):
+                        self._count(kind, str(direction) if direction else None, detail)
                     if kind in (EventKind.FORCED_PASSAGE, EventKind.TAMPER):
                         log.warning("%s %s", kind, direction or "")
                 case Latch(latched=latched):
@@ -99,13 +106,18 @@ class Effects:
                     self.announce(decision, latency_ms)
         return feedback
 
-    def _write(self, write: Callable[..., object], *args: Any, what: str, **kwargs: Any) -> None:
+    def _write(self, write: Callable[..., object], *args: Any, what: str, **kwargs: Any) -> bool:
         try:
             write(*args, **kwargs)
         except JournalError as exc:
             self._failed(exc, what)
-        else:
-            self._worked()
+            return False
+        self._worked()
+        return True
+
+    def _count(self, kind: str, direction: str | None, detail: str) -> None:
+        if self.passed is not None and direction and wire.counts_as_passage(kind, detail):
+            self.passed(direction)
 
     def note(self, exc: JournalError, what: str) -> None:
         """A failure met outside an action (the usage lookup of a decision)."""

@@ -18,10 +18,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from passgate import PassRefused, TrustStore, verify_signature
+from passgate import PassRefused, TrustStore, verify_signature, wire
 from passgate.scanners import Scan, ScannerSource, open_scanner
 
-from . import droplists
+from . import droplists, settings
 from .config import ExitMode, GateConfig
 from .denylists import DenyLists, kinds_in_use
 from .display import ControlRefused, GateMetrics, GuardDisplay
@@ -41,7 +41,7 @@ from .machine import (
     journal_fault,
 )
 from .policy import Context, Decision, Direction, decide
-from .status import Answers, StatusCollector, gate_status
+from .status import AWAITING_HUB, Answers, StatusCollector, gate_status
 from .systemd import notify
 from .upkeep import CHECKPOINT_EVERY_S, JournalUpkeep
 from .workers import Worker
@@ -55,8 +55,10 @@ def load_gate_trust(config: GateConfig, layout: GateLayout | None = None) -> Tru
     layout = layout or GateLayout.from_config(config)
     store = TrustStore()
     directories = [config.trust_dir] if config.trust_dir is not None else []
-    if config.hub is not None and any(layout.hub_trust_dir.glob("*.pem")):
-        directories.append(layout.hub_trust_dir)
+    if config.hub is not None:  # the hub supplies keys: the operator's directory may be empty
+        directories = [d for d in directories if any(d.glob("*.pem"))]
+        if any(layout.hub_trust_dir.glob("*.pem")):
+            directories.append(layout.hub_trust_dir)
     for directory in directories:
         for key in TrustStore.load(directory):
             store.add(key)
@@ -89,7 +91,9 @@ class Gate:
         self.on_decision = on_decision
         self.trust = trust if trust is not None else load_gate_trust(config, self.layout)
         self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(config.pin_factory)
-        self.machine = GateMachine(config.timing, commit_at_grant=config.commit_at_grant,
+        self.hub_settings = settings.load(self.layout.hub_settings) if config.hub is not None else None
+        self.settings = settings.effective(config, self.hub_settings)
+        self.machine = GateMachine(self.settings.timing, commit_at_grant=config.commit_at_grant,
                                    free_exit=config.exit_mode is ExitMode.FREE)
         self.journal = open_journal(self.layout.journal, config.gate_id,
                                     aside_dir=self.layout.journal_aside_dir, clock=clock.wall,
@@ -102,7 +106,7 @@ class Gate:
         self.history_missing: str | None = None
         kinds = kinds_in_use(self.layout.lists, config.denylist_kinds, hub=config.hub is not None)
         self.lists = DenyLists(self.layout.lists, kinds, scope=config.denylist_scope or config.venue,
-                               trust=self._list_trust, max_age_s=config.max_list_age_s,
+                               trust=self._list_trust, max_age_s=self.settings.max_list_age_s,
                                auto=config.denylist_kinds is None, max_bytes=config.max_list_bytes,
                                clock=clock.wall)
         self.drop_folder = (
@@ -120,7 +124,8 @@ class Gate:
             self.display = GuardDisplay(status=self.status, metrics=self.metrics, control=self.control,
                                         host=host, port=int(port), control_from=config.control_from)
         self.effects = Effects(self.journal, self.io, announce=self._announce, show=self._show,
-                               wall=clock.wall)
+                               wall=clock.wall, passed=lambda direction: self.answers.passed(direction,
+                                                                                             clock.wall()))
         if self.journal.unavailable:  # e.g. a full disk at boot: out of service, and it keeps trying
             self.effects.fault, self.effects.fault_since = self.journal.unavailable, clock.wall()
         self.loop = ControlLoop(self.machine, self.effects, decide=self._decide, health=self._health,
@@ -191,12 +196,23 @@ class Gate:
             self.config.hub, journal_path=self.layout.journal, gate_id=self.config.gate_id,
             lists=self.lists, trust_dir=self.layout.hub_trust_dir,
             list_trust_dir=self.layout.hub_list_trust_dir, on_trust_changed=self._reload_trust,
-            clock=self.clock.wall,
+            settings_path=self.layout.hub_settings, on_settings=self._hub_settings_changed,
+            gate_state=lambda: str(self.loop.state), clock=self.clock.wall,
         )
         self.sync.start()
 
     def _reload_trust(self) -> None:
         self.trust = load_gate_trust(self.config, self.layout)
+        self.loop.wake()  # a gate waiting for its first keys re-checks its health at once
+
+    def _hub_settings_changed(self, hub: wire.GateSettings) -> None:
+        """From the sync thread: the control loop picks the new settings up at its next decision."""
+        new = settings.effective(self.config, hub)
+        changed = {key: value for key, value in new.values.items() if self.settings.values.get(key) != value}
+        self.hub_settings, self.settings = hub, new
+        if changed:
+            log.warning("settings from the hub: %s",
+                        ", ".join(f"{key} = {value!r}" for key, value in sorted(changed.items())))
 
     # -- inputs from other threads ------------------------------------------------------------
     def _read_source(self, source: ScannerSource, direction: Direction) -> None:
@@ -242,10 +258,13 @@ class Gate:
         except PassRefused as refused:
             result = refused
         now = self.clock.wall()
+        current = self.settings  # one reference: a sync thread may swap it meanwhile
+        self.machine.timing = current.timing  # the loop's thread: the machine is the loop's alone
+        self.lists.max_age_s = current.max_list_age_s
         revoked, blocked = self.lists.lookups()
         context = Context(now=now, direction=direction, revoked=revoked, blocked=blocked,
                           usage=self.journal, lists_stale=self.lists.stale(now))
-        return decide(result, context, self.config.policy)
+        return decide(result, context, current.policy)
 
     def _health(self, *, at_boot: bool = False) -> Health:
         """What the gate needs to take scans; at boot the scanners count as present (their threads
@@ -271,6 +290,8 @@ class Gate:
             if self.history_missing:
                 fault = ("Redemption history missing: waiting for the hub" if self.config.hub is not None
                          else "Redemption history missing: run 'passgated journal recover'")
+            elif self.config.hub is not None and not len(self.trust):
+                fault = AWAITING_HUB
         scanners_ok = at_boot or all(source.health()["connected"] for source, _ in self.sources)
         return Health(scanners_ok=scanners_ok, turnstile_ready=self.io.turnstile_ready, fault=fault)
 

@@ -10,6 +10,7 @@
       damaged/                  journals set aside, kept for evidence
       hub-trust/                pass issuers' keys the hub sends (the sync client owns it)
       hub-list-trust/           the keys the hub signs deny lists with (to rebuild a damaged list)
+      hub-settings.json         the settings the hub manages for this gate, as last received
       lists/                    deny lists when a hub supplies them and [denylist] dir is not set
     <lists>/                    [denylist] dir
       revoked.pgdl, blocked.pgdl   the gate's local copies (checksummed, verified when they arrived)
@@ -91,6 +92,11 @@ class GateLayout:
     def hub_list_trust_dir(self) -> Path:
         """Deny-list signing keys the hub sends: never trusted for passes."""
         return self.state_dir / "hub-list-trust"
+
+    @property
+    def hub_settings(self) -> Path:
+        """The hub's settings for this gate, kept for a start while the hub is unreachable."""
+        return self.state_dir / "hub-settings.json"
 
     @property
     def sync_state(self) -> Path:

@@ -450,9 +450,8 @@ class GateMachine:
     def _passage(self, direction: Direction, now: float, actions: list[Action]) -> None:
         if self.state is State.GRANTED and self._granted and self._granted.direction is direction:
             decision, self._granted = self._granted, None
-            if not self.commit_at_grant:
+            if not self.commit_at_grant:  # its ``redeemed`` record is the passage: counted once
                 actions.append(Commit(decision))
-            actions.append(Record(EventKind.PASSAGE, direction))
             self._enter(self._resting_state(), now, actions)
         elif self.state in (State.EMERGENCY, State.MAINTENANCE_FREE):
             actions.append(Record(EventKind.PASSAGE, direction, "free passage"))

@@ -17,17 +17,30 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from .journal import JournalError, unsent_count
 from .policy import Decision
 
+AWAITING_HUB = "Waiting for the hub's first bundle: no keys yet"
+
 if TYPE_CHECKING:
     from .gate import Gate
 
 
 class Answers:
-    """The last decision and today's counts by reason (the day is the gate's local day)."""
+    """The last decision, today's counts by reason and today's passages by direction (the day is
+    the gate's local day; a passage counts once, by the rule the hub counts with)."""
 
     def __init__(self) -> None:
         self.last: dict[str, Any] | None = None
         self.counts: Counter[str] = Counter()
+        self.passages: Counter[str] = Counter()
         self._day = ""
+
+    def _today(self, t: float) -> None:
+        day = time.strftime("%Y-%m-%d", time.localtime(t))
+        if day != self._day:
+            self._day, self.counts, self.passages = day, Counter(), Counter()
+
+    def passed(self, direction: str, t: float) -> None:
+        self._today(t)
+        self.passages[direction] += 1
 
     def add(self, decision: Decision, t: float) -> dict[str, Any]:
         """Count one answer; returns the event the guard page shows."""
@@ -37,9 +50,7 @@ class Answers:
             "pass_id": decision.pass_id.hex() if decision.pass_id else None, "t": t,
             "guard_check": decision.guard_check,
         }
-        day = time.strftime("%Y-%m-%d", time.localtime(t))
-        if day != self._day:
-            self._day, self.counts = day, Counter()
+        self._today(t)
         self.counts[str(decision.reason)] += 1
         self.last = event
         return event
@@ -74,13 +85,16 @@ def gate_status(gate: Gate) -> dict[str, Any]:
     return {
         "gate_id": gate.config.gate_id,
         "venue": gate.config.venue,
-        "zones": list(gate.config.policy.zones),
+        "zones": list(gate.settings.policy.zones),
+        "settings": {key: {"value": value, "source": gate.settings.sources[key]}
+                     for key, value in gate.settings.values.items()},
         "state": str(gate.loop.state),
         "fault": machine.fault,
         "fire_loop_closed": machine.fire_loop_closed,
         "emergency_latched": machine.emergency_latched,
         "last_decision": gate.answers.last,
         "counts_today": dict(gate.answers.counts),
+        "passages_today": {"entry": gate.answers.passages["entry"], "exit": gate.answers.passages["exit"]},
         "lists": gate.lists.status(now),
         "lists_stale": gate.lists.stale(now),
         "scanners": [source.health() for source, _ in gate.sources],
@@ -99,7 +113,7 @@ def gate_status(gate: Gate) -> dict[str, Any]:
     }
 
 
-FAULT_PARTS = ("journal", "journal_damaged", "history_missing", "scanner", "turnstile")
+FAULT_PARTS = ("journal", "journal_damaged", "history_missing", "awaiting_hub", "scanner", "turnstile")
 
 
 class StatusCollector:
@@ -118,6 +132,7 @@ class StatusCollector:
             "journal_damaged": (gate.effects.damaged is not None
                                 or gate.layout.journal_damaged_marker.exists()),
             "history_missing": gate.history_missing is not None,
+            "awaiting_hub": health.fault == AWAITING_HUB,
             "scanner": not health.scanners_ok,
             "turnstile": not health.turnstile_ready,
         }

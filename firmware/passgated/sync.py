@@ -1,10 +1,18 @@
 """The gate's sync worker: talks to the hub in its own thread, never on the decision path.
 
-One round (``sync_once``): upload the journal's unsent events in batches (an event is marked sent
-only after the hub acknowledged it, so the outbox survives restarts and outages and every event is
-delivered exactly once), fetch the bundle with ``If-None-Match`` (trusted keys, deny-list deltas,
-the gate's config), apply the signed deny-list updates, pull the other gates' redemptions into the
-journal, and send a heartbeat whose answer gives the hub's clock.
+One round (``sync_once``) has four parts, each of which fails alone and reports alone (a list the
+gate cannot apply does not keep the redemptions or the heartbeat from happening):
+
+- upload the journal's unsent events in batches (an event is marked sent only after the hub
+  acknowledged it, so the outbox survives restarts and outages and every event is delivered
+  exactly once; an event the hub refuses for good is kept, marked, logged and not sent again);
+- a heartbeat, whose answer gives the hub's clock and so this gate's offset;
+- the bundle, fetched with ``If-None-Match``: trusted keys, deny-list updates and the settings the
+  hub manages for this gate (kept on disk, applied by the gate: ``passgated.settings``);
+- the other gates' redemptions, whose times (hub time) are turned into this gate's clock with the
+  measured offset, so a fast or slow clock anywhere cannot reorder entries and exits.
+
+Messages are the contract's (``passgate.wire``); a malformed answer is a ``ProtocolError``.
 
     sync = SyncClient(config.hub, journal_path=layout.journal, gate_id=config.gate_id,
                       lists=deny_lists, trust_dir=layout.hub_trust_dir,
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import random
@@ -41,7 +50,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-from passgate import TrustStore
+from passgate import TrustStore, wire
 from passgate.denylist import DenyListError, atomic_write
 from passgate.keys import TRUST_MANIFEST
 
@@ -50,6 +59,7 @@ from .config import HubSpec
 from .denylists import DenyLists
 from .journal import Journal, JournalError
 from .layout import sync_state_path
+from .settings import save as save_settings
 
 __all__ = ["SyncClient", "SyncResult"]
 
@@ -60,10 +70,11 @@ MAX_BATCHES = 20  # per round, so one round stays short; a backlog makes the nex
 MAX_REDEMPTION_PAGES = 20
 TIMEOUT = (3.05, 30.0)  # (connect, read) seconds
 MAX_RETRY_AFTER = 3600.0
-# The hub's bounds on event fields: a longer value is clipped here rather than refused there,
+# The contract's bounds on event fields: a longer value is clipped here rather than refused there,
 # because one refused event would stop the outbox behind it for good.
-FIELD_LIMITS = {"kind": 32, "direction": 8, "pass_id": 32, "decision": 16, "reason": 32,
-                "detail": 2000}
+FIELD_LIMITS = {f.name: f.metadata["max_length"] for f in dataclasses.fields(wire.Event)
+                if "max_length" in f.metadata}
+PARTS = ("upload", "heartbeat", "bundle", "redemptions")
 
 
 class HubError(Exception):
@@ -81,11 +92,12 @@ class SyncResult:
 
     ok: bool = True
     uploaded: int = 0
-    rejected: int = 0  # events the hub refused as malformed (quarantined in the journal)
+    rejected: int = 0  # events the hub refused (malformed, or refused for good): kept, not resent
     more: bool = False  # the outbox still holds events: start the next round at once
     lists: dict[str, int] = field(default_factory=dict)  # kind -> version after the round
     redemptions: int = 0
-    error: str | None = None
+    error: str | None = None  # the first part's error
+    errors: dict[str, str] = field(default_factory=dict)  # part -> its error this round
     retry_after: float | None = None
 
 
@@ -107,6 +119,7 @@ def _session(hub: HubSpec) -> requests.Session:
     """Connection errors are retried twice at once (a blip); everything else waits for the next
     round's backoff, which ``close`` can interrupt."""
     session = requests.Session()
+    session.headers[wire.PROTOCOL_HEADER] = str(wire.PROTOCOL_VERSION)
     retry = Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0.2)
     session.mount("https://", HTTPAdapter(max_retries=retry))
     session.mount("http://", HTTPAdapter(max_retries=retry))
@@ -128,6 +141,9 @@ class SyncClient:
         trust_dir: Path | None,
         list_trust_dir: Path | None = None,
         on_trust_changed: Callable[[], None] | None = None,
+        settings_path: Path | None = None,
+        on_settings: Callable[[wire.GateSettings], None] | None = None,
+        gate_state: Callable[[], str] | None = None,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] | None = None,
@@ -135,6 +151,8 @@ class SyncClient:
     ) -> None:
         """``trust_dir`` belongs to this client: it holds exactly the hub's pass-issuer keys;
         ``list_trust_dir`` the keys that sign deny lists (to rebuild a damaged local copy).
+        ``settings_path`` keeps the hub's settings for this gate, ``on_settings`` hears them;
+        ``gate_state`` tells the gate's state for the heartbeat.
         ``sleep`` waits between rounds (default: an Event wait that ``close`` interrupts);
         ``backoff``: first and longest wait after failed rounds, in seconds."""
         self.hub = hub
@@ -143,6 +161,9 @@ class SyncClient:
         self.trust_dir = trust_dir
         self.list_trust_dir = list_trust_dir
         self.on_trust_changed = on_trust_changed
+        self.settings_path = settings_path
+        self.on_settings = on_settings
+        self.gate_state = gate_state
         self.clock = clock
         self.backoff = backoff
         self.session = session or _session(hub)
@@ -157,7 +178,9 @@ class SyncClient:
         self._etag: str | None = None
         self._keys: dict[str, tuple[str, str | None, float | None]] = {}
         self._trust = TrustStore()
-        self.hub_config: dict[str, Any] = {}  # the gate's config as the hub last sent it
+        self.hub_settings: wire.GateSettings | None = None  # as the hub last sent them
+        self.parts: dict[str, dict[str, Any]] = {
+            name: {"ok": None, "last_success": None, "error": None} for name in PARTS}
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._thread: threading.Thread | None = None
@@ -196,19 +219,32 @@ class SyncClient:
     def sync_once(self) -> SyncResult:
         """One round; network and hub errors end it early and are recorded, never raised."""
         result = SyncResult()
-        try:
-            self._upload(result)
-            self._pull_bundle(result)
-            self._pull_redemptions(result)
-            self._heartbeat()
-        except (requests.RequestException, HubError, DenyListError, JournalError, OSError, ValueError,
-                KeyError, TypeError) as exc:
-            result.ok, result.error = False, f"{type(exc).__name__}: {exc}"
-            result.retry_after = getattr(exc, "retry_after", None)
-            self.last_error = result.error
-            log.warning("hub sync failed: %s", result.error)
-        else:
+        parts: dict[str, Callable[[SyncResult], None]] = {
+            "upload": self._upload, "heartbeat": self._heartbeat, "bundle": self._pull_bundle,
+            "redemptions": self._pull_redemptions}
+        for name, part in parts.items():
+            try:
+                part(result)
+            except (requests.RequestException, HubError, DenyListError, JournalError, OSError, ValueError,
+                    KeyError, TypeError) as exc:  # ProtocolError is a ValueError
+                error = f"{type(exc).__name__}: {exc}"
+                result.errors[name] = error
+                result.error = result.error or f"{name}: {error}"
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after is not None:
+                    result.retry_after = max(result.retry_after or 0.0, retry_after)
+                self.parts[name].update(ok=False, error=error)
+                log.warning("hub sync, %s failed: %s", name, error)
+                if isinstance(exc, requests.ConnectionError | requests.Timeout) or (
+                        isinstance(exc, HubError) and exc.status in (401, 403, 426, 429, 503)):
+                    break  # the hub is unreachable, refuses us or asks us to wait: so would the rest
+            else:
+                self.parts[name].update(ok=True, error=None, last_success=self.clock())
+        result.ok = not result.errors
+        if result.ok:
             self.last_success, self.last_error = self.clock(), None
+        else:
+            self.last_error = result.error
         result.lists = self.lists.versions() if self.lists is not None else {}
         return result
 
@@ -223,7 +259,7 @@ class SyncClient:
                     if isinstance(event[name], str):
                         event[name] = event[name][:limit]
             try:
-                acked = self._call("POST", "events", json={"events": events}).json()["acked"]
+                acked = self._acknowledged(self._call("POST", "events", json={"events": events}), result)
             except HubError as exc:
                 if exc.status != 422:
                     raise
@@ -243,7 +279,7 @@ class SyncClient:
         acked: list[str] = []
         for event in events:
             try:
-                acked += self._call("POST", "events", json={"events": [event]}).json()["acked"]
+                acked += self._acknowledged(self._call("POST", "events", json={"events": [event]}), result)
             except HubError as exc:
                 if exc.status != 422:
                     raise
@@ -254,6 +290,19 @@ class SyncClient:
                 result.rejected += 1
         return acked
 
+    def _acknowledged(self, response: requests.Response, result: SyncResult) -> list[str]:
+        """The ids the hub holds; events it refused for good are marked so and never sent again
+        (one refused event must not hold back the outbox behind it)."""
+        ack = wire.parse(wire.EventAck, response.json())
+        if ack.rejected:
+            for rejected in ack.rejected:
+                log.error("hub refused journal event %s: %s; kept locally, not sent again",
+                          rejected.event_id, rejected.why)
+            with self._journal_lock:
+                self._journal.mark_rejected([r.event_id for r in ack.rejected])
+            result.rejected += len(ack.rejected)
+        return ack.acked
+
     def _pull_bundle(self, result: SyncResult) -> None:
         params = self.lists.versions() if self.lists is not None else {}
         headers = {"If-None-Match": self._etag} if self._etag else {}
@@ -261,8 +310,8 @@ class SyncClient:
         if response.status_code == 304:
             return
         bundle = response.json()
+        self._apply_settings(bundle)
         self._apply_keys(bundle["keys"])
-        self.hub_config = bundle["config"]
         self._etag = None  # kept only once every update applied
         for kind, info in bundle["denylists"].items():
             if self.lists is None or kind not in self.lists.live:
@@ -315,6 +364,23 @@ class SyncClient:
             if stale.name.removesuffix(".pub.pem") not in keys:
                 stale.unlink()
 
+    def _apply_settings(self, bundle: dict[str, Any]) -> None:
+        """The settings the hub manages for this gate (a hub of protocol 1 named them ``config``):
+        kept on disk first, then handed to the gate."""
+        raw = bundle.get("settings", bundle.get("config", {}))
+        settings = wire.parse(wire.GateSettings, raw, where="Bundle.settings")
+        if settings == self.hub_settings:
+            return
+        if self.settings_path is not None:
+            save_settings(self.settings_path, settings)
+        self.hub_settings = settings
+        if self.on_settings is not None:
+            self.on_settings(settings)
+
+    def _local_time(self, hub_t: float) -> float:
+        """A hub time in this gate's clock (the offset is hub minus gate; unknown counts as 0)."""
+        return hub_t - (self.clock_offset_s or 0.0)
+
     def _pull_redemptions(self, result: SyncResult) -> None:
         with self._journal_lock:
             missing = self._journal.history_missing()
@@ -324,32 +390,36 @@ class SyncClient:
             self._refetching, self._cursor = True, 0
         params: dict[str, Any] = {"include_own": "true"} if self._refetching else {}
         for _ in range(MAX_REDEMPTION_PAGES):
-            page = self._call("GET", "redemptions", params={"after": self._cursor, **params}).json()
+            page = wire.parse(wire.RedemptionPage, self._call(
+                "GET", "redemptions", params={"after": self._cursor, **params}).json())
             with self._journal_lock:
-                for r in page["redemptions"]:
+                for r in page.redemptions:
                     result.redemptions += self._journal.add_remote_redemption(
-                        r["redemption_id"], r["pass_id"], r["gate_id"], r["direction"], r["t"],
-                        r.get("valid_until"))
-            if page["cursor"] == self._cursor:
+                        r.redemption_id, r.pass_id, r.gate_id, str(r.direction), self._local_time(r.t),
+                        r.valid_until)
+            if page.cursor == self._cursor:
                 if self._refetching:
                     with self._journal_lock:
                         self._journal.history_restored(f"fetched again from the hub ({self.hub.url})")
                     self._refetching = False
                     log.warning("redemption history restored from the hub")
                 return
-            self._cursor = page["cursor"]
+            self._cursor = page.cursor
             self._save_state()
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, _result: SyncResult) -> None:
         now = self.clock()
         with self._journal_lock:
             backlog = self._journal.backlog()
-        beat = {"t": now, "version": __version__, "backlog": backlog, "lists": self._list_status(now),
-                "health": {"journal_ok": True}}
+        beat = wire.Heartbeat(
+            t=now, version=__version__, protocol=wire.PROTOCOL_VERSION, backlog=backlog,
+            state=self.gate_state() if self.gate_state is not None else None,
+            lists={kind: wire.ListHealth(**value) for kind, value in self._list_status(now).items()},
+            health={"journal_ok": True})
         sent = self.clock()
-        answer = self._call("POST", "heartbeat", json=beat).json()
+        answer = wire.parse(wire.HeartbeatAck, self._call("POST", "heartbeat", json=wire.dump(beat)).json())
         received = self.clock()
-        self.clock_offset_s = answer["server_time"] - (sent + received) / 2
+        self.clock_offset_s = answer.server_time - (sent + received) / 2
         skewed = abs(self.clock_offset_s) > CLOCK_SKEW_WARN_S
         if skewed and not self.clock_skewed:
             # Validity windows are judged on the gate's own clock: a wrong clock admits expired
@@ -417,4 +487,5 @@ class SyncClient:
         return {"last_success": self.last_success, "last_error": self.last_error, "backlog": backlog,
                 "lists": self._list_status(now), "clock_offset_s": self.clock_offset_s,
                 "clock_skewed": self.clock_skewed, "alive": self.alive(),
-                "failures": self.failures, "crashes": self.crashes, "refetching_history": self._refetching}
+                "failures": self.failures, "crashes": self.crashes, "refetching_history": self._refetching,
+                "parts": {name: dict(part) for name, part in self.parts.items()}}

@@ -137,7 +137,7 @@ def test_grant_pulse_passage_commit() -> None:
     assert m.next_deadline() == 6.0  # the passage timeout, from the grant
     assert m.handle(Tick(), 5.999) == []
     assert m.handle(Passage(Direction.ENTRY), 2.0) == [
-        Commit(ADMIT), Record(EventKind.PASSAGE, Direction.ENTRY), SetOutputs(SAFE),
+        Commit(ADMIT), SetOutputs(SAFE),  # the commit's record is the passage (counted once)
         state_record("GRANTED->IDLE"), shown("IDLE", "Ready", 2.0)]
     assert m.state is State.IDLE and m.next_deadline() is None
     assert m.handle(Tick(), 6.0) == []  # the old deadline is gone
