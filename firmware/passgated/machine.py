@@ -460,8 +460,8 @@ class GateMachine:
         else:
             actions.append(Record(EventKind.FORCED_PASSAGE, direction))
             actions.append(Beep(BeepPattern.ALARM))
-            event = {"kind": "alarm", "alarm": "forced_passage", "direction": str(direction), "t": now,
-                     "text": "Forced passage", "state": str(self.state)}
+            event = {"kind": "alarm", "alarm": str(EventKind.FORCED_PASSAGE), "direction": str(direction),
+                     "t": now, "text": "Forced passage", "state": str(self.state)}
             actions.append(Show(event))
 
     def _tick(self, now: float, actions: list[Action]) -> None:

@@ -46,13 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-from passgate import TrustStore, wire
+from passgate import TrustStore, cose, wire
 from passgate.denylist import DenyListError, atomic_write
-from passgate.keys import TRUST_MANIFEST
+from passgate.keys import TRUST_MANIFEST, TrustedKey
 
 from . import __version__
 from .config import HubSpec
@@ -128,6 +130,26 @@ def _session(hub: HubSpec) -> requests.Session:
 
 CLOCK_SKEW_WARN_S = 30.0  # beyond this the gate's clock is reported as wrong
 
+def _trusted(key: wire.TrustedKey) -> TrustedKey:
+    """The SDK's trusted key for a bundle's key; ``ValueError`` when the PEM is not an Ed25519 or
+    P-256 public key or the role does not fit (a deny-list key without a scope)."""
+    try:
+        public = load_pem_public_key(key.pem.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"key {key.kid}: not a PEM public key ({exc})") from None
+    if not isinstance(public, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError(f"key {key.kid}: only Ed25519 and P-256 keys are supported")
+    when = {name: datetime.fromtimestamp(at, UTC) if at is not None else None
+            for name, at in (("retired", key.retired_at), ("revoked", key.revoked_at))}
+    try:
+        trusted = TrustedKey(public, issuer=key.issuer, purpose=key.purpose, scope=key.scope, **when)
+    except (ValueError, cose.CoseError) as exc:
+        raise ValueError(f"key {key.kid}: {exc}") from None
+    if trusted.kid.hex() != key.kid:
+        raise ValueError(f"key {key.kid}: its PEM has kid {trusted.kid.hex()}")
+    return trusted
+
+
 class SyncClient:
     """Background sync with the hub for one gate; see the module docstring."""
 
@@ -176,8 +198,8 @@ class SyncClient:
         state = self._load_state()
         self._cursor: int = state.get("cursor", 0)
         self._etag: str | None = None
-        self._keys: dict[str, tuple[str, str | None, float | None]] = {}
-        self._trust = TrustStore()
+        self._keys: list[wire.TrustedKey] | None = None  # as the hub last sent them
+        self._list_trust = TrustStore()  # the hub's deny-list keys: the only ones its lists may use
         self.hub_settings: wire.GateSettings | None = None  # as the hub last sent them
         self.parts: dict[str, dict[str, Any]] = {
             name: {"ok": None, "last_success": None, "error": None} for name in PARTS}
@@ -310,58 +332,76 @@ class SyncClient:
         if response.status_code == 304:
             return
         bundle = response.json()
+        wire.parse(wire.Bundle, bundle)  # the contract first: a malformed bundle changes nothing
         self._apply_settings(bundle)
-        self._apply_keys(bundle["keys"])
+        problems = self._apply_keys(bundle["keys"])
         self._etag = None  # kept only once every update applied
         for kind, info in bundle["denylists"].items():
             if self.lists is None or kind not in self.lists.live:
                 continue
-            for update in info["updates"]:
-                try:
-                    data = base64.b64decode(update, validate=True)
-                except binascii.Error as exc:
-                    raise ValueError(f"{kind} update is not base64") from exc
-                self.lists.apply_signed(data, self._trust)
+            try:  # each list on its own: one refused update does not hold back the other list
+                for update in info["updates"]:
+                    try:
+                        data = base64.b64decode(update, validate=True)
+                    except binascii.Error as exc:
+                        raise ValueError("an update is not base64") from exc
+                    self.lists.apply_signed(data, self._list_trust)  # the hub's list keys only
+            except (DenyListError, ValueError) as exc:
+                problems.append(f"{kind} list: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
         self._etag = response.headers.get("ETag")
 
-    def _apply_keys(self, keys: list[dict[str, Any]]) -> None:
-        """Trust the bundle's keys: all of them for deny lists, the pass issuers' on disk."""
-        wanted = {k["kid"]: (k["pem"], k.get("issuer"), k.get("retired_at"), k["purpose"]) for k in keys}
-        current = {kid: value[:3] for kid, value in wanted.items()}
-        if current == self._keys:
-            return
-        trust = TrustStore()
-        for pem, issuer, retired, _ in wanted.values():
-            trust.add(load_pem_public_key(pem.encode()), issuer=issuer,  # type: ignore[arg-type]
-                      retired=datetime.fromtimestamp(retired, UTC) if retired else None)
-        self._trust, self._keys = trust, current
+    def _apply_keys(self, keys: list[Any]) -> list[str]:
+        """Trust the bundle's keys, each in its role: deny-list keys (with their scope) for the
+        hub's lists and ``list_trust_dir``, pass keys (retired, revoked) in ``trust_dir``. A key
+        that does not parse is left out (never trusted) and returned as a problem, so one bad
+        entry cannot hold back a revocation of another key."""
+        parsed, problems = [], []
+        for i, raw in enumerate(keys):
+            try:
+                key = wire.parse(wire.TrustedKey, raw, where=f"Bundle.keys[{i}]")
+                _trusted(key)  # the PEM and the role fit together
+            except ValueError as exc:  # ProtocolError too
+                problems.append(f"key left out: {exc}")
+                continue
+            parsed.append(key)
+        if parsed == self._keys:
+            return problems
+        lists = [k for k in parsed if k.purpose is wire.KeyPurpose.DENYLIST]
+        passes = [k for k in parsed if k.purpose is wire.KeyPurpose.PASSES]
+        self._list_trust = TrustStore(_trusted(k) for k in lists)
+        self._keys = parsed
         if self.list_trust_dir is not None:
-            lists = {kid: v for kid, v in wanted.items() if v[3] != "passes"}
             self._write_trust_dir(self.list_trust_dir, lists)
         if self.trust_dir is not None:
-            passes = {kid: v for kid, v in wanted.items() if v[3] == "passes"}
             self._write_trust_dir(self.trust_dir, passes)
             if self.on_trust_changed is not None:
                 self.on_trust_changed()
+        return problems
 
     @staticmethod
-    def _write_trust_dir(root: Path, keys: dict[str, tuple[str, str | None, float | None, str]]) -> None:
-        """New key files first, then the manifest naming them, then stale files go: a reader at
-        any moment finds a loadable directory."""
+    def _write_trust_dir(root: Path, keys: list[wire.TrustedKey]) -> None:
+        """New key files first, then the manifest naming them (with each key's role and times),
+        then stale files go: a reader at any moment finds a loadable directory."""
         root.mkdir(parents=True, exist_ok=True)
         manifest = []
-        for kid, (pem, issuer, retired, _) in sorted(keys.items()):
-            name = f"{kid}.pub.pem"
-            atomic_write(root / name, [pem.encode()])
-            entry = [f'file = "{name}"']
-            if issuer:
-                entry.append(f"issuer = {json.dumps(issuer)}")
-            if retired:
-                entry.append(f"retired = {datetime.fromtimestamp(retired, UTC).isoformat()}")
+        for key in sorted(keys, key=lambda k: k.kid):
+            name = f"{key.kid}.pub.pem"
+            atomic_write(root / name, [key.pem.encode()])
+            entry = [f'file = "{name}"', f'purpose = "{key.purpose.value}"']
+            if key.scope is not None:
+                entry.append(f"scope = {json.dumps(key.scope)}")
+            if key.issuer:
+                entry.append(f"issuer = {json.dumps(key.issuer)}")
+            for field_name, at in (("retired", key.retired_at), ("revoked", key.revoked_at)):
+                if at is not None:
+                    entry.append(f"{field_name} = {datetime.fromtimestamp(at, UTC).isoformat()}")
             manifest.append("[[key]]\n" + "\n".join(entry) + "\n")
         atomic_write(root / TRUST_MANIFEST, ["\n".join(manifest).encode()])
+        wanted = {k.kid for k in keys}
         for stale in root.glob("*.pem"):
-            if stale.name.removesuffix(".pub.pem") not in keys:
+            if stale.name.removesuffix(".pub.pem") not in wanted:
                 stale.unlink()
 
     def _apply_settings(self, bundle: dict[str, Any]) -> None:

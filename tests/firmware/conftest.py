@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from passgated.display import GateMetrics, GuardDisplay
+from tests.hub.fixtures import db_url, hub  # noqa: F401  (a real hub, on SQLite and PostgreSQL)
 from tests.parts import require_part
 
 if TYPE_CHECKING:
