@@ -35,8 +35,13 @@ from passgate.denylist import (
     sign_delta,
     sign_snapshot,
 )
+from passgate.keys import KeyPurpose, TrustedKey
 
 TRUST = trust_store()
+# The same keys in the list role, each for the scope its seed lists carry (a list is accepted only
+# from a deny-list key of its own scope).
+TRUST.add(TrustedKey(ED25519_KEY.public_key(), purpose=KeyPurpose.DENYLIST, scope="acme"))
+TRUST.add(TrustedKey(ES256_KEY.public_key(), purpose=KeyPurpose.DENYLIST, scope=""))
 SIGNED, INSPECT, FILE, REBUILD = 0, 1, 2, 3
 MODES = (SIGNED, INSPECT, FILE, REBUILD)
 IDS = [hashlib.sha256(bytes([i])).digest()[:16] for i in range(12)]

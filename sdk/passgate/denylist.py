@@ -20,9 +20,12 @@ File format (all integers little-endian)::
 - *Network files* (``snapshot``, ``delta``; served from any static HTTP server or file share): the
   envelope is a tagged COSE_Sign1 (``passgate.cose``) whose payload is a CBOR header map carrying the
   SHA-256 ``digest`` of the data section, signed with ``external_aad = AAD`` so a deny-list
-  signature can never pass for a pass signature or the reverse. The array stays outside the signed
-  payload so a 10 M entry snapshot is verified with one streaming SHA-256 and never copied through
-  cbor2 or libsodium (80 MB instead of ~240 MB peak). Always verified against a ``TrustStore``.
+  signature can never pass for a pass signature or the reverse. Only a ``denylist`` key whose
+  ``scope`` is the list's own verifies it (``TrustedKey.purpose``): a pass issuer's key, or the
+  list key of another scope, is refused even when its signature is good. The array stays outside
+  the signed payload so a 10 M entry snapshot is verified with one streaming SHA-256 and never
+  copied through cbor2 or libsodium (80 MB instead of ~240 MB peak). Always verified against a
+  ``TrustStore``.
 - *Local files* (``DenyList.save`` / ``load``; the gate's own copy): the envelope is the plain
   CBOR header map and a CRC-32 of everything before it ends the file. The contents were verified
   when they arrived, and after a delta no signature covers the whole array anyway; the CRC catches
@@ -33,6 +36,13 @@ File format (all integers little-endian)::
 Data: a snapshot or local file holds ``count`` entries sorted ascending and unique; a delta holds
 its ``adds`` then its ``removes``, each sorted and unique, disjoint. A delta takes version N to
 N + 1 exactly; anything else is refused with a ``DenyListError`` and changes nothing.
+
+Versions carry an epoch: ``version = epoch << 32 | counter`` (``make_version``). A hub restored
+from a backup counts from an older version than its gates hold; it starts a new epoch, whose
+versions are all larger, and the gates take its snapshot as newer. The comparison stays one
+integer ``<``, so an old snapshot replayed is still refused, files and older gates are unchanged
+(a file of a list that never changed epoch is epoch 0), and nothing but a signer trusted for the
+list's scope can move a list to a later epoch.
 
 Reading fails closed, cheaply: a file's size is checked against ``max_bytes`` (``TooLargeError``,
 from ``fstat`` alone; ``DEFAULT_MAX_BYTES`` is the gate's cap) and against the entry count its
@@ -67,6 +77,7 @@ import numpy as np
 from . import cose
 from .cose import PrivateKey
 from .keys import TrustedKey, TrustStore, key_id
+from .wire import KeyPurpose
 
 KINDS = ("revoked", "blocked")
 PASS_ID_SIZE = 16
@@ -80,6 +91,8 @@ MAX_ENTRIES = 2**32 - 1  # the bucket index holds uint32 offsets
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 """The gate's default cap on one list file (``max_bytes``): 512 MiB, about 64 M entries."""
 SNAPSHOT, DELTA, LOCAL = "snapshot", "delta", "local"
+EPOCH_SHIFT = 32  # a version's low 32 bits count changes within its epoch
+MAX_VERSION = 2**63 - 1  # what the hub's BIGINT and the wire carry
 
 _CHUNK = 1 << 16  # elements per step of whole-array checks, to keep temporaries small
 _READ = 1 << 20  # bytes per read of a file's data: memory grows only as far as the data is read
@@ -112,7 +125,8 @@ class SignatureError(DenyListError):
 
 
 class UntrustedKeyError(DenyListError):
-    """Signed by a key the trust store does not hold, or by a key retired at that time."""
+    """Signed by a key the trust store does not hold, one not trusted for this list (a pass key,
+    the list key of another scope), a revoked key, or a key retired at that time."""
 
 
 class SequenceError(DenyListError):
@@ -121,6 +135,24 @@ class SequenceError(DenyListError):
 
 class MismatchError(DenyListError):
     """A delta or snapshot for another kind or scope than the list it is applied to."""
+
+
+def make_version(epoch: int, counter: int = 0) -> int:
+    """The version number of change ``counter`` of ``epoch``."""
+    if not 0 <= counter < 1 << EPOCH_SHIFT or not 0 <= epoch <= MAX_VERSION >> EPOCH_SHIFT:
+        raise ValueError(f"epoch {epoch} / counter {counter} out of range")
+    return epoch << EPOCH_SHIFT | counter
+
+
+def epoch_of(version: int) -> int:
+    """The epoch a version belongs to (0 for lists that never started a new one)."""
+    return version >> EPOCH_SHIFT
+
+
+def describe_version(version: int) -> str:
+    """A version for an operator: ``12``, or ``12 (epoch 3, change 12)`` past epoch 0."""
+    epoch, counter = epoch_of(version), version & ((1 << EPOCH_SHIFT) - 1)
+    return f"{version} (epoch {epoch}, change {counter})" if epoch else str(version)
 
 
 def entry_key(pass_id: bytes) -> int:
@@ -620,9 +652,10 @@ class LiveDenyList:
                     f"snapshot is for {update.kind} list {update.scope!r}, not {current.kind} "
                     f"list {current.scope!r}"
                 )
-            elif update.version <= current.version:
+            elif update.version <= current.version:  # the epoch is in the high bits
                 raise SequenceError(
-                    f"snapshot version {update.version} is not newer than {current.version}"
+                    f"snapshot version {describe_version(update.version)} is not newer than "
+                    f"{describe_version(current.version)}"
                 )
             else:
                 new = update
@@ -646,6 +679,8 @@ def _check_meta(kind: object, scope: object, version: object, issued_at: object)
     for name, value in (("version", version), ("issued_at", issued_at)):
         if type(value) is not int or value < 0:
             raise FormatError(f"{name} must be a non-negative integer")
+    if version > MAX_VERSION:  # type: ignore[operator]
+        raise FormatError(f"version {version} is beyond {MAX_VERSION} (what gates and hubs carry)")
 
 
 def _little_endian(keys: np.ndarray) -> memoryview:
@@ -934,15 +969,24 @@ def _decode_envelope(envelope: bytes) -> cose.Sign1:
 
 
 def _verify(head: _Head, trust: TrustStore) -> TrustedKey:
-    """The trusted key that signed ``head`` within its window; the data is not checked here."""
+    """The trusted deny-list key of the list's scope that signed ``head`` within its window; the
+    data is not checked here. A key trusted for anything else (a partner's pass key, the list key
+    of another scope) is refused: trusting an issuer's passes never lets it rewrite a list."""
     msg = head.msg
     assert msg is not None
     if not trust.candidates(msg.kid):
         kid = msg.kid.hex() if msg.kid else "none"
         raise UntrustedKeyError(f"signed by a key not in the trust store (kid {kid})")
-    signer = trust.find_signer(msg, AAD)
-    if signer is None:
+    signers = trust.signers(msg, AAD)
+    if not signers:
         raise SignatureError("signature does not verify")
+    scope = head.header["scope"]
+    signer = next((k for k in signers if k.purpose is KeyPurpose.DENYLIST and k.scope == scope), None)
+    if signer is None:
+        raise UntrustedKeyError(f"key {signers[0].kid.hex()} may sign {signers[0].role()}, not the "
+                                f"deny lists of scope {scope!r}")
+    if signer.revoked is not None:
+        raise UntrustedKeyError(f"key {signer.kid.hex()} is revoked")
     if not signer.accepts_issue_time(head.header["issued_at"]):
         raise UntrustedKeyError(f"key {signer.kid.hex()} was retired when this was signed")
     return signer

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from . import cose
 from .cose import PrivateKey, PublicKey
+from .wire import KeyPurpose
 
 KID_SIZE = 8
 ALGORITHMS = ("ed25519", "es256")
@@ -124,20 +125,29 @@ class TrustWindow(TypedDict, total=False):
     issuer: str | None
     valid_from: datetime | None
     retired: datetime | None
+    revoked: datetime | None
+    purpose: KeyPurpose
+    scope: str | None
 
 
 @dataclass(frozen=True)
 class TrustedKey:
-    """One issuer public key and the window in which passes it signed are accepted.
+    """One public key, what it may sign (``purpose``) and the window in which it is accepted.
 
-    ``retired``: passes *issued* (``iat``) at or after this moment are refused, while passes issued
-    before it stay valid, so an operator can rotate keys without reissuing sold passes.
+    A ``passes`` key signs passes; a ``denylist`` key signs the deny lists of its one ``scope`` and
+    never a pass, so trusting a partner's pass key never lets it rewrite a venue's lists.
+    ``retired``: passes *issued* (``iat``) at or after this moment, or with no ``iat`` at all, are
+    refused, while passes issued before it stay valid (rotation without reissuing sold passes).
+    ``revoked``: the key leaked, so every pass under it is refused, back-dated or not.
     """
 
     public_key: PublicKey
     issuer: str | None = None
     valid_from: datetime | None = None
     retired: datetime | None = None
+    revoked: datetime | None = None
+    purpose: KeyPurpose = KeyPurpose.PASSES
+    scope: str | None = None
     kid: bytes = field(init=False)
     alg: int = field(init=False)
     verify: cose.Verify = field(init=False, repr=False, compare=False)
@@ -148,12 +158,33 @@ class TrustedKey:
         object.__setattr__(self, "verify", cose.make_verifier(self.public_key))
         object.__setattr__(self, "valid_from", _as_utc(self.valid_from))
         object.__setattr__(self, "retired", _as_utc(self.retired))
+        object.__setattr__(self, "revoked", _as_utc(self.revoked))
+        try:
+            object.__setattr__(self, "purpose", KeyPurpose(self.purpose))
+        except ValueError:
+            raise ValueError(f"purpose must be one of {', '.join(KeyPurpose)}, not {self.purpose!r}"
+                             ) from None
+        if self.purpose is KeyPurpose.DENYLIST and not isinstance(self.scope, str):
+            raise ValueError("a denylist key needs the scope of the lists it signs")
+        if self.purpose is KeyPurpose.PASSES and self.scope is not None:
+            raise ValueError("scope is for denylist keys; a passes key signs no lists")
 
-    def accepts_issue_time(self, issued_at: float) -> bool:
-        """Whether a pass issued at ``issued_at`` (epoch seconds) falls in this key's window."""
+    def accepts_issue_time(self, issued_at: float | None) -> bool:
+        """Whether something issued at ``issued_at`` (epoch seconds) falls in this key's window.
+
+        Unknown (``None``) passes only a key that is not retired: a pass could leave ``iat`` out
+        to dodge the retirement otherwise."""
+        if issued_at is None:
+            return self.retired is None
         if self.valid_from is not None and issued_at < self.valid_from.timestamp():
             return False
         return self.retired is None or issued_at < self.retired.timestamp()
+
+    def role(self) -> str:
+        """What this key may sign, in words for a refusal (``passes``, ``deny lists of 'acme'``)."""
+        if self.purpose is KeyPurpose.DENYLIST:
+            return f"deny lists of scope {self.scope!r}"
+        return "passes"
 
 
 class TrustStore:
@@ -163,12 +194,18 @@ class TrustStore:
     >>> verify_pass(text, trust)                            # doctest: +SKIP
 
     A directory holds ``*.pem`` public keys (private keys there are ignored: a gate never needs
-    one) and optionally ``trust.toml`` giving a key an issuer name and a validity window::
+    one) and optionally ``trust.toml`` giving a key an issuer name, a validity window, and a role
+    (``purpose`` "passes", the default, or "denylist" with the ``scope`` of the lists it signs)::
 
         [[key]]
         file = "acme-2025.pub.pem"
         issuer = "ACME Events"
         retired = 2026-06-01T00:00:00Z
+
+        [[key]]
+        file = "acme-lists.pub.pem"
+        purpose = "denylist"
+        scope = "acme"
     """
 
     def __init__(self, keys: Iterable[TrustedKey] = ()) -> None:
@@ -186,11 +223,20 @@ class TrustStore:
         """Keys with this kid (normally one; 8-byte kids can collide, so all are tried)."""
         return self._by_kid.get(kid, ()) if kid is not None else ()
 
-    def find_signer(self, msg: cose.Sign1, external_aad: bytes = b"") -> TrustedKey | None:
-        """The trusted key whose signature verifies ``msg`` (same kid and algorithm), or None.
+    def find_signer(self, msg: cose.Sign1, external_aad: bytes = b"",
+                    purpose: KeyPurpose = KeyPurpose.PASSES) -> TrustedKey | None:
+        """The trusted key whose signature verifies ``msg`` (same kid and algorithm), or None;
+        a key of ``purpose`` first, else one of another purpose (the caller refuses it, naming it).
 
         ``msg.alg`` must already be known to be supported (it raises otherwise)."""
+        signers = self.signers(msg, external_aad)
+        return next((k for k in signers if k.purpose is purpose), signers[0] if signers else None)
+
+    def signers(self, msg: cose.Sign1, external_aad: bytes = b"") -> tuple[TrustedKey, ...]:
+        """Every trusted key whose signature verifies ``msg`` (one, unless a key is trusted in two
+        roles)."""
         tbs = msg.to_be_signed(external_aad)
+        found = []
         for candidate in self.candidates(msg.kid):
             if candidate.alg != msg.alg:
                 continue
@@ -198,8 +244,8 @@ class TrustStore:
                 candidate.verify(tbs, msg.signature)
             except cose.SignatureError:
                 continue
-            return candidate
-        return None
+            found.append(candidate)
+        return tuple(found)
 
     def __iter__(self) -> Iterator[TrustedKey]:
         for keys in self._by_kid.values():
@@ -222,7 +268,10 @@ class TrustStore:
             if b"PRIVATE KEY" in pem.read_bytes()[:64]:
                 continue
             entry = manifest.pop(pem.name, {})
-            store.add(TrustedKey(load_public_key(pem), **entry))
+            try:
+                store.add(TrustedKey(load_public_key(pem), **entry))
+            except ValueError as exc:  # a role that does not fit (a denylist key without scope)
+                raise KeyFileError(f"{root / TRUST_MANIFEST}: {pem.name}: {exc}") from None
         if manifest:
             raise KeyFileError(f"{root / TRUST_MANIFEST}: names missing key files {sorted(manifest)}")
         if not len(store):
@@ -244,13 +293,21 @@ def _read_manifest(root: Path) -> dict[str, TrustWindow]:
     for i, item in enumerate(data.get("key", [])):
         if not isinstance(item, dict) or not isinstance(item.get("file"), str):
             raise KeyFileError(f"{path}: key[{i}] needs a 'file' string")
-        unknown = set(item) - {"file", "issuer", "valid_from", "retired"}
+        unknown = set(item) - {"file", "issuer", "valid_from", "retired", "revoked", "purpose", "scope"}
         if unknown:
             raise KeyFileError(f"{path}: key[{i}] has unknown fields {sorted(unknown)}")
-        for name in ("valid_from", "retired"):
+        for name in ("valid_from", "retired", "revoked"):
             if name in item and not isinstance(item[name], datetime):
                 raise KeyFileError(f"{path}: key[{i}].{name} must be a TOML date-time")
+        for name in ("issuer", "purpose", "scope"):
+            if name in item and not isinstance(item[name], str):
+                raise KeyFileError(f"{path}: key[{i}].{name} must be a string")
+        purpose = item.get("purpose", KeyPurpose.PASSES.value)
+        if purpose not in set(KeyPurpose):
+            raise KeyFileError(f"{path}: key[{i}].purpose must be one of "
+                               f"{', '.join(KeyPurpose)}, not {purpose!r}")
         entries[item["file"]] = TrustWindow(
-            issuer=item.get("issuer"), valid_from=item.get("valid_from"), retired=item.get("retired")
+            issuer=item.get("issuer"), valid_from=item.get("valid_from"), retired=item.get("retired"),
+            revoked=item.get("revoked"), purpose=KeyPurpose(purpose), scope=item.get("scope"),
         )
     return entries

@@ -20,6 +20,7 @@ from . import base45, cose
 from .cose import PrivateKey
 from .keys import TrustStore, key_id
 from .reasons import Reason
+from .wire import KeyPurpose
 
 PREFIX = "PG1:"
 PASS_ID_SIZE = 16
@@ -228,9 +229,14 @@ def _verify(text: str | bytes, trust: TrustStore) -> Pass:
     key = trust.find_signer(msg)
     if key is None:
         raise PassRefused(Reason.BAD_SIGNATURE)
+    if key.purpose is not KeyPurpose.PASSES:
+        raise PassRefused(Reason.UNKNOWN_KEY, f"Key {key.kid.hex()} signs {key.role()}, not passes")
     p = _claims(msg.payload, msg.kid, alg)
-    if p.issued_at is not None and not key.accepts_issue_time(p.issued_at):
-        raise PassRefused(Reason.KEY_RETIRED)
+    if key.revoked is not None:  # it leaked: a back-dated iat proves nothing
+        raise PassRefused(Reason.KEY_REVOKED)
+    if not key.accepts_issue_time(p.issued_at):
+        detail = "Issued with a retired key and no issue time" if p.issued_at is None else None
+        raise PassRefused(Reason.KEY_RETIRED, detail)
     if key.issuer and p.issuer is None:
         p = _with_issuer(p, key.issuer)
     return p

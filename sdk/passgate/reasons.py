@@ -18,6 +18,7 @@ class Reason(StrEnum):
     UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
     BAD_SIGNATURE = "bad_signature"
     KEY_RETIRED = "key_retired"
+    KEY_REVOKED = "key_revoked"
     REVOKED = "revoked"
     BLOCKED = "blocked"
     NOT_YET_VALID = "not_yet_valid"
@@ -44,6 +45,7 @@ _TEXT: dict[Reason, str] = {
     Reason.UNSUPPORTED_ALGORITHM: "Pass format not accepted here: send to the box office",
     Reason.BAD_SIGNATURE: "Forged or damaged pass: ask for another copy",
     Reason.KEY_RETIRED: "Pass issued with an old key: send to the box office",
+    Reason.KEY_REVOKED: "Pass signed with a withdrawn key: send to the box office",
     Reason.REVOKED: "Pass cancelled: send to the box office",
     Reason.BLOCKED: "Pass blocked: send to the box office",
     Reason.NOT_YET_VALID: "Not valid yet",

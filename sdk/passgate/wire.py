@@ -163,6 +163,9 @@ class Event:
     reason: str | None = limits(max_length=32, default=None)
     latency_ms: float | None = limits(default=None)
     detail: str | None = limits(max_length=2000, default=None)
+    # An admit decision's pass's signed entry limit (protocol 2, optional): lets the hub tell a
+    # double redemption of a pass it did not issue.
+    entries: int | None = limits(ge=1, le=2**31 - 1, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +183,15 @@ class EventRejected:
 
 @dataclass(frozen=True, slots=True)
 class EventAck:
-    """``acked``: every id the hub holds (new or already held); ``rejected``: refused for good."""
+    """``acked``: every id the hub holds (new or already held); ``rejected``: refused for good;
+    ``deferred``: not judged yet (their time is ahead of the hub's and the gate's clock offset is
+    unknown or old): not held, send them again after a heartbeat."""
 
     acked: list[str] = limits(item={"max_length": 64}, factory=list)
     stored: int = limits(ge=0, default=0)
     duplicates: int = limits(ge=0, default=0)
     rejected: list[EventRejected] = limits(factory=list)
+    deferred: list[EventRejected] = limits(factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from ..denylist import (
 )
 from ..keys import TrustedKey, TrustStore, key_id, load_private_key
 from ..passes import iso_utc
+from ..wire import KeyPurpose
 from .common import CliError
 
 Run = Callable[[argparse.Namespace], int]
@@ -39,9 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     b = actions.add_parser("build", help="a signed snapshot from a file of pass ids")
-    b.add_argument("--key", required=True, metavar="PRIV.pem", help="signing private key")
+    b.add_argument("--key", required=True, metavar="PRIV.pem",
+                   help="signing private key (gates trust it as a denylist key of --scope)")
     b.add_argument("--kind", required=True, choices=KINDS)
-    b.add_argument("--scope", help="issuer scope (default: the key id in hex)")
+    b.add_argument("--scope", help="list scope (default: the key id in hex)")
     b.add_argument("--version", type=int, default=1, metavar="N", help="default 1")
     b.add_argument("ids", metavar="IDS_FILE", help="hex pass ids, one a line, or CSV; - for stdin")
     b.add_argument("--out", required=True, metavar="FILE", help="signed snapshot to write")
@@ -145,7 +147,11 @@ def run_delta(args: argparse.Namespace) -> int:
     if not (args.ids or args.add or args.remove):
         raise CliError("give --add and/or --remove, or --ids")
     key = load_private_key(args.key)
-    trust = TrustStore.load(args.trust) if args.trust else TrustStore([TrustedKey(key.public_key())])
+    if args.trust:
+        trust = TrustStore.load(args.trust)
+    else:  # the signing key vouches for its own base, whatever scope that names
+        scope = inspect(Path(args.base))["scope"]
+        trust = TrustStore([TrustedKey(key.public_key(), purpose=KeyPurpose.DENYLIST, scope=scope)])
     base = read_signed(Path(args.base), trust)
     if not isinstance(base, DenyList):
         raise CliError(f"{args.base}: is a delta; --base needs a snapshot")

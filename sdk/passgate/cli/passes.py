@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-from pathlib import Path
+from collections.abc import Iterator
 
 from tqdm import tqdm
 
+from ..batch import write_batch
 from ..cose import ALGORITHM_NAMES, PrivateKey
 from ..keys import TrustStore, load_private_key
 from ..passes import Pass, PassRefused, iso_utc, issue_pass, verify_pass
 from ..qr import save_qr
-from .common import CliError, parse_time, read_lines
+from ..times import FORMS, parse_time
+from .common import CliError, read_lines
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("issue", help="issue signed passes")
     p.add_argument("--key", required=True, metavar="PRIV.pem", help="issuer private key")
-    p.add_argument("--valid-until", required=True, metavar="TIME", help="ISO 8601 or +2h / +7d")
+    p.add_argument("--valid-until", required=True, metavar="TIME", help=FORMS)
     p.add_argument("--valid-from", default="now", metavar="TIME", help="default: now")
     p.add_argument("--zones", default="", help="comma-separated zones (default: any zone)")
     p.add_argument("--entries", type=int, metavar="N", help="entries allowed (default: unlimited)")
@@ -55,8 +56,8 @@ def run_issue(args: argparse.Namespace) -> int:
         raise CliError("--entries must be at least 1")
     key = load_private_key(args.key)
     options = dict(
-        valid_from=parse_time(args.valid_from),
-        valid_until=parse_time(args.valid_until),
+        valid_from=parse_time(args.valid_from, name="--valid-from"),
+        valid_until=parse_time(args.valid_until, name="--valid-until"),
         zones=[z.strip() for z in args.zones.split(",") if z.strip()],
         entries=args.entries,
         product=args.product,
@@ -65,29 +66,20 @@ def run_issue(args: argparse.Namespace) -> int:
     )
     if options["valid_until"] <= options["valid_from"]:
         raise CliError("--valid-until must be after --valid-from")
-    out = Path(args.out) if args.out else None
-    writer = None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        csv_path = out / "passes.csv"
-        if csv_path.exists():
-            raise CliError(f"{csv_path} already exists; choose an empty directory")
-        csv_file = csv_path.open("w", newline="")
-        writer = csv.writer(csv_file)
-        writer.writerow(["pass_id", "text", "qr_file"])
-    try:
+
+    def issued() -> Iterator[str]:
         for _ in tqdm(range(args.count), desc="issuing", unit="pass", disable=None, leave=False):
             text = issue_pass(key, **options)
             print(text, flush=args.count == 1)
             if args.qr:
                 save_qr(text, args.qr)
-            if writer and out:
-                pass_id = text_pass_id(text, key)
-                qr_file = save_qr(text, out / f"{pass_id}.{args.format}").name
-                writer.writerow([pass_id, text, qr_file])
-    finally:
-        if writer:
-            csv_file.close()
+            yield text
+
+    if args.out:
+        write_batch(args.out, ((text_pass_id(text, key), text) for text in issued()), qr=args.format)
+    else:
+        for _ in issued():
+            pass
     return 0
 
 
@@ -117,7 +109,7 @@ def pass_json(p: Pass) -> dict[str, object]:
 
 def run_verify(args: argparse.Namespace) -> int:
     trust = TrustStore.load(args.trust)
-    now = parse_time(args.now) if args.now else None
+    now = parse_time(args.now, name="--now") if args.now else None
     all_valid, seen = True, 0
     for text in read_lines(args.text):
         seen += 1
