@@ -46,7 +46,9 @@ class BodyLimit:
 
 def _error(status: int):  # type: ignore[no-untyped-def]
     async def handler(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=status)
+        # ``args[0]``, not ``str()``: a KeyError's str() quotes it, and stripping quotes would cut
+        # the closing quote of a message such as "got 'maybe'"
+        return JSONResponse({"detail": str(exc.args[0] if exc.args else exc)}, status_code=status)
     return handler
 
 
@@ -67,7 +69,8 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
     app.include_router(gates.router)
     app.include_router(admin.router)
     handlers: dict[Any, Any] = {RequestValidationError: _invalid, ops.NotFound: _error(404),
-                                ops.Conflict: _error(409), denylists.DenyListChangeError: _error(409)}
+                                ops.Conflict: _error(409), ops.Invalid: _error(422),
+                                denylists.DenyListChangeError: _error(409)}
     for exc, handler in handlers.items():
         app.add_exception_handler(exc, handler)
     app.add_middleware(BodyLimit, max_bytes=max_body)

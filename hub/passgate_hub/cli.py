@@ -3,6 +3,7 @@
     passgate-hub serve --port 8600 --database postgresql+psycopg://hub@db/hub
     passgate-hub venue create arena
     passgate-hub gate create arena north-1 --zone floor      # prints the token once
+    passgate-hub issue arena --count 100 --valid-until +8h --zone floor --out passes
 
 The commands share ``passgate_hub.ops`` with the admin API, so both behave the same. The database
 is ``--database``, else ``$PASSGATE_HUB_DATABASE``, else ``passgate-hub.db`` here.
@@ -11,33 +12,25 @@ is ``--database``, else ``$PASSGATE_HUB_DATABASE``, else ``passgate-hub.db`` her
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
+import typing
 from collections.abc import Callable
-from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from passgate import wire
+from passgate.batch import write_batch
+from passgate.times import FORMS, parse_time
+
 from . import db, denylists, ops
 
 Handler = Callable[[Session, argparse.Namespace], Any]
 Arguments = list[tuple[tuple[str, ...], dict[str, Any]]]
-
-
-def _time(value: str) -> float:
-    """Epoch seconds or an ISO 8601 date-time with a zone (``2026-07-01T18:00:00+02:00``)."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{value}: give a time zone (e.g. +00:00 or Z)")
-    return parsed.timestamp()
 
 
 def _print_json(value: Any) -> None:
@@ -59,47 +52,66 @@ def _ids(args: argparse.Namespace) -> list[str]:
     ids = list(args.pass_ids)
     if args.file:
         ids += [line.strip() for line in Path(args.file).read_text().splitlines() if line.strip()]
-    return [i.lower() for i in ids]
+    return ids
 
 
 def _deny(kind: str, remove: bool) -> Handler:
     def run(session: Session, args: argparse.Namespace) -> Any:
-        ids = _ids(args)
-        bad = [i for i in ids if len(i) != 32 or not _is_hex(i)]
-        if bad:
-            raise ops.Conflict(f"not a pass id (32 hex characters): {bad[0]}")
-        adds, removes = ([], ids) if remove else (ids, [])
-        version, changed = denylists.change(session, ops.get_venue(session, args.venue), kind,
-                                            adds=adds, removes=removes, reason=args.reason)
+        version, changed = ops.deny(session, ops.get_venue(session, args.venue), kind, _ids(args),
+                                    remove=remove, external=args.external, reason=args.reason)
         return {"kind": kind, "version": version, "changed": changed}
     return run
 
 
-def _is_hex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _issue(session: Session, args: argparse.Namespace) -> Any:
-    from passgate.qr import save_qr
-
     kid, passes = ops.issue(session, ops.get_venue(session, args.venue), count=args.count,
-                            valid_from=args.valid_from, valid_until=args.valid_until,
+                            valid_from=parse_time(args.valid_from, name="--valid-from"),
+                            valid_until=parse_time(args.valid_until, name="--valid-until"),
                             zones=args.zone, entries=args.entries, product=args.product,
                             reentry=args.reentry, record=not args.no_record)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "passes.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["pass_id", "qr_file", "text"])
-        for pass_id, text in passes:
-            if not args.no_qr:
-                save_qr(text, out / f"{pass_id}.png")
-            writer.writerow([pass_id, "" if args.no_qr else f"{pass_id}.png", text])
-    return {"kid": kid, "issued": len(passes), "csv": str(out / "passes.csv")}
+    path = write_batch(args.out, passes, qr=None if args.no_qr else "png")
+    return {"kid": kid, "issued": len(passes), "csv": str(path)}
+
+
+# --zone is the gate's zone; every other setting of ``wire.GateSettings`` is a flag of its own.
+_SETTING_HINTS = typing.get_type_hints(wire.GateSettings)
+
+
+def _setting_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _setting_arguments() -> Arguments:
+    """``gate create`` and ``gate set`` flags, one per setting, with the wire's bounds as help."""
+    arguments: Arguments = []
+    for name in ops.GATE_SETTINGS:
+        (kind,) = [a for a in typing.get_args(_SETTING_HINTS[name]) if a is not type(None)]
+        limits = wire.bounds(wire.GateSettings, name)
+        if kind is bool:
+            options: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
+        elif isinstance(kind, type) and issubclass(kind, Enum):
+            options = {"choices": [m.value for m in kind]}
+        else:
+            options = {"type": kind, "metavar": "N",
+                       "help": f"{limits.get('ge', '')}..{limits.get('le', '')}"}
+        arguments.append(((_setting_flag(name),), {"dest": name, **options}))
+    return arguments
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line; ``--unset`` ones as ``None``."""
+    unset = [name.replace("-", "_") for name in getattr(args, "unset", [])]
+    given = {name: getattr(args, name) for name in ops.GATE_SETTINGS if getattr(args, name) is not None}
+    both = [name for name in unset if name in given]
+    if both:
+        raise ops.Invalid(f"{_setting_flag(both[0])} is both given and unset")
+    return {**given, **dict.fromkeys(unset)}
+
+
+def _gate_create(session: Session, args: argparse.Namespace) -> Any:
+    token = ops.create_gate(session, ops.get_venue(session, args.venue), args.gate_id, args.zone,
+                            _settings(args))
+    return {"gate_id": args.gate_id, "token": token}
 
 
 def _add_key(session: Session, args: argparse.Namespace) -> Any:
@@ -109,12 +121,30 @@ def _add_key(session: Session, args: argparse.Namespace) -> Any:
     return {"kid": row.kid, "purpose": row.purpose, "has_private": row.private_pem is not None}
 
 
+def _key_json(row: Any) -> dict[str, Any]:
+    return {"kid": row.kid, "purpose": row.purpose, "issuer": row.issuer,
+            "has_private": row.private_pem is not None, "retired_at": row.retired_at,
+            "revoked_at": row.revoked_at}
+
+
+def _retire_key(session: Session, args: argparse.Namespace) -> Any:
+    at = parse_time(args.at, name="--at")
+    return _key_json(ops.retire_key(session, ops.get_venue(session, args.venue), args.kid, at=at))
+
+
+def _rotate_key(session: Session, args: argparse.Namespace) -> Any:
+    row, retired = ops.rotate_key(session, ops.get_venue(session, args.venue), alg=args.alg)
+    return {"new": _key_json(row), "retired": retired}
+
+
 def _events(session: Session, args: argparse.Namespace) -> Any:
     rows = ops.query_events(session, ops.get_venue(session, args.venue), gate_id=args.gate,
-                            kind=args.kind, after=args.after, since=args.since, until=args.until,
+                            kind=args.kind, after=args.after,
+                            since=None if args.since is None else parse_time(args.since, name="--since"),
+                            until=None if args.until is None else parse_time(args.until, name="--until"),
                             limit=args.limit)
     fields = ("seq", "event_id", "gate_id", "t", "kind", "direction", "pass_id", "decision",
-              "reason", "latency_ms", "detail")
+              "reason", "latency_ms", "detail", "entries", "received_at", "hub_t")
     return [{f: getattr(r, f) for f in fields} for r in rows]
 
 
@@ -126,10 +156,14 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "venue-list": (lambda s, a: ops.list_venues(s), []),
     "zone-create": (lambda s, a: {"zone": ops.create_zone(s, ops.get_venue(s, a.venue), a.name).name},
                     [(("venue",), {}), (("name",), {})]),
-    "gate-create": (lambda s, a: {"gate_id": a.gate_id, "token": ops.create_gate(
-        s, ops.get_venue(s, a.venue), a.gate_id, a.zone, json.loads(a.config))},
-        [(("venue",), {}), (("gate_id",), {}), (("--zone",), {}),
-         (("--config",), {"default": "{}", "help": "JSON object sent to the gate in its bundle"})]),
+    "gate-create": (_gate_create, [(("venue",), {}), (("gate_id",), {}), (("--zone",), {}),
+                                   *_setting_arguments()]),
+    "gate-set": (lambda s, a: ops.set_gate(s, ops.get_venue(s, a.venue), a.gate_id, zone=a.zone,
+                                           settings=_settings(a)),
+                 [(("venue",), {}), (("gate_id",), {}), (("--zone",), {}), *_setting_arguments(),
+                  (("--unset",), {"action": "append", "default": [], "metavar": "SETTING",
+                                  "choices": [n.replace("_", "-") for n in ops.GATE_SETTINGS],
+                                  "help": "leave a setting to the gate's own file again"})]),
     "gate-list": (lambda s, a: ops.list_gates(s, ops.get_venue(s, a.venue) if a.venue else None),
                   [(("--venue",), {})]),
     "key-add": (_add_key, [(("venue",), {}),
@@ -137,13 +171,23 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                                                               "the hub issues with"}),
                            (("--alg",), {"default": "ed25519", "choices": ("ed25519", "es256")}),
                            (("--issuer",), {})]),
-    "key-list": (lambda s, a: [{"kid": k.kid, "purpose": k.purpose, "issuer": k.issuer,
-                                "has_private": k.private_pem is not None}
-                               for k in ops.list_keys(s, ops.get_venue(s, a.venue))],
+    "key-list": (lambda s, a: [_key_json(k) for k in ops.list_keys(s, ops.get_venue(s, a.venue))],
                  [(("venue",), {})]),
+    "key-retire": (_retire_key, [(("venue",), {}), (("kid",), {}),
+                                 (("--at",), {"default": "now", "metavar": "TIME",
+                                              "help": f"passes issued from then on are refused; "
+                                                      f"{FORMS} (default: now)"})]),
+    "key-revoke": (lambda s, a: _key_json(ops.revoke_key(s, ops.get_venue(s, a.venue), a.kid)),
+                   [(("venue",), {}), (("kid",), {})]),
+    "key-rotate": (_rotate_key, [(("venue",), {}),
+                                 (("--alg",), {"default": "ed25519", "choices": ("ed25519", "es256")})]),
+    "key-export": (lambda s, a: ops.export_key(s, ops.get_venue(s, a.venue), a.kid),
+                   [(("venue",), {}), (("kid",), {"help": "a key id (key list; venue list names the "
+                                                          "deny-list key)"})]),
     "issue": (_issue, [(("venue",), {}), (("--count",), {"type": int, "required": True}),
-                       (("--valid-from",), {"type": _time, "required": True}),
-                       (("--valid-until",), {"type": _time, "required": True}),
+                       (("--valid-from",), {"default": "now", "metavar": "TIME",
+                                            "help": f"{FORMS} (default: now)"}),
+                       (("--valid-until",), {"required": True, "metavar": "TIME", "help": FORMS}),
                        (("--zone",), {"action": "append", "default": []}),
                        (("--entries",), {"type": int}), (("--product",), {}),
                        (("--reentry",), {"action": "store_true"}),
@@ -152,12 +196,18 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                        (("--out",), {"required": True, "help": "directory for passes.csv and PNGs"})]),
     "events": (_events, [(("venue",), {}), (("--gate",), {}), (("--kind",), {}),
                          (("--after",), {"type": int, "default": 0}),
-                         (("--since",), {"type": _time}), (("--until",), {"type": _time}),
+                         (("--since",), {"metavar": "TIME", "help": FORMS}),
+                         (("--until",), {"metavar": "TIME", "help": FORMS}),
                          (("--limit",), {"type": int, "default": 1000})]),
     "counts": (lambda s, a: ops.zone_counts(s, ops.get_venue(s, a.venue)), [(("venue",), {})]),
+    "alerts": (lambda s, a: ops.list_alerts(s, ops.get_venue(s, a.venue), after=a.after, limit=a.limit),
+               [(("venue",), {}), (("--after",), {"type": int, "default": 0, "help": "the last id seen"}),
+                (("--limit",), {"type": int, "default": 1000})]),
 }
 _DENY_ARGS: Arguments = [(("venue",), {}), (("pass_ids",), {"nargs": "*", "help": "pass ids (hex)"}),
-                         (("--file",), {"help": "a file of pass ids, one a line"}), (("--reason",), {})]
+                         (("--file",), {"help": "a file of pass ids, one a line"}), (("--reason",), {}),
+                         (("--external",), {"action": "store_true",
+                                            "help": "passes issued elsewhere (the hub has no record)"})]
 COMMANDS["revoke"] = (_deny("revoked", remove=False), _DENY_ARGS)
 COMMANDS["block"] = (_deny("blocked", remove=False), _DENY_ARGS)
 COMMANDS["unblock"] = (_deny("blocked", remove=True), _DENY_ARGS)
@@ -191,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "pass_ids") and not any(e.startswith("-") for e in extra):
+        args.pass_ids += extra  # ids after an option (``revoke arena --external ID``): argparse leaves them
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "serve":
         return _serve(args)
     engine = db.make_engine(args.database)
@@ -203,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             result = args.run(session, args)
             session.commit()
     except (ops.NotFound, ops.Conflict, denylists.DenyListChangeError, ValueError, OSError) as exc:
-        print(f"passgate-hub {args.command}: {exc}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        print(f"passgate-hub {command}: {exc}", file=sys.stderr)
         return 1
-    _print_json(result)
+    if isinstance(result, str):  # a PEM, as it is
+        print(result, end="")
+    else:
+        _print_json(result)
     return 0

@@ -7,14 +7,23 @@ rows and cached per version. The scope of a venue's lists is the venue's name.
 
 Lists are re-signed with an empty delta when their newest version is older than ``REFRESH_S``:
 a gate's stale-list policy judges the age of the signature, and a quiet list is not a stale one.
+
+Epochs (``version = epoch << 32 | change``, see ``passgate.denylist``): a gate reporting a version
+this hub never reached means the hub was restored from a backup and its versions went back. The
+hub then starts a new epoch, numbered by the minutes since ``EPOCH_ZERO``, whose snapshot every gate
+takes as newer. What a gate reports only ever triggers that; it never sets a version: a new epoch
+is the hub's clock, starts at most once per ``EPOCH_EVERY_S``, and a claim from an epoch not older
+than now is ignored, so a gate token cannot push a venue's versions anywhere near their end (2**31
+minutes is four thousand years).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -28,6 +37,9 @@ from .models import DenyDelta, DenyEntry, DenyList, Venue
 KINDS = denylist.KINDS
 MAX_DELTAS = 32  # further behind than this, a snapshot is smaller and faster to apply
 REFRESH_S = 3600.0
+EPOCH_ZERO = 1_704_067_200  # 2024-01-01T00:00:00Z; an epoch is the minute it began, counted from here
+EPOCH_EVERY_S = 300  # a new epoch at most this often, whatever gates report
+log = logging.getLogger(__name__)
 
 
 class DenyListChangeError(ValueError):
@@ -95,20 +107,54 @@ def _bump(db: Session, venue: Venue, row: DenyList, adds: list[str], removes: li
     return row.version
 
 
-def refreshed_versions(db: Session, venue: Venue, *, now: float | None = None
-                       ) -> tuple[dict[str, tuple[int, int]], bool]:
+def refreshed_versions(db: Session, venue: Venue, have: Mapping[str, int] | None = None,
+                       signed: Mapping[str, int | None] | None = None, *,
+                       now: float | None = None) -> tuple[dict[str, tuple[int, int]], bool]:
     """``(current_versions, changed)``, after re-signing lists whose newest version is older than
-    ``REFRESH_S`` (empty delta); the caller commits when ``changed``."""
+    ``REFRESH_S`` (empty delta) and starting a new epoch for lists a gate holds ahead of this hub
+    (``have``: the gate's versions by kind; see the module docstring), or at this hub's version
+    but signed at another time (``signed``: a restored hub that reached the number again with
+    other contents). The caller commits when ``changed``."""
     now = time.time() if now is None else now
+    have, signed = have or {}, signed or {}
+
+    def forked(kind: str, version: int, issued_at: int) -> bool:
+        claimed = signed.get(kind)
+        return (have.get(kind) == version and version > 0 and claimed is not None and claimed != issued_at
+                and denylist.epoch_of(version) + EPOCH_EVERY_S // 60 <= _minute(now))
+
     versions = current_versions(db, venue)
-    if all(now - issued_at < REFRESH_S for _, issued_at in versions.values()):
+
+    def due(kind: str, version: int, issued_at: int) -> bool:
+        return (now - issued_at >= REFRESH_S or _restart(version, have.get(kind, 0), now)
+                or forked(kind, version, issued_at))
+
+    if not any(due(kind, *current) for kind, current in versions.items()):
         return versions, False
     for kind in KINDS:
-        row = _locked_list(db, venue, kind)
-        if now - row.issued_at >= REFRESH_S:  # checked again under the lock
+        row = _locked_list(db, venue, kind)  # checked again under the lock
+        if _restart(row.version, have.get(kind, 0), now) or forked(kind, row.version, row.issued_at):
+            log.warning("%s: a gate holds %s list version %s, ahead of this hub's %s or signed at "
+                        "another time (restored from a backup?): a new epoch begins", venue.name, kind,
+                        denylist.describe_version(have[kind]), denylist.describe_version(row.version))
+            row.version, row.issued_at = denylist.make_version(_minute(now)), int(now)
+        elif now - row.issued_at >= REFRESH_S:
             _bump(db, venue, row, [], [], now)
         versions[kind] = (row.version, row.issued_at)
     return versions, True
+
+
+def _minute(now: float) -> int:
+    return max(0, int(now - EPOCH_ZERO) // 60)
+
+
+def _restart(version: int, have: int, now: float) -> bool:
+    """Whether a gate holding ``have`` while this hub is at ``version`` starts a new epoch: the
+    gate is ahead, its epoch began before this minute (a later one is made up, or this clock went
+    back), and the hub's own epoch is at least ``EPOCH_EVERY_S`` old."""
+    minute = _minute(now)
+    return (have > version and denylist.epoch_of(have) < minute
+            and denylist.epoch_of(version) + EPOCH_EVERY_S // 60 <= minute)
 
 
 def current_versions(db: Session, venue: Venue) -> dict[str, tuple[int, int]]:
@@ -145,12 +191,13 @@ class SnapshotCache:
 def updates_for(db: Session, venue: Venue, kind: str, have: int, current: tuple[int, int],
                 cache: SnapshotCache) -> list[bytes]:
     """Signed files that take a gate holding version ``have`` to ``current`` (version, issued_at),
-    in order: nothing, the deltas, or one snapshot (new gate, far behind, or ahead after a hub
-    restore)."""
+    in order: nothing, the deltas, or one snapshot (new gate, far behind, or in an older epoch).
+    A gate ahead gets nothing: it would refuse an older snapshot, and ``refreshed_versions``
+    starts the epoch that brings it forward."""
     version, issued_at = current
-    if have == version or version == 0:
+    if have >= version or version == 0:
         return []
-    if have > version or version - have > MAX_DELTAS:
+    if version - have > MAX_DELTAS:
         return [cache.get(db, venue, kind, version, issued_at)]
     return list(db.scalars(select(DenyDelta.data).where(DenyDelta.venue_id == venue.id,
                                                         DenyDelta.kind == kind,

@@ -13,11 +13,13 @@ from .models import IssuerKey, Venue
 
 
 def held_key(db: Session, venue: Venue, purpose: str) -> PrivateKey | None:
-    """The venue's newest unretired hub-held private key for ``purpose`` ("denylist" or
-    "passes"), or None."""
+    """The venue's newest hub-held private key for ``purpose`` ("denylist" or "passes") that is
+    neither retired (even from a later time on) nor revoked, or None: nothing is ever signed with
+    a key the gates are told to stop trusting."""
     row = db.scalar(select(IssuerKey).where(IssuerKey.venue_id == venue.id,
                                             IssuerKey.purpose == purpose,
                                             IssuerKey.retired_at.is_(None),
+                                            IssuerKey.revoked_at.is_(None),
                                             IssuerKey.private_pem.is_not(None))
                     .order_by(IssuerKey.id.desc()).limit(1))
     if row is None or row.private_pem is None:

@@ -1,17 +1,20 @@
 """The hub's tables (SQLAlchemy 2 declarative), the same on SQLite and PostgreSQL.
 
 Pass ids are stored as 32 hex characters, tokens and API keys only as SHA-256 hex. ``Event.seq``
-is the hub's own sequence: the cursor gates use to pull other gates' redemptions.
+is the hub's own sequence (admin paging); ``Event.pos`` the commit-safe key of the cursor gates use
+to pull other gates' redemptions.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Double,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -29,6 +32,10 @@ from passgate import wire
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 REDEMPTION_KINDS = tuple(str(kind) for kind in wire.REDEMPTION_KINDS)
 _IS_REDEMPTION = text(f"kind IN ({', '.join(repr(kind) for kind in REDEMPTION_KINDS)})")
+_HAS_PASS = text("pass_id IS NOT NULL")
+# PostgreSQL's ``Event.pos`` is the inserting transaction's id plus this, so it stays above every
+# ``seq`` a gate may hold as its cursor from before positions existed (a seq never reaches 2^40).
+POS_OFFSET = 2**40
 
 
 class Base(DeclarativeBase):
@@ -62,6 +69,9 @@ class Gate(Base):
     created_at: Mapped[float] = mapped_column(Double)
     last_seen: Mapped[float | None] = mapped_column(Double)
     health: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last heartbeat, as sent
+    # gate clock minus hub clock at the last heartbeat (its t minus the hub's receive time)
+    clock_offset_s: Mapped[float | None] = mapped_column(Double)
+    protocol: Mapped[int | None] = mapped_column(Integer)  # named in its last heartbeat's header
 
 
 class ApiKey(Base):
@@ -84,7 +94,8 @@ class IssuerKey(Base):
     issuer: Mapped[str | None] = mapped_column(String(128))
     public_pem: Mapped[str] = mapped_column(Text)
     private_pem: Mapped[str | None] = mapped_column(Text)
-    retired_at: Mapped[float | None] = mapped_column(Double)
+    retired_at: Mapped[float | None] = mapped_column(Double)  # no new passes; older ones stay valid
+    revoked_at: Mapped[float | None] = mapped_column(Double)  # leaked: every pass under it refused
     created_at: Mapped[float] = mapped_column(Double)
 
 
@@ -109,7 +120,7 @@ class DenyList(Base):
     __tablename__ = "deny_lists"
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)  # epoch << 32 | change
     issued_at: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
@@ -122,8 +133,8 @@ class DenyEntry(Base):
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
     kind: Mapped[str] = mapped_column(String(8))
     pass_id: Mapped[str] = mapped_column(String(32))
-    version_added: Mapped[int] = mapped_column(Integer)
-    version_removed: Mapped[int | None] = mapped_column(Integer)
+    version_added: Mapped[int] = mapped_column(BigInteger)
+    version_removed: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str | None] = mapped_column(String(200))
 
 
@@ -133,16 +144,22 @@ class DenyDelta(Base):
     __tablename__ = "deny_deltas"
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
-    base: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Event(Base):
+    """A gate's journal row as the hub holds it: the gate's claimed ``t``, when the hub received
+    it, and ``hub_t``: ``t`` corrected by the gate's measured clock offset, never later than
+    ``received_at`` (the time other gates are given). ``pos``: one value per ingest transaction,
+    in an order a reader can page without ever skipping a late commit (see ``api.gates``)."""
+
     __tablename__ = "events"
     __table_args__ = (
         Index("events_gate_t", "gate_id", "t"),
-        Index("events_venue_redemptions", "venue_id", "seq",
+        Index("events_venue_redemption_pos", "venue_id", "pos", "seq",
               sqlite_where=_IS_REDEMPTION, postgresql_where=_IS_REDEMPTION),
+        Index("events_pass", "pass_id", sqlite_where=_HAS_PASS, postgresql_where=_HAS_PASS),
     )
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -156,4 +173,28 @@ class Event(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     latency_ms: Mapped[float | None] = mapped_column(Double)
     detail: Mapped[str | None] = mapped_column(Text)
+    entries: Mapped[int | None] = mapped_column(Integer)  # the admitted pass's entry limit, if sent
     received_at: Mapped[float] = mapped_column(Double)
+    hub_t: Mapped[float] = mapped_column(Double)
+    pos: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
+
+
+class AlertKind(StrEnum):
+    DOUBLE_REDEMPTION = "double_redemption"  # a pass redeemed (entry) more often than it allows
+
+
+class Alert(Base):
+    """Something the operator must hear about, raised by ingest: one row per finding (for a
+    double redemption, per excess redemption: ``event_id``), so a re-sent batch raises nothing."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("kind", "event_id"), Index("alerts_venue", "venue_id", "id"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # an ``AlertKind``
+    pass_id: Mapped[str | None] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int | None] = mapped_column(Integer)  # what the pass allows
+    redemptions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # gate_id, t (hub), event_id
+    apart_s: Mapped[float | None] = mapped_column(Double)  # from the one before, in hub time
+    created_at: Mapped[float] = mapped_column(Double)

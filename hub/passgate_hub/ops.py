@@ -1,30 +1,32 @@
 """The operator's operations, shared by the admin API and the CLI so both behave the same.
 
-Each function works inside the caller's session and leaves the commit to it. ``NotFound`` and
-``Conflict`` carry a one-line message for the operator (404 / 409 over HTTP).
+Each function works inside the caller's session and leaves the commit to it. ``NotFound``,
+``Conflict`` and ``Invalid`` carry a one-line message for the operator (404 / 409 / 422 over HTTP).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from passgate import cose, generate_private_key, issue_pass, key_id
+from passgate import cose, generate_private_key, issue_pass, key_id, wire
 from passgate.keys import public_pem
 
 from . import auth, denylists
 from .keys import held_key
-from .models import ApiKey, DenyList, Event, Gate, IssuedPass, IssuerKey, Venue, Zone
+from .models import Alert, ApiKey, DenyList, Event, Gate, IssuedPass, IssuerKey, Venue, Zone
 
-# A passage counts once: a committed (or crash-assumed) redemption, a forced passage, or a passage
-# without a pass (a free exit); "passage" events that carry a pass id repeat a redemption.
-COUNTED_KINDS = ("redeemed", "reservation_assumed", "forced_passage")
+# One passage is one event that ``wire.counts_as_passage``: the same rule, in SQL.
+_COUNTED = Event.kind.in_([str(k) for k in wire.COUNTED_KINDS]) & (
+    (Event.kind != str(wire.EventKind.PASSAGE)) | (func.coalesce(Event.detail, "") != ""))
 
 
 class NotFound(LookupError):
@@ -33,6 +35,10 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     pass
+
+
+class Invalid(ValueError):
+    """Input the hub refuses whatever its state (a gate setting out of bounds, a malformed id)."""
 
 
 def create_api_key(db: Session, name: str) -> str:
@@ -82,20 +88,67 @@ def create_zone(db: Session, venue: Venue, name: str) -> Zone:
     return zone
 
 
+def _zone_ids(db: Session, venue: Venue, names: Iterable[str]) -> list[int]:
+    """The ids of zones of the venue; a name the venue lacks is refused, listing the ones it has
+    (a pass or gate for a misspelt zone would otherwise be issued and never admitted)."""
+    known = {name: zone_id for name, zone_id in
+             db.execute(select(Zone.name, Zone.id).where(Zone.venue_id == venue.id))}
+    names = list(names)
+    for name in names:
+        if name not in known:
+            has = f"its zones: {', '.join(sorted(known))}" if known else "it has no zones yet"
+            raise NotFound(f"no zone {name!r} in {venue.name!r} ({has})")
+    return [known[name] for name in names]
+
+
+# The settings the hub manages for a gate (``Gate.config``); a gate's zones are its zone on the hub.
+GATE_SETTINGS = tuple(f.name for f in dataclasses.fields(wire.GateSettings) if f.name != "zones")
+
+
+def gate_settings(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as ``Gate.config`` holds them: checked by ``wire.GateSettings`` (the bounds the gate
+    enforces too), only those given; ``None`` is not given."""
+    unknown = sorted(set(given) - set(GATE_SETTINGS))
+    if unknown:
+        raise Invalid(f"settings.{unknown[0]}: not a gate setting (the settings are "
+                      f"{', '.join(GATE_SETTINGS)}; a gate's zone is given as its zone)")
+    try:
+        parsed = wire.parse(wire.GateSettings, {k: v for k, v in given.items() if v is not None},
+                            where="settings")
+    except wire.ProtocolError as exc:
+        raise Invalid(str(exc)) from None
+    settings: dict[str, Any] = wire.dump(parsed.given())
+    return settings
+
+
 def create_gate(db: Session, venue: Venue, gate_id: str, zone: str | None = None,
-                config: dict[str, Any] | None = None) -> str:
-    """Register a gate; returns its token (shown once: the hub keeps only the hash)."""
+                settings: Mapping[str, Any] | None = None) -> str:
+    """Register a gate with the settings the hub manages for it; returns its token (shown once:
+    the hub keeps only the hash)."""
     if db.scalar(select(Gate).where(Gate.gate_id == gate_id)):
         raise Conflict(f"gate {gate_id!r} exists")
-    zone_id = None
-    if zone is not None:
-        zone_id = db.scalar(select(Zone.id).where(Zone.venue_id == venue.id, Zone.name == zone))
-        if zone_id is None:
-            raise NotFound(f"no zone {zone!r} in {venue.name!r}")
+    config = gate_settings(settings or {})
+    zone_id = _zone_ids(db, venue, [zone])[0] if zone is not None else None
     token, digest = auth.new_secret(auth.GATE_PREFIX)
     db.add(Gate(gate_id=gate_id, venue_id=venue.id, zone_id=zone_id, token_hash=digest,
-                config=config or {}, created_at=time.time()))
+                config=config, created_at=time.time()))
     return token
+
+
+def set_gate(db: Session, venue: Venue, gate_id: str, *, zone: str | None = None,
+             settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Change a gate's zone and settings (merged into those held; ``None`` unsets one, so the
+    gate's own file rules again); the gate picks them up with its next bundle. Returns the gate
+    as ``list_gates`` shows it."""
+    gate = db.scalar(select(Gate).where(Gate.venue_id == venue.id, Gate.gate_id == gate_id))
+    if gate is None:
+        raise NotFound(f"no gate {gate_id!r} in {venue.name!r}")
+    # a config stored before settings were checked may hold other keys: those are dropped
+    held = {k: v for k, v in gate.config.items() if k in GATE_SETTINGS}
+    gate.config = gate_settings({**held, **(settings or {})})
+    if zone is not None:
+        gate.zone_id = _zone_ids(db, venue, [zone])[0]
+    return next(g for g in list_gates(db, venue) if g["gate_id"] == gate_id)
 
 
 def _add_key(db: Session, venue: Venue, key: Any, *, purpose: str, issuer: str | None) -> IssuerKey:
@@ -136,6 +189,68 @@ def list_keys(db: Session, venue: Venue) -> list[IssuerKey]:
                            .order_by(IssuerKey.id)))
 
 
+def get_key(db: Session, venue: Venue, kid: str) -> IssuerKey:
+    row = db.scalar(select(IssuerKey).where(IssuerKey.venue_id == venue.id, IssuerKey.kid == kid))
+    if row is None:
+        raise NotFound(f"no key {kid!r} in {venue.name!r} (see key list)")
+    return row
+
+
+def _pass_key(db: Session, venue: Venue, kid: str, action: str) -> IssuerKey:
+    """A pass key that is not revoked: the one kind of key an operator retires or revokes (the
+    deny-list key signs every list the gates hold; it is not taken away from under them)."""
+    row = get_key(db, venue, kid)
+    if row.purpose != wire.KeyPurpose.PASSES:
+        raise Conflict(f"key {kid} signs {venue.name!r}'s deny lists; only pass keys are {action}")
+    if row.revoked_at is not None:
+        raise Conflict(f"key {kid} is already revoked")
+    return row
+
+
+def retire_key(db: Session, venue: Venue, kid: str, *, at: float | None = None) -> IssuerKey:
+    """Stop trusting passes a key issues from ``at`` (default now) on; the ones issued before stay
+    valid. The hub never issues with it again."""
+    row = _pass_key(db, venue, kid, "retired")
+    if row.retired_at is not None:
+        raise Conflict(f"key {kid} is already retired (since {row.retired_at})")
+    row.retired_at = time.time() if at is None else at
+    venue.keys_rev += 1  # a new bundle: gates follow within one sync
+    return row
+
+
+def revoke_key(db: Session, venue: Venue, kid: str) -> IssuerKey:
+    """The key leaked: gates refuse every pass under it, whenever it says it was issued."""
+    row = _pass_key(db, venue, kid, "revoked")
+    row.revoked_at = time.time()
+    venue.keys_rev += 1
+    return row
+
+
+def rotate_key(db: Session, venue: Venue, *, alg: str = "ed25519") -> tuple[IssuerKey, list[str]]:
+    """A new hub-held pass key; the hub-held ones in use are retired now (their passes stay
+    valid). Returns the new key and the kids retired."""
+    now = time.time()
+    old = list(db.scalars(select(IssuerKey).where(
+        IssuerKey.venue_id == venue.id, IssuerKey.purpose == wire.KeyPurpose.PASSES,
+        IssuerKey.private_pem.is_not(None), IssuerKey.retired_at.is_(None),
+        IssuerKey.revoked_at.is_(None))))
+    issuer = old[-1].issuer if old else None
+    try:
+        key = generate_private_key(alg)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    row = _add_key(db, venue, key, purpose=wire.KeyPurpose.PASSES, issuer=issuer)
+    for previous in old:
+        previous.retired_at = now
+    return row, [previous.kid for previous in old]
+
+
+def export_key(db: Session, venue: Venue, kid: str) -> str:
+    """The public PEM of any key of the venue (a pass key or the deny-list key), for gates fed by
+    hand or for an issuer's partners."""
+    return get_key(db, venue, kid).public_pem
+
+
 def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_until: float,
           zones: Iterable[str] = (), entries: int | None = None, product: str | None = None,
           reentry: bool = False, record: bool = True) -> tuple[str, list[tuple[str, str]]]:
@@ -145,6 +260,7 @@ def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_unt
         raise NotFound(f"venue {venue.name!r} has no hub-held issuer key (generate one first)")
     kid = key_id(key).hex()
     zones = list(zones)
+    _zone_ids(db, venue, zones)
     now = time.time()
     out = []
     for _ in range(count):
@@ -161,6 +277,30 @@ def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_unt
                               entries=entries, valid_from=valid_from, valid_until=valid_until,
                               issued_at=now) for p, _ in out)
     return kid, out
+
+
+def deny(db: Session, venue: Venue, kind: str, pass_ids: Iterable[str], *, remove: bool = False,
+         external: bool = False, reason: str | None = None) -> tuple[int, int]:
+    """Put pass ids on the venue's ``kind`` list, or take them off (``remove``): ``(version,
+    entries changed)``. The ids must be passes the hub issued for the venue unless ``external``
+    (signed by another issuer the venue trusts): a mistyped id would be listed silently while the
+    pass it meant stays valid."""
+    ids = list(dict.fromkeys(i.strip().lower() for i in pass_ids))
+    if not ids:
+        raise Invalid("no pass ids given")
+    bad = [i for i in ids if not re.fullmatch(wire.HEX_ID, i)]
+    if bad:
+        raise Invalid(f"not a pass id: {bad[0]!r} (give 32 hex characters)")
+    if not external:
+        issued = set(db.scalars(select(IssuedPass.pass_id).where(IssuedPass.venue_id == venue.id,
+                                                                 IssuedPass.pass_id.in_(ids))))
+        unknown = [i for i in ids if i not in issued]
+        if unknown:
+            raise NotFound(f"{len(unknown)} of {len(ids)} pass ids were not issued by this hub for "
+                           f"{venue.name!r} (first: {unknown[0]}); mark them external if another "
+                           "issuer signed them")
+    adds, removes = ([], ids) if remove else (ids, [])
+    return denylists.change(db, venue, kind, adds=adds, removes=removes, reason=reason)
 
 
 def list_gates(db: Session, venue: Venue | None = None, *, now: float | None = None) -> list[dict[str, Any]]:
@@ -180,7 +320,9 @@ def list_gates(db: Session, venue: Venue | None = None, *, now: float | None = N
         skew = health["t"] - health["received"] if "t" in health and "received" in health else None
         out.append({"gate_id": gate.gate_id, "venue": venue_name, "zone": zone_name,
                     "last_seen": gate.last_seen, "backlog": health.get("backlog"),
-                    "version": health.get("version"), "lists": lists, "clock_skew_s": skew})
+                    "version": health.get("version"), "lists": lists, "clock_skew_s": skew,
+                    "protocol": gate.protocol, "state": health.get("state"),
+                    "settings": gate.config})
     return out
 
 
@@ -201,17 +343,28 @@ def query_events(db: Session, venue: Venue, *, gate_id: str | None = None, kind:
 
 
 def zone_counts(db: Session, venue: Venue) -> list[dict[str, Any]]:
-    """Live counts per zone: passages in and out through the zone's gates; inside = in − out."""
-    counted = Event.kind.in_(COUNTED_KINDS) | ((Event.kind == "passage") & Event.pass_id.is_(None))
-    entries = func.sum(case((Event.direction == "entry", 1), else_=0))
-    exits = func.sum(case((Event.direction == "exit", 1), else_=0))
+    """Live counts per zone: passages in and out through the zone's gates; inside = in − out.
+    A scanned passage is its redemption; a passage without a scan has a detail saying which (a
+    protocol-1 gate also sent a detail-less ``passage`` for each redemption: not counted)."""
+    entries = func.sum(case((Event.direction == str(wire.Direction.ENTRY), 1), else_=0))
+    exits = func.sum(case((Event.direction == str(wire.Direction.EXIT), 1), else_=0))
     rows = db.execute(
         select(Zone.name, entries, exits)
         .select_from(Zone)
         .outerjoin(Gate, Gate.zone_id == Zone.id)
-        .outerjoin(Event, (Event.gate_id == Gate.gate_id) & counted)
+        .outerjoin(Event, (Event.gate_id == Gate.gate_id) & _COUNTED)
         .where(Zone.venue_id == venue.id)
         .group_by(Zone.name).order_by(Zone.name)
     )
     return [{"zone": name, "entries": int(e or 0), "exits": int(x or 0), "inside": int(e or 0) - int(x or 0)}
             for name, e, x in rows]
+
+
+def list_alerts(db: Session, venue: Venue, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    """The venue's alerts, oldest first; page with ``after`` = the last ``id``."""
+    rows = db.scalars(select(Alert).where(Alert.venue_id == venue.id, Alert.id > after)
+                      .order_by(Alert.id).limit(limit))
+    return [{"id": a.id, "kind": a.kind, "venue": venue.name, "pass_id": a.pass_id,
+             "event_id": a.event_id, "entries": a.entries, "redemptions": a.redemptions,
+             "gates": [r["gate_id"] for r in a.redemptions], "apart_s": a.apart_s,
+             "created_at": a.created_at} for a in rows]

@@ -43,7 +43,7 @@ def _annotation(hint: Any, bounds: dict[str, Any], request: bool) -> Any:
     if hint is str:
         return Annotated[str, StringConstraints(**constraints)]
     if hint in (int, float):
-        return Annotated[hint, Field(allow_inf_nan=False, strict=hint is int, **constraints)]
+        return Annotated[hint, Field(allow_inf_nan=False, strict=True, **constraints)]  # no bools
     return hint
 
 
@@ -114,11 +114,22 @@ class ZoneIn(Strict):
     name: Name
 
 
+# The settings the hub manages for a gate (``wire.GateSettings`` without zones), checked by
+# ``ops.gate_settings`` so the CLI and the API refuse the same values with the same words.
+Settings = Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Any], Field(max_length=64)]
+
+
 class GateIn(Strict):
     gate_id: Name
     zone: Name | None = None
-    config: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Any],
-                      Field(max_length=64)] = {}
+    settings: Settings = {}
+
+
+class GatePatch(Strict):
+    """A gate's new zone and settings; a setting set to ``null`` is unset."""
+
+    zone: Name | None = None
+    settings: Settings = {}
 
 
 class GateCreated(BaseModel):
@@ -136,6 +147,9 @@ class GateOut(BaseModel):
     version: str | None
     lists: dict[str, Any]
     clock_skew_s: float | None
+    settings: dict[str, Any]
+    protocol: int | None = None  # named in its last heartbeat
+    state: str | None = None  # the gate's state at its last heartbeat
 
 
 class KeyIn(Strict):
@@ -153,6 +167,22 @@ class KeyOut(BaseModel):
     issuer: str | None
     has_private: bool
     retired_at: float | None
+    revoked_at: float | None
+
+
+class KeyRetireIn(Strict):
+    """``at``: passes issued from then on are refused (default: now)."""
+
+    at: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+class KeyRotateIn(Strict):
+    alg: Literal["ed25519", "es256"] = "ed25519"
+
+
+class KeyRotated(BaseModel):
+    new: KeyOut
+    retired: list[str]  # the kids of the hub-held pass keys retired by the rotation
 
 
 class IssueIn(Strict):
@@ -177,8 +207,12 @@ class Issued(BaseModel):
 
 
 class DenyIn(Strict):
+    """``external``: the passes were issued elsewhere (another issuer's key), so the hub holds no
+    record of them; otherwise every id must be a pass the hub issued for the venue."""
+
     pass_ids: Annotated[list[PassIdHex], Field(min_length=1, max_length=100000)]
     reason: Annotated[str, StringConstraints(max_length=200)] | None = None
+    external: bool = False
 
 
 class DenyOut(BaseModel):
@@ -199,6 +233,9 @@ class EventOut(BaseModel):
     reason: str | None
     latency_ms: float | None
     detail: str | None
+    entries: int | None = None
+    received_at: float  # the hub's clock
+    hub_t: float  # ``t`` corrected by the gate's clock offset, never after ``received_at``
 
 
 class ZoneCount(BaseModel):
@@ -206,3 +243,24 @@ class ZoneCount(BaseModel):
     entries: int
     exits: int
     inside: int
+
+
+class AlertRedemption(BaseModel):
+    gate_id: str
+    t: float  # hub time
+    event_id: str
+
+
+class AlertOut(BaseModel):
+    """A double redemption: the excess redemption (``event_id``) and those before it."""
+
+    id: int
+    kind: str
+    venue: str
+    pass_id: str | None
+    event_id: str
+    entries: int | None
+    redemptions: list[AlertRedemption]
+    gates: list[str]
+    apart_s: float | None
+    created_at: float

@@ -1,24 +1,33 @@
-"""The admin API (API keys): venues, zones, gates, keys, passes, deny lists, events, counts."""
+"""The admin API (API keys): venues, zones, gates, keys, passes, deny lists, events, counts,
+alerts."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
 from .. import denylists, ops
 from ..auth import DB, current_admin
 from ..schemas import (
+    AlertOut,
     DenyIn,
     DenyOut,
     EventOut,
     GateCreated,
     GateIn,
     GateOut,
+    GatePatch,
     Issued,
     IssuedPassOut,
     IssueIn,
     KeyIn,
     KeyOut,
+    KeyRetireIn,
+    KeyRotated,
+    KeyRotateIn,
     Name,
     VenueIn,
     VenueOut,
@@ -26,12 +35,14 @@ from ..schemas import (
     ZoneIn,
 )
 
+KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="a key id (16 hex characters)")]
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(current_admin)])
 
 
 def _key_out(row: ops.IssuerKey) -> KeyOut:
     return KeyOut(kid=row.kid, purpose=row.purpose, issuer=row.issuer,
-                  has_private=row.private_pem is not None, retired_at=row.retired_at)
+                  has_private=row.private_pem is not None, retired_at=row.retired_at,
+                  revoked_at=row.revoked_at)
 
 
 @router.post("/venues", response_model=VenueOut, status_code=201)
@@ -56,9 +67,17 @@ def create_zone(*, venue: Name, body: ZoneIn, db: DB) -> ZoneIn:
 @router.post("/venues/{venue}/gates", response_model=GateCreated, status_code=201)
 def create_gate(*, venue: Name, body: GateIn, db: DB) -> GateCreated:
     """Register a gate; the answer holds its token, which the hub cannot show again."""
-    token = ops.create_gate(db, ops.get_venue(db, venue), body.gate_id, body.zone, body.config)
+    token = ops.create_gate(db, ops.get_venue(db, venue), body.gate_id, body.zone, body.settings)
     db.commit()
     return GateCreated(gate_id=body.gate_id, venue=venue, token=token)
+
+
+@router.patch("/venues/{venue}/gates/{gate_id}", response_model=GateOut)
+def set_gate(*, venue: Name, gate_id: Name, body: GatePatch, db: DB) -> GateOut:
+    """Change a gate's zone or settings; the gate picks them up with its next bundle."""
+    gate = ops.set_gate(db, ops.get_venue(db, venue), gate_id, zone=body.zone, settings=body.settings)
+    db.commit()
+    return GateOut(**gate)
 
 
 @router.get("/gates", response_model=list[GateOut])
@@ -82,6 +101,38 @@ def list_keys(*, venue: Name, db: DB) -> list[KeyOut]:
     return [_key_out(row) for row in ops.list_keys(db, ops.get_venue(db, venue))]
 
 
+@router.post("/venues/{venue}/keys/rotate", response_model=KeyRotated, status_code=201)
+def rotate_key(*, venue: Name, body: KeyRotateIn, db: DB) -> KeyRotated:
+    """A new hub-held pass key; the hub-held ones in use are retired now (their passes stay valid)."""
+    row, retired = ops.rotate_key(db, ops.get_venue(db, venue), alg=body.alg)
+    db.commit()
+    return KeyRotated(new=_key_out(row), retired=retired)
+
+
+@router.post("/venues/{venue}/keys/{kid}/retire", response_model=KeyOut)
+def retire_key(*, venue: Name, kid: KeyId, body: KeyRetireIn, db: DB) -> KeyOut:
+    """Refuse passes the key issues from ``at`` on; gates follow within one sync."""
+    row = ops.retire_key(db, ops.get_venue(db, venue), kid, at=body.at)
+    db.commit()
+    return _key_out(row)
+
+
+@router.post("/venues/{venue}/keys/{kid}/revoke", response_model=KeyOut)
+def revoke_key(*, venue: Name, kid: KeyId, db: DB) -> KeyOut:
+    """The key leaked: gates refuse every pass under it; they follow within one sync."""
+    row = ops.revoke_key(db, ops.get_venue(db, venue), kid)
+    db.commit()
+    return _key_out(row)
+
+
+@router.get("/venues/{venue}/keys/{kid}.pem", response_class=PlainTextResponse,
+            responses={200: {"content": {"application/x-pem-file": {}}}})
+def export_key(*, venue: Name, kid: KeyId, db: DB) -> PlainTextResponse:
+    """A key's public PEM (a pass key, or the deny-list key: see ``denylist_kid`` of the venue)."""
+    pem = ops.export_key(db, ops.get_venue(db, venue), kid)
+    return PlainTextResponse(pem, media_type="application/x-pem-file")
+
+
 @router.post("/venues/{venue}/passes", response_model=Issued, status_code=201)
 def issue_passes(*, venue: Name, body: IssueIn, db: DB) -> Issued:
     """Issue passes in bulk with the venue's hub-held key (the CLI writes them as CSV + QR)."""
@@ -91,10 +142,8 @@ def issue_passes(*, venue: Name, body: IssueIn, db: DB) -> Issued:
 
 
 def _deny(db: Session, venue: str, kind: str, body: DenyIn, *, remove: bool) -> DenyOut:
-    target = ops.get_venue(db, venue)
-    adds, removes = ([], body.pass_ids) if remove else (body.pass_ids, [])
-    version, changed = denylists.change(db, target, kind, adds=adds, removes=removes,
-                                        reason=body.reason)
+    version, changed = ops.deny(db, ops.get_venue(db, venue), kind, body.pass_ids, remove=remove,
+                                external=body.external, reason=body.reason)
     db.commit()
     return DenyOut(kind=kind, version=version, changed=changed)
 
@@ -146,3 +195,12 @@ def query_events(*, venue: Name, gate_id: Name | None = None, kind: str | None =
 def zone_counts(*, venue: Name, db: DB) -> list[ZoneCount]:
     """Live counts per zone: inside = entries − exits through the zone's gates."""
     return [ZoneCount(**c) for c in ops.zone_counts(db, ops.get_venue(db, venue))]
+
+
+@router.get("/venues/{venue}/alerts", response_model=list[AlertOut])
+def list_alerts(*, venue: Name, after: int = Query(0, ge=0, le=2**62, description="the last id received"),
+                limit: int = Query(1000, ge=1, le=10000), db: DB) -> list[AlertOut]:
+    """What ingest raised, oldest first: a pass redeemed (entry) beyond what it allows, with the
+    gates and hub times of its redemptions (a pass admitted at gates that could not reach the hub
+    or each other until they synced)."""
+    return [AlertOut(**a) for a in ops.list_alerts(db, ops.get_venue(db, venue), after=after, limit=limit)]

@@ -7,27 +7,43 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from sqlalchemy import func, select
 
 from passgate import wire
 
-from .. import denylists
+from .. import denylists, ingest
 from ..auth import DB, CurrentGate
 from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
 from ..schemas import Bundle, EventAck, EventBatch, Heartbeat, HeartbeatAck, Redemptions
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/gates/{gate_id}", tags=["gate"])
-MAX_REDEMPTIONS = 5000
-# Each dialect's own insert(): the generic one has no ON CONFLICT clause.
-_INSERT: dict[str, Callable[[type[Event]], postgresql.Insert | sqlite.Insert]] = {
-    "postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_REDEEMED = str(wire.EventKind.REDEEMED)
+
+
+async def gate_protocol(request: Request) -> int:
+    """The protocol the gate speaks, from its ``wire.PROTOCOL_HEADER`` (none: 1, as before the
+    header existed); a gate newer than this hub is answered 426. (``async``: FastAPI runs it on
+    the event loop, not on a worker thread of its own.)"""
+    value = request.headers.get(wire.PROTOCOL_HEADER)
+    if value is None:
+        return 1
+    if re.fullmatch(r"[0-9]{1,6}", value.strip()) is None or int(value) < 1:
+        raise HTTPException(400, f"{wire.PROTOCOL_HEADER} names a protocol version (an integer "
+                                 f"from 1), got {value[:32]!r}")
+    if int(value) > wire.PROTOCOL_VERSION:
+        raise HTTPException(426, f"this gate speaks protocol {int(value)}, this hub at most "
+                                 f"{wire.PROTOCOL_VERSION}: upgrade the hub",
+                            headers={wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)})
+    return int(value)
+
+
+Protocol = Annotated[int, Depends(gate_protocol)]
+router = APIRouter(prefix="/v1/gates/{gate_id}", tags=["gate"], dependencies=[Depends(gate_protocol)])
 
 
 def _etag(*parts: object) -> str:
@@ -37,8 +53,14 @@ def _etag(*parts: object) -> str:
 
 @router.get("/bundle", response_model=Bundle, responses={304: {"description": "unchanged"}})
 def bundle(*, request: Request, response: Response,
-           revoked: int = Query(0, ge=0, le=2**31, description="the gate's revoked-list version"),
-           blocked: int = Query(0, ge=0, le=2**31, description="the gate's blocked-list version"),
+           revoked: int = Query(0, ge=0, le=wire.bounds(wire.ListUpdate, "version")["le"],
+                                description="the gate's revoked-list version"),
+           blocked: int = Query(0, ge=0, le=wire.bounds(wire.ListUpdate, "version")["le"],
+                                description="the gate's blocked-list version"),
+           revoked_issued_at: int | None = Query(None, ge=0, le=2**62,
+                                                 description="when the gate's revoked list was signed"),
+           blocked_issued_at: int | None = Query(None, ge=0, le=2**62,
+                                                 description="when the gate's blocked list was signed"),
            gate: CurrentGate, db: DB) -> Any:
     """Trusted keys, the deny-list updates from the gate's versions, and the gate's config.
 
@@ -46,11 +68,13 @@ def bundle(*, request: Request, response: Response,
     """
     venue, zone = db.execute(select(Venue, Zone.name).outerjoin(Zone, Zone.id == gate.zone_id)
                              .where(Venue.id == gate.venue_id)).one()
-    versions, changed = denylists.refreshed_versions(db, venue)
+    have = {"revoked": revoked, "blocked": blocked}
+    signed = {"revoked": revoked_issued_at, "blocked": blocked_issued_at}
+    # a gate ahead, or holding this version number with other contents: a new epoch
+    versions, changed = denylists.refreshed_versions(db, venue, have, signed)
     if changed:
         db.commit()
-    have = {"revoked": revoked, "blocked": blocked}
-    etag = _etag(venue.keys_rev, zone, gate.config, versions, have)
+    etag = _etag(venue.keys_rev, zone, gate.config, versions, have, signed)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     response.headers["ETag"] = etag
@@ -65,7 +89,9 @@ def bundle(*, request: Request, response: Response,
         gate_id=gate.gate_id, venue=venue.name, zone=zone, scope=venue.name,
         protocol=wire.PROTOCOL_VERSION,
         keys=[wire.TrustedKey(kid=k.kid, pem=k.public_pem, issuer=k.issuer,
-                              purpose=wire.KeyPurpose(k.purpose), retired_at=k.retired_at)
+                              purpose=wire.KeyPurpose(k.purpose), retired_at=k.retired_at,
+                              revoked_at=k.revoked_at,
+                              scope=venue.name if k.purpose == wire.KeyPurpose.DENYLIST else None)
               for k in keys],
         denylists=lists,
         settings=settings,
@@ -84,61 +110,73 @@ def _settings(config: dict[str, Any], zone: str | None) -> wire.GateSettings:
 
 
 @router.post("/events", response_model=EventAck)
-def upload_events(*, batch: EventBatch, gate: CurrentGate,
-                  db: DB) -> EventAck:
+def upload_events(*, batch: EventBatch, gate: CurrentGate, db: DB) -> Any:
     """Store a batch of journal events; re-sending a batch stores nothing twice (by event id).
 
-    Every id in the answer is held by the hub once this returns: the gate may mark them sent.
+    Every id in ``acked`` is held by the hub once this returns: the gate may mark them sent. An
+    event the hub will never store (in the future, or a redemption this gate cannot have made)
+    is listed in ``rejected`` with the reason, one the hub cannot judge yet in ``deferred``; the
+    rest of the batch is stored all the same.
     """
     if any(e.gate_id != gate.gate_id for e in batch.events):
         raise HTTPException(403, "a gate may only upload its own events")
-    now = time.time()
-    rows = {e.event_id: {**e.model_dump(), "venue_id": gate.venue_id, "received_at": now}
-            for e in batch.events}
-    stored = 0
-    if rows:
-        dialect = db.get_bind().dialect.name
-        if dialect == "postgresql" and any(r["kind"] in REDEMPTION_KINDS for r in rows.values()):
-            # Redemptions of a venue commit in sequence order, so a gate reading after a cursor
-            # never skips a row that commits late with a smaller seq.
-            db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": gate.venue_id})
-        # executemany of one cached statement: SQLAlchemy sends it as multi-row VALUES pages
-        stmt = (_INSERT[dialect](Event).on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(Event.seq))
-        stored = len(db.connection().execute(stmt, list(rows.values())).all())
-        db.commit()
-    return EventAck(acked=list(rows), stored=stored, duplicates=len(rows) - stored)
+    done = ingest.ingest(db, gate, (e.model_dump() for e in batch.events))
+    db.commit()
+    return wire.dump(wire.EventAck(acked=done.acked, stored=done.stored, rejected=done.rejected,
+                                   duplicates=len(done.acked) - done.stored, deferred=done.deferred))
 
 
 @router.get("/redemptions", response_model=Redemptions)
 def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor from the last answer"),
-                limit: int = Query(1000, ge=1, le=MAX_REDEMPTIONS),
+                limit: int = Query(1000, ge=1, le=wire.MAX_REDEMPTIONS),
                 include_own: bool = Query(False, description="also this gate's own redemptions "
                                           "(a gate whose journal was lost fetches its history again)"),
                 gate: CurrentGate, db: DB) -> Any:
     """Redemptions made at the venue's other gates (with ``include_own``, at this gate too) after
-    ``after``, in hub order."""
-    rows = db.execute(
-        select(Event.seq, Event.event_id, Event.kind, Event.detail, Event.pass_id, Event.gate_id,
-               Event.direction, Event.t, IssuedPass.valid_until)
-        .outerjoin(IssuedPass, IssuedPass.pass_id == Event.pass_id)
-        .where(Event.venue_id == gate.venue_id, Event.kind.in_(REDEMPTION_KINDS), Event.seq > after)
-        .order_by(Event.seq).limit(limit)
-    ).all()
-    out = [wire.Redemption(redemption_id=detail if kind == wire.EventKind.REDEEMED and detail else event_id,
-                           pass_id=pass_id, gate_id=gate_id, direction=wire.Direction(direction), t=t,
-                           valid_until=valid_until)
-           for _, event_id, kind, detail, pass_id, gate_id, direction, t, valid_until in rows
-           if (include_own or gate_id != gate.gate_id) and pass_id and direction]
-    return wire.dump(wire.RedemptionPage(redemptions=out, cursor=rows[-1][0] if rows else after))
+    ``after``, in commit-safe order; ``t`` is hub time.
+
+    Rows are paged by ``Event.pos``, one value per ingest transaction. On PostgreSQL only
+    positions below the oldest transaction still running are served (its rows, and any later
+    one's, may still commit), so a cursor never passes a row that commits late; a page ends at a
+    transaction's last row (holding one whole transaction even when ``limit`` is smaller), so the
+    cursor, a position, never splits one."""
+    query = (select(Event.pos, Event.event_id, Event.kind, Event.detail, Event.pass_id, Event.gate_id,
+                    Event.direction, Event.hub_t, IssuedPass.valid_until)
+             .outerjoin(IssuedPass, IssuedPass.pass_id == Event.pass_id)
+             .where(Event.venue_id == gate.venue_id, Event.kind.in_(REDEMPTION_KINDS)))
+    if db.get_bind().dialect.name == "postgresql":
+        query = query.where(Event.pos < ingest.HORIZON)
+    rows = db.execute(query.where(Event.pos > after).order_by(Event.pos, Event.seq).limit(limit)).all()
+    if not rows and after > 0 and after > (db.scalar(select(func.max(Event.pos)).where(
+            Event.venue_id == gate.venue_id, Event.kind.in_(REDEMPTION_KINDS))) or 0):
+        # The gate holds a position this hub never reached: the hub was restored from a backup.
+        # From the start again (the gate keeps each redemption once), or it would miss every new one.
+        log.warning("gate %s asks for redemptions after %d, beyond this hub's last: restored from a "
+                    "backup? serving the venue's redemptions from the start", gate.gate_id, after)
+        rows = db.execute(query.where(Event.pos > 0).order_by(Event.pos, Event.seq).limit(limit)).all()
+    if len(rows) == limit:
+        last = rows[-1].pos
+        if rows[0].pos != last:  # the last transaction may go on past the limit: next page
+            rows = [r for r in rows if r.pos != last]
+        else:
+            rows = db.execute(query.where(Event.pos == last).order_by(Event.seq)).all()
+    shared = [r for r in rows if (include_own or r.gate_id != gate.gate_id)
+              and ingest.unshareable(r.pass_id, r.direction) is None]  # (rows from before checks)
+    out = [wire.Redemption(redemption_id=r.detail if r.kind == _REDEEMED and r.detail else r.event_id,
+                           pass_id=r.pass_id, gate_id=r.gate_id, direction=wire.Direction(r.direction),
+                           t=r.hub_t, valid_until=r.valid_until) for r in shared]
+    return wire.dump(wire.RedemptionPage(redemptions=out, cursor=rows[-1].pos if rows else after))
 
 
 @router.post("/heartbeat", response_model=HeartbeatAck)
-def heartbeat(*, beat: Heartbeat, gate: CurrentGate,
-              db: DB) -> HeartbeatAck:
-    """Record the gate's health; the answer carries the hub's clock for the gate's offset."""
+def heartbeat(*, beat: Heartbeat, gate: CurrentGate, protocol: Protocol, db: DB) -> Any:
+    """Record the gate's health, protocol and clock offset (its ``t`` minus the hub's receive
+    time: the correction of its events' times); the answer carries the hub's clock for the
+    gate's own view of the offset."""
     now = time.time()
     gate.last_seen = now
+    gate.clock_offset_s = beat.t - now
+    gate.protocol = protocol
     gate.health = {**beat.model_dump(), "received": now}
     db.commit()
-    return HeartbeatAck(server_time=now)
+    return wire.dump(wire.HeartbeatAck(server_time=now))

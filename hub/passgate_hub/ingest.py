@@ -1,0 +1,283 @@
+"""Ingest of a gate's journal events: what the hub stores, at which time, and what it refuses.
+
+A batch is judged as a whole, with a few set-based queries (never one per event):
+
+- time: each event keeps the gate's claimed ``t`` and gets ``hub_t``, that time corrected by the
+  gate's clock offset measured at its last heartbeat and never later than the hub received it.
+  An event that both the gate's clock and the corrected one put in the future (beyond
+  ``FUTURE_TOLERANCE_S``) is refused: nothing a gate did can have happened after it was uploaded.
+  Only both together refuse: a gate whose clock was stepped since its last heartbeat has a stale
+  offset, and refusing its redemptions would keep them from the other gates (its time is then
+  bounded by the receipt time instead). Refusal is for good, so it needs a fresh offset: without
+  one (no heartbeat yet, or none for ``OFFSET_FRESH_S``) such an event is deferred (neither held
+  nor refused; the gate sends it again after its heartbeat).
+- redemptions (``wire.REDEMPTION_KINDS``) are stored only when backed: the same gate admitted the
+  same pass in the same direction (a stored decision, or one earlier in the batch) at least as
+  often as it redeemed it. The gate's journal writes the decision and its reservation in one
+  transaction and uploads in journal order, so an honest gate never sends an unbacked one; a
+  token that uploads one (to burn a pass at every gate) is refused.
+- double redemptions: entries of a pass beyond what it allows (its record on the hub, else the
+  entry limit its admit decisions carried) raise one ``Alert`` per excess redemption.
+
+Refusals go back in the ack's ``rejected`` list and to the log; the rest of the batch is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, String, any_, bindparam, func, literal_column, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from passgate import wire
+
+from .models import POS_OFFSET, REDEMPTION_KINDS, Alert, AlertKind, Event, Gate, IssuedPass
+
+log = logging.getLogger(__name__)
+
+# How far past the hub's clock an event's time may lie: clocks read a second apart, plus the
+# heartbeat's transit (which makes the measured offset err so that corrected times come out late).
+FUTURE_TOLERANCE_S = 120.0
+OFFSET_FRESH_S = 300.0  # a heartbeat this recent measures the offset a refusal relies on
+MAX_LISTED = 20  # redemptions listed in one alert (the excess one and those before it)
+_DECISION, _ADMITTED = str(wire.EventKind.DECISION), str(wire.Verdict.ADMIT)
+_ENTRY = str(wire.Direction.ENTRY)
+_ADMIT = (Event.kind == _DECISION) & (Event.decision == _ADMITTED)
+_DIRECTIONS = frozenset(str(d) for d in wire.Direction)
+# Each dialect's own insert(): the generic one has no ON CONFLICT clause.
+_INSERT: dict[str, Callable[[Any], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_COLUMNS = (*(f.name for f in dataclasses.fields(wire.Event)), "venue_id", "received_at", "hub_t")
+_PG_INSERT = text(
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {Event.__table__.c[c].type.compile(postgresql.dialect())}[])"
+                for c in _COLUMNS)
+    + ") ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+# One lock per pass, taken in a fixed order (no deadlock between two batches).
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended(p, :v) AS k "
+                "FROM unnest(CAST(:ids AS text[])) AS p ORDER BY k) AS keys")
+# Rows of transactions that may still commit have a position at or above this (PostgreSQL).
+HORIZON: ColumnElement[int] = literal_column(
+    f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint + {POS_OFFSET})")
+
+
+@dataclass
+class Ingested:
+    acked: list[str] = field(default_factory=list)
+    stored: int = 0
+    rejected: list[wire.EventRejected] = field(default_factory=list)
+    deferred: list[wire.EventRejected] = field(default_factory=list)
+    alerts: int = 0
+
+
+def ingest(db: Session, gate: Gate, events: Iterable[dict[str, Any]], *,
+           now: float | None = None) -> Ingested:
+    """Judge and store one batch of ``gate``'s events (dicts of ``wire.Event`` fields, in journal
+    order); commits nothing (the caller does)."""
+    now = time.time() if now is None else now
+    out = Ingested()
+    rows = _timed(gate, _first_of_each(events), now, out)
+    known = _known(db, gate, {r["pass_id"] for r in rows if r["kind"] in REDEMPTION_KINDS
+                              and unshareable(r["pass_id"], r["direction"]) is None})
+    rows = _backed(gate, rows, known, out)
+    if rows:
+        stored = _store(db, rows)
+        out.stored = len(stored)
+        entered = [r for r in rows if r["event_id"] in stored and r["kind"] in REDEMPTION_KINDS
+                   and r["direction"] == _ENTRY]
+        if entered:
+            out.alerts = _double_redemptions(db, gate.venue_id, known, rows, entered, now)
+        out.acked = [r["event_id"] for r in rows]
+    return out
+
+
+def _known(db: Session, gate: Gate, pass_ids: set[str]) -> list[Any]:
+    """What the hub holds of these passes in the gate's venue: redemptions and admit decisions.
+    On PostgreSQL, first a lock per pass until commit: two gates' batches redeeming one pass may
+    run at once, and each would miss the other's redemption; the later one waits, then reads the
+    earlier's (SQLite has one writer)."""
+    if not pass_ids:
+        return []
+    ids = sorted(pass_ids)
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        db.execute(_PG_LOCK, {"v": gate.venue_id, "ids": ids})
+    return list(db.execute(
+        select(Event.event_id, Event.kind, Event.pass_id, Event.gate_id, Event.direction, Event.hub_t,
+               Event.entries)
+        .where(_among(Event.pass_id, ids, dialect), Event.venue_id == gate.venue_id,
+               or_(Event.kind.in_(REDEMPTION_KINDS), _ADMIT))
+        .order_by(Event.seq)))
+
+
+class _Redemption(NamedTuple):
+    event_id: str
+    gate_id: str
+    hub_t: float
+
+
+def _store(db: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows that are new (by event id); returns their ids."""
+    if db.get_bind().dialect.name == "postgresql":
+        # One statement of one array per column: its text never changes, so it is parsed and
+        # planned once per connection (a multi-row VALUES is a new text for each batch size).
+        return set(db.execute(_PG_INSERT, {c: [r.get(c) for r in rows] for c in _COLUMNS}).scalars())
+    pos = (db.scalar(select(func.max(Event.seq))) or 0) + 1  # one writer: past every row so far
+    stmt = (sqlite.insert(Event).on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(Event.event_id))
+    return set(db.connection().execute(stmt, [{**dict.fromkeys(_COLUMNS), **r, "pos": pos} for r in rows])
+               .scalars())
+
+
+def _among(column: Any, values: Sequence[str], dialect: str) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL as one array parameter (one statement text for any
+    number of values)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam("among", list(values), type_=postgresql.ARRAY(String)))
+    return column.in_(values)  # type: ignore[no-any-return]
+
+
+def _first_of_each(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The batch without repeated event ids (the first one counts), in order."""
+    seen: set[str] = set()
+    out = []
+    for event in events:
+        if event["event_id"] not in seen:
+            seen.add(event["event_id"])
+            out.append(event)
+    return out
+
+
+def _refuse(out: Ingested, gate: Gate, event: dict[str, Any], why: str, *, defer: bool = False) -> None:
+    log.warning("gate %s: event %s (%s) %s: %s", gate.gate_id, event["event_id"], event["kind"],
+                "deferred" if defer else "refused", why)
+    (out.deferred if defer else out.rejected).append(wire.EventRejected(event_id=event["event_id"], why=why))
+
+
+def _timed(gate: Gate, events: list[dict[str, Any]], now: float, out: Ingested) -> list[dict[str, Any]]:
+    """The events with their hub time and receipt time; those in the future refused (deferred
+    while the gate's offset is not fresh)."""
+    offset = gate.clock_offset_s or 0.0
+    fresh = gate.clock_offset_s is not None and now - (gate.last_seen or 0.0) <= OFFSET_FRESH_S
+    latest = now + FUTURE_TOLERANCE_S
+    rows = []
+    for event in events:
+        hub_t = event["t"] - offset
+        if hub_t > latest and event["t"] > latest:
+            why = (f"its time is {hub_t - now:.0f} s ahead of the hub's clock (gate clock offset "
+                   f"{offset:.0f} s{'' if fresh else ', not measured lately: send a heartbeat'})")
+            _refuse(out, gate, event, why, defer=not fresh)
+            continue
+        rows.append({**event, "venue_id": gate.venue_id, "received_at": now, "hub_t": min(hub_t, now)})
+    return rows
+
+
+def _backed(gate: Gate, rows: list[dict[str, Any]], known: list[Any], out: Ingested) -> list[dict[str, Any]]:
+    """The rows without the redemptions this gate cannot have made (see the module's text)."""
+    if not any(r["kind"] in REDEMPTION_KINDS for r in rows):
+        return rows
+    held: set[str] = set()
+    admits: Counter[tuple[str | None, str | None]] = Counter()
+    used: Counter[tuple[str | None, str | None]] = Counter()
+    for k in known:
+        if k.gate_id == gate.gate_id:
+            held.add(k.event_id)
+            (used if k.kind in REDEMPTION_KINDS else admits)[k.pass_id, k.direction] += 1
+    kept = []
+    for row in rows:
+        if row["event_id"] in held:  # already stored: acknowledged again, counted once
+            kept.append(row)
+            continue
+        key = (row["pass_id"], row["direction"])
+        if row["kind"] == _DECISION and row["decision"] == _ADMITTED:
+            admits[key] += 1
+        elif row["kind"] in REDEMPTION_KINDS:
+            why = unshareable(row["pass_id"], row["direction"]) or (None if used[key] < admits[key] else
+                                        "no admit decision of this gate backs it (a redemption follows "
+                                        "the gate's own admit of the same pass and direction)")
+            if why:
+                _refuse(out, gate, row, why)
+                continue
+            used[key] += 1
+        kept.append(row)
+    return kept
+
+
+def unshareable(pass_id: str | None, direction: str | None) -> str | None:
+    """Why a redemption cannot be shared with other gates as it is, if it cannot."""
+    if pass_id is None or re.fullmatch(wire.HEX_ID, pass_id) is None:
+        return "a redemption names its pass (32 hex digits)"
+    if direction not in _DIRECTIONS:
+        return f"a redemption's direction is one of {', '.join(sorted(_DIRECTIONS))}"
+    return None
+
+
+def _double_redemptions(db: Session, venue_id: int, known: list[Any], rows: list[dict[str, Any]],
+                        entered: list[dict[str, Any]], now: float) -> int:
+    """Record an alert for each entry redemption of these passes beyond what the pass allows
+    (in hub-time order); returns how many alerts are new. ``known``: what the hub held before
+    this batch (read under the passes' locks); ``rows``: the batch; ``entered``: its new entry
+    redemptions."""
+    passes = {r["pass_id"] for r in entered}
+    history: dict[str, list[Any]] = {}
+    for k in known:
+        if k.pass_id in passes and k.kind in REDEMPTION_KINDS and k.direction == _ENTRY:
+            history.setdefault(k.pass_id, []).append(k)
+    for r in entered:
+        history.setdefault(r["pass_id"], []).append(_Redemption(r["event_id"], r["gate_id"], r["hub_t"]))
+    for made in history.values():
+        made.sort(key=lambda r: r.hub_t)  # stable: equal times stay in the order the hub took them
+    crowded = {p: made for p, made in history.items() if len(made) > 1}
+    if not crowded:
+        return 0
+    admits = [(k.pass_id, k.entries) for k in known if k.kind == _DECISION]
+    admits += [(r["pass_id"], r.get("entries")) for r in rows
+               if r["kind"] == _DECISION and r["decision"] == _ADMITTED]
+    allowed = _entries(db, venue_id, list(crowded), admits)
+    alerts = []
+    for pass_id, made in crowded.items():
+        entries = allowed.get(pass_id)
+        if entries is None:
+            continue
+        for i in range(entries, len(made)):
+            listed = made[max(0, i - MAX_LISTED + 1):i + 1]
+            alerts.append({"venue_id": venue_id, "kind": str(AlertKind.DOUBLE_REDEMPTION),
+                           "pass_id": pass_id, "event_id": made[i].event_id, "entries": entries,
+                           "redemptions": [{"gate_id": r.gate_id, "t": r.hub_t, "event_id": r.event_id}
+                                           for r in listed],
+                           "apart_s": made[i].hub_t - made[i - 1].hub_t, "created_at": now})
+    if not alerts:
+        return 0
+    stmt = (_INSERT[db.get_bind().dialect.name](Alert)
+            .on_conflict_do_nothing(index_elements=["kind", "event_id"])
+            .returning(Alert.pass_id, Alert.event_id, Alert.redemptions))
+    created = db.connection().execute(stmt, alerts).all()
+    for pass_id, event_id, listed in created:
+        log.warning("pass %s redeemed beyond its %s entr%s: %s (redemption %s)", pass_id,
+                    allowed[pass_id], "y" if allowed[pass_id] == 1 else "ies",
+                    ", ".join(f"{r['gate_id']} at {r['t']:.0f}" for r in listed), event_id)
+    return len(created)
+
+
+def _entries(db: Session, venue_id: int, pass_ids: Sequence[str],
+             admits: Iterable[tuple[str, int | None]]) -> dict[str, int | None]:
+    """How many entries each pass allows: the hub's record of a pass it issued (None: unlimited),
+    else the smallest limit the venue's gates read from it when they admitted it (``admits``:
+    pass id and entry limit of each admit decision)."""
+    allowed: dict[str, int | None] = {pass_id: entries for pass_id, entries in db.execute(
+        select(IssuedPass.pass_id, IssuedPass.entries)
+        .where(_among(IssuedPass.pass_id, pass_ids, db.get_bind().dialect.name),
+               IssuedPass.venue_id == venue_id))}
+    read: dict[str, int] = {}
+    for pass_id, entries in admits:
+        if pass_id not in allowed and entries is not None:
+            read[pass_id] = min(entries, read.get(pass_id, entries))
+    return {**read, **allowed}
