@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a gate.toml")
     p.add_argument("config", metavar="FILE")
     p.set_defaults(run=cmd_check_config)
+
+    p = sub.add_parser("sync", help="one round with the hub now: keys, lists, settings, events "
+                                    "(before the first start, or to check the connection)")
+    p.add_argument("--config", required=True, metavar="FILE")
+    p.add_argument("--wait", type=float, default=0.0, metavar="S",
+                   help="while the hub cannot be reached, keep trying for up to S seconds (default 0)")
+    p.set_defaults(run=cmd_sync)
 
     p = sub.add_parser("denylist", help="deny lists on a gate without a hub")
     p.add_argument("action", choices=("add",), help="add: verify signed files and drop them in")
@@ -199,6 +207,48 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print("no keys yet: the gate will refuse every pass (gate_fault, 'waiting for the hub') "
                   "until the hub's first bundle arrives")
     return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """One sync round as the running gate makes it, printed; exit 1 when a part failed. Meant for a
+    gate that is not running (a running gate syncs by itself): it primes a new gate with its keys,
+    lists and settings, or shows an operator what the hub answers."""
+    from .denylists import DenyLists, kinds_in_use
+    from .gate import load_gate_trust, load_list_trust
+    from .layout import GateLayout
+    from .settings import effective, load
+    from .sync import SyncClient
+
+    config = load_config(args.config)
+    check_files(config)
+    if config.hub is None:
+        raise ConfigError("hub: no [hub] section in the config: nothing to sync with")
+    layout = GateLayout.from_config(config)
+    kinds = kinds_in_use(layout.lists, config.denylist_kinds, hub=True)
+    lists = DenyLists(layout.lists, kinds, scope=config.denylist_scope or config.venue,
+                      trust=lambda: load_list_trust(config, layout, load_gate_trust(config, layout)),
+                      max_age_s=config.max_list_age_s, auto=config.denylist_kinds is None,
+                      max_bytes=config.max_list_bytes)
+    client = SyncClient(config.hub, journal_path=layout.journal, gate_id=config.gate_id, lists=lists,
+                        trust_dir=layout.hub_trust_dir, list_trust_dir=layout.hub_list_trust_dir,
+                        settings_path=layout.hub_settings)
+    deadline = time.monotonic() + args.wait
+    try:
+        while True:
+            result = client.sync_once()
+            unreachable = any("ConnectionError" in error for error in result.errors.values())
+            if not unreachable or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        client.close()
+    current = effective(config, load(layout.hub_settings))
+    print(json.dumps({
+        "ok": result.ok, "errors": result.errors, "uploaded": result.uploaded, "rejected": result.rejected,
+        "redemptions": result.redemptions, "lists": result.lists,
+        "keys": len(load_gate_trust(config, layout)), "clock_offset_s": client.clock_offset_s,
+        "zones": list(current.policy.zones)}, indent=2))
+    return 0 if result.ok else 1
 
 
 def cmd_denylist(args: argparse.Namespace) -> int:

@@ -4,9 +4,10 @@ trust store and applied in version order, off the control loop (``scan_once`` is
 
 This is how a gate without a hub keeps its lists current; with a hub the sync client does the
 same through HTTP. A file that applied is kept in ``applied/`` (see ``passgated.denylists``); one
-that can never apply (bad signature, unknown key, wrong list, older than the gate's version, larger
-than ``[denylist] max_file_mb``) moves to ``rejected/`` with a ``.why`` note beside it; a delta that
-skips ahead waits in ``incoming/`` for the ones before it. A file is judged by its size and header
+that can never apply (bad signature, unknown key, a key not trusted for the list's scope such as a
+pass issuer's, wrong list, older than the gate's version, larger than ``[denylist] max_file_mb``)
+moves to ``rejected/`` with a ``.why`` note beside it; a delta that skips ahead waits in
+``incoming/`` for the ones before it. A file is judged by its size and header
 before its body is read: a giant or hostile file costs neither time nor memory.
 """
 

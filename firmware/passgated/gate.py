@@ -67,6 +67,18 @@ def load_gate_trust(config: GateConfig, layout: GateLayout | None = None) -> Tru
     return store
 
 
+def load_list_trust(config: GateConfig, layout: GateLayout, trust: TrustStore) -> TrustStore:
+    """Keys that may have signed the lists kept in ``applied/``: the operator's and the hub's
+    (each list still needs a deny-list key of its own scope)."""
+    store = TrustStore()
+    for key in trust:
+        store.add(key)
+    if config.hub is not None and any(layout.hub_list_trust_dir.glob("*.pem")):
+        for key in TrustStore.load(layout.hub_list_trust_dir):
+            store.add(key)
+    return store
+
+
 class Gate:
     """One gate. ``start()`` boots it; ``stop()`` leaves every output safe.
 
@@ -146,14 +158,7 @@ class Gate:
 
     # -- set-up -------------------------------------------------------------------------------
     def _list_trust(self) -> TrustStore:
-        """Keys that may have signed the lists kept in ``applied/``: the operator's and the hub's."""
-        store = TrustStore()
-        for key in self.trust:
-            store.add(key)
-        if self.config.hub is not None and any(self.layout.hub_list_trust_dir.glob("*.pem")):
-            for key in TrustStore.load(self.layout.hub_list_trust_dir):
-                store.add(key)
-        return store
+        return load_list_trust(self.config, self.layout, self.trust)
 
     def start(self) -> None:
         """Boot: outputs safe, inputs read, machine booted, then the threads; READY last."""

@@ -23,6 +23,7 @@ holds no personal data.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 import threading
@@ -31,6 +32,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from passgate import wire
 
 from .policy import Decision, Direction, Usage
 from .records import EventKind
@@ -50,7 +53,8 @@ CREATE TABLE IF NOT EXISTS events(
     reason TEXT,
     latency_ms REAL,
     detail TEXT,
-    sent INTEGER NOT NULL DEFAULT 0
+    sent INTEGER NOT NULL DEFAULT 0,
+    entries INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_unsent ON events(seq) WHERE sent = 0;
 CREATE INDEX IF NOT EXISTS events_t ON events(t);
@@ -69,9 +73,10 @@ CREATE INDEX IF NOT EXISTS redemptions_valid_until ON redemptions(valid_until);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-EVENT_FIELDS = ("event_id", "gate_id", "t", "kind", "direction", "pass_id", "decision", "reason",
-                "latency_ms", "detail")
+# A journal row is the contract's event: the same fields, sent as they are.
+EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(wire.Event))
 COUNTED = ("reserved", "committed", "assumed")
+MAX_ENTRIES = wire.bounds(wire.Event, "entries")["le"]
 DEFAULT_WRITE_TIMEOUT_S = 0.3  # a grant waits this long at most for its record; then it is refused
 PURGE_CHUNK = 100  # rows a transaction: ~1 ms each on a 1 M-passage journal, so a scan barely waits
 PURGE_PAUSE_S = 0.01  # between chunks, so the control loop's writes go first
@@ -79,6 +84,20 @@ META_HISTORY_MISSING = "history_missing"
 META_EMERGENCY_LATCHED = "emergency_latched"
 META_PROBE = "probe"
 READ_TIMEOUT_S = 5.0  # read-only connections: in WAL mode they wait only while a writer recovers the WAL
+
+
+def _entries(decision: Decision) -> int | None:
+    """An admitted pass's own entry limit, so the hub can tell a double use of any issuer's pass
+    (beyond the wire's bound it is as good as unlimited)."""
+    entries = decision.pass_.entries if decision.admit and decision.pass_ else None
+    return entries if entries is not None and entries <= MAX_ENTRIES else None
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Columns newer than a journal written by an older gate (``entries``: protocol 2)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if "entries" not in columns:
+        db.execute("ALTER TABLE events ADD COLUMN entries INTEGER")
 
 
 class JournalError(Exception):
@@ -186,6 +205,7 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA wal_autocheckpoint=0")
             db.executescript(SCHEMA)
+            _add_columns(db)
             self._db = db
             self.recovered = self._recover() if self.recover else 0
         except (sqlite3.Error, JournalError) as exc:
@@ -267,6 +287,7 @@ class Journal:
                 EventKind.DECISION, direction=str(decision.direction), pass_id=pass_id,
                 decision=decision.verdict, reason=str(decision.reason), latency_ms=latency_ms,
                 detail=decision.detail or decision.text,
+                entries=_entries(decision),
             )
             if reserve and pass_id:
                 rid = uuid.uuid4().hex

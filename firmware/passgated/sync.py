@@ -5,8 +5,10 @@ gate cannot apply does not keep the redemptions or the heartbeat from happening)
 
 - upload the journal's unsent events in batches (an event is marked sent only after the hub
   acknowledged it, so the outbox survives restarts and outages and every event is delivered
-  exactly once; an event the hub refuses for good is kept, marked, logged and not sent again);
-- a heartbeat, whose answer gives the hub's clock and so this gate's offset;
+  exactly once; an event the hub refuses for good is kept, marked, logged and not sent again; one
+  the hub cannot judge yet is sent again next round);
+- a heartbeat, whose answer gives the hub's clock and so this gate's offset (the hub measures the
+  same offset, and judges the times of this gate's events by it);
 - the bundle, fetched with ``If-None-Match``: trusted keys, deny-list updates and the settings the
   hub manages for this gate (kept on disk, applied by the gate: ``passgated.settings``);
 - the other gates' redemptions, whose times (hub time) are turned into this gate's clock with the
@@ -95,6 +97,7 @@ class SyncResult:
     ok: bool = True
     uploaded: int = 0
     rejected: int = 0  # events the hub refused (malformed, or refused for good): kept, not resent
+    deferred: int = 0  # events the hub could not judge yet: sent again next round
     more: bool = False  # the outbox still holds events: start the next round at once
     lists: dict[str, int] = field(default_factory=dict)  # kind -> version after the round
     redemptions: int = 0
@@ -241,6 +244,8 @@ class SyncClient:
     def sync_once(self) -> SyncResult:
         """One round; network and hub errors end it early and are recorded, never raised."""
         result = SyncResult()
+        # The heartbeat after the upload, so the backlog it reports is what is left; the hub judges
+        # uploaded times by the offset of the previous one (events it cannot judge yet it defers).
         parts: dict[str, Callable[[SyncResult], None]] = {
             "upload": self._upload, "heartbeat": self._heartbeat, "bundle": self._pull_bundle,
             "redemptions": self._pull_redemptions}
@@ -290,8 +295,8 @@ class SyncClient:
             with self._journal_lock:
                 self._journal.mark_sent(sent)
             result.uploaded += len(sent)
-            if len(events) < BATCH:
-                return
+            if len(events) < BATCH or result.deferred:
+                return  # (deferred events lead the outbox: the next round, after a heartbeat)
         result.more = True
 
     def _upload_one_by_one(self, events: list[dict[str, Any]], result: SyncResult) -> list[str]:
@@ -323,10 +328,19 @@ class SyncClient:
             with self._journal_lock:
                 self._journal.mark_rejected([r.event_id for r in ack.rejected])
             result.rejected += len(ack.rejected)
+        if ack.deferred:
+            log.warning("hub deferred %d journal event(s) (%s): sent again next round",
+                        len(ack.deferred), ack.deferred[0].why)
+            result.deferred += len(ack.deferred)
         return ack.acked
 
     def _pull_bundle(self, result: SyncResult) -> None:
-        params = self.lists.versions() if self.lists is not None else {}
+        params: dict[str, int] = {}
+        if self.lists is not None:  # each version with its signing time: a restored hub that
+            for kind, live in self.lists.live.items():  # reused a number is told apart by it
+                params[kind] = live.current.version
+                if live.current.version:
+                    params[f"{kind}_issued_at"] = live.current.issued_at
         headers = {"If-None-Match": self._etag} if self._etag else {}
         response = self._call("GET", "bundle", params=params, headers=headers)
         if response.status_code == 304:
