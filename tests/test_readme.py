@@ -1,5 +1,6 @@
 """README stays true: CI runs its test command verbatim, and its examples run."""
 
+import json
 import os
 import re
 import subprocess
@@ -48,6 +49,17 @@ def test_hub_examples_run(tmp_path: Path) -> None:
     result = run_example("hub", tmp_path)
     assert '"token": "pgg_' in result.stdout and '"kind": "revoked"' in result.stdout
     assert len(list((tmp_path / "passes").glob("*.png"))) == 5
+
+
+def test_hub_and_gate_operator_flow_runs_verbatim(tmp_path: Path) -> None:
+    """README's operator flow: a hub, a gate set up with only its [hub], the hub's zone enforced."""
+    result = run_example("hub-gate", tmp_path)
+    decisions = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"t"')]
+    assert [(d["decision"], d["reason"]) for d in decisions] == [("admit", "admit"), ("refuse", "wrong_zone")]
+    assert "OK — gate north-1 at arena" in result.stdout and "no keys yet" in result.stdout
+    counts = json.loads(result.stdout[result.stdout.rindex("["):])
+    assert {c["zone"]: (c["entries"], c["exits"], c["inside"]) for c in counts} == {
+        "balcony": (0, 0, 0), "floor": (1, 0, 1)}
 
 
 def test_readme_lists_every_reason_code() -> None:

@@ -24,7 +24,8 @@ from passgated.layout import ListsLayout
 from passgated.simulate import feed
 from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
-KEY = generate_private_key()
+KEY = generate_private_key()  # signs passes
+LIST_KEY = generate_private_key()  # signs the "acme" lists
 ID = [bytes([i]) * 16 for i in range(6)]
 
 
@@ -36,6 +37,7 @@ def no_settle(monkeypatch) -> None:
 def trust() -> TrustStore:
     store = TrustStore()
     store.add(KEY.public_key())
+    store.add(LIST_KEY.public_key(), purpose="denylist", scope="acme")
     return store
 
 
@@ -52,9 +54,9 @@ def drop(f: ListDropFolder, name: str, data: bytes) -> None:
 def test_snapshot_then_deltas_in_version_order(tmp_path: Path) -> None:
     f = folder(tmp_path)
     # names sort against the version order, so only the version ordering can apply them in one go
-    drop(f, "a-delta-2-3.pgdl", sign_delta(KEY, kind="revoked", scope="acme", base=2, adds=[ID[2]]))
-    drop(f, "b-delta-1-2.pgdl", sign_delta(KEY, kind="revoked", scope="acme", base=1, adds=[ID[1]]))
-    drop(f, "c-snapshot.pgdl", sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=1))
+    drop(f, "a-delta-2-3.pgdl", sign_delta(LIST_KEY, kind="revoked", scope="acme", base=2, adds=[ID[2]]))
+    drop(f, "b-delta-1-2.pgdl", sign_delta(LIST_KEY, kind="revoked", scope="acme", base=1, adds=[ID[1]]))
+    drop(f, "c-snapshot.pgdl", sign_snapshot(LIST_KEY, [ID[0]], kind="revoked", scope="acme", version=1))
     assert f.scan_once() == {"a-delta-2-3.pgdl": "applied", "b-delta-1-2.pgdl": "applied",
                              "c-snapshot.pgdl": "applied"}
     current = f.lists.live["revoked"].current
@@ -68,11 +70,11 @@ def test_snapshot_then_deltas_in_version_order(tmp_path: Path) -> None:
 
 def test_a_delta_ahead_waits_for_its_predecessor(tmp_path: Path) -> None:
     f = folder(tmp_path)
-    drop(f, "v1.pgdl", sign_snapshot(KEY, [ID[0]], kind="blocked", scope="acme", version=1))
-    drop(f, "a3.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=2, removes=[ID[0]]))
+    drop(f, "v1.pgdl", sign_snapshot(LIST_KEY, [ID[0]], kind="blocked", scope="acme", version=1))
+    drop(f, "a3.pgdl", sign_delta(LIST_KEY, kind="blocked", scope="acme", base=2, removes=[ID[0]]))
     assert f.scan_once() == {"v1.pgdl": "applied", "a3.pgdl": "waiting"}
     assert (f.layout.incoming / "a3.pgdl").exists()
-    drop(f, "b2.pgdl", sign_delta(KEY, kind="blocked", scope="acme", base=1, adds=[ID[4]]))
+    drop(f, "b2.pgdl", sign_delta(LIST_KEY, kind="blocked", scope="acme", base=1, adds=[ID[4]]))
     assert f.scan_once() == {"b2.pgdl": "applied", "a3.pgdl": "applied"}
     current = f.lists.live["blocked"].current
     assert current.version == 3 and ID[0] not in current and ID[4] in current
@@ -80,16 +82,16 @@ def test_a_delta_ahead_waits_for_its_predecessor(tmp_path: Path) -> None:
 
 def test_bad_files_are_set_aside_with_their_reason(tmp_path: Path) -> None:
     f = folder(tmp_path)
-    good = sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=2)
+    good = sign_snapshot(LIST_KEY, [ID[0]], kind="revoked", scope="acme", version=2)
     drop(f, "ok.pgdl", good)
     f.scan_once()
-    tampered = bytearray(sign_snapshot(KEY, [ID[1]], kind="revoked", scope="acme", version=3))
+    tampered = bytearray(sign_snapshot(LIST_KEY, [ID[1]], kind="revoked", scope="acme", version=3))
     tampered[-1] ^= 1
     drop(f, "tampered.pgdl", bytes(tampered))
     drop(f, "stranger.pgdl", sign_snapshot(generate_private_key(), [ID[2]], kind="revoked", scope="acme",
                                            version=4))
-    drop(f, "old.pgdl", sign_snapshot(KEY, [ID[3]], kind="revoked", scope="acme", version=1))
-    drop(f, "other-scope.pgdl", sign_snapshot(KEY, [ID[3]], kind="revoked", scope="zoo", version=9))
+    drop(f, "old.pgdl", sign_snapshot(LIST_KEY, [ID[3]], kind="revoked", scope="acme", version=1))
+    drop(f, "other-scope.pgdl", sign_snapshot(LIST_KEY, [ID[3]], kind="revoked", scope="zoo", version=9))
     drop(f, "noise.pgdl", b"not a list at all")
     outcomes = f.scan_once()
     assert set(outcomes.values()) == {"rejected"} and len(outcomes) == 5
@@ -101,7 +103,7 @@ def test_bad_files_are_set_aside_with_their_reason(tmp_path: Path) -> None:
 def test_a_file_still_arriving_is_left_alone(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(droplists, "SETTLE_S", 60.0)
     f = folder(tmp_path)
-    drop(f, "v1.pgdl", sign_snapshot(KEY, [ID[0]], kind="revoked", scope="acme", version=1))
+    drop(f, "v1.pgdl", sign_snapshot(LIST_KEY, [ID[0]], kind="revoked", scope="acme", version=1))
     drop(f, "v2.pgdl.partial", b"half a fi")
     assert f.scan_once() == {}
     old = time.time() - 120
@@ -112,6 +114,9 @@ def test_a_file_still_arriving_is_left_alone(tmp_path: Path, monkeypatch) -> Non
 def test_cli_add_reaches_a_running_gate(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(droplists, "SCAN_EVERY_S", 0.05)  # the worker's interval comes from here
     write_keypair(KEY, tmp_path / "trust", "issuer")
+    write_keypair(LIST_KEY, tmp_path / "trust", "lists")
+    (tmp_path / "trust" / "trust.toml").write_text(
+        '[[key]]\nfile = "lists.pub.pem"\npurpose = "denylist"\nscope = "acme"\n')
     config_file = tmp_path / "gate.toml"
     config_file.write_text('[gate]\nvenue = "acme"\n[trust]\ndir = "trust"\n[denylist]\ndir = "lists"\n'
                            '[journal]\npath = "journal.db"\n[display]\nlisten = false\n')
@@ -123,7 +128,7 @@ def test_cli_add_reaches_a_running_gate(tmp_path: Path, monkeypatch) -> None:
     gate.start()
     try:
         snapshot = tmp_path / "revoked-v1.pgdl"
-        snapshot.write_bytes(sign_snapshot(KEY, [ID[5]], kind="revoked", scope="acme", version=1))
+        snapshot.write_bytes(sign_snapshot(LIST_KEY, [ID[5]], kind="revoked", scope="acme", version=1))
         added = subprocess.run([sys.executable, "-m", "passgated.cli", "denylist", "add", str(snapshot),
                                 "--config", str(config_file)], capture_output=True, text=True, timeout=60)
         assert added.returncode == 0, added.stderr

@@ -24,6 +24,7 @@ from passgated.policy import Direction
 from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
 KEY = generate_private_key()
+LIST_KEY = generate_private_key()  # signs the "acme" deny lists
 PULSE_S = 0.1
 
 
@@ -280,12 +281,13 @@ def test_a_list_never_supplied_is_absent_not_stale(tmp_path, trust) -> None:
     from passgate.denylist import sign_snapshot
 
     write_keypair(KEY, tmp_path / "trust", "issuer")
+    trust.add(LIST_KEY.public_key(), purpose="denylist", scope="acme")
     config_file = tmp_path / "gate.toml"
     config_file.write_text('[denylist]\ndir = "lists"\nstale_policy = "refuse"\nscope = "acme"\n')
     incoming = tmp_path / "lists" / "incoming"
     incoming.mkdir(parents=True)
     (incoming / "revoked-v1.pgdl").write_bytes(
-        sign_snapshot(KEY, [b"R" * 16], kind="revoked", scope="acme", version=1))
+        sign_snapshot(LIST_KEY, [b"R" * 16], kind="revoked", scope="acme", version=1))
     old = time.time() - 60
     os.utime(incoming / "revoked-v1.pgdl", (old, old))
     gate = make_gate(tmp_path, trust, [], config_file=config_file)

@@ -32,8 +32,8 @@ TRUST = TrustStore()
 TRUST.add(KEY.public_key())
 
 
-def admit(direction=Direction.ENTRY, valid_until=2**31):
-    p = verify_signature(issue_pass(KEY, valid_from=0, valid_until=valid_until), TRUST)
+def admit(direction=Direction.ENTRY, valid_until=2**31, entries=None):
+    p = verify_signature(issue_pass(KEY, valid_from=0, valid_until=valid_until, entries=entries), TRUST)
     return Decision(True, Reason.ADMIT, "Welcome", direction, p)
 
 
@@ -275,7 +275,7 @@ def test_constants_and_settings(tmp_path: Path) -> None:
     assert (journal_module.PURGE_CHUNK, journal_module.PURGE_PAUSE_S) == (100, 0.01)
     assert journal_module.COUNTED == ("reserved", "committed", "assumed")
     assert journal_module.EVENT_FIELDS == ("event_id", "gate_id", "t", "kind", "direction", "pass_id",
-                                           "decision", "reason", "latency_ms", "detail")
+                                           "decision", "reason", "latency_ms", "detail", "entries")
     with Journal(tmp_path / "j.db", "g1", write_timeout_s=0.25) as j:
         assert j.db.execute("PRAGMA busy_timeout").fetchone()[0] == 250  # the lock wait is the bound
         assert j.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
@@ -285,13 +285,13 @@ def test_constants_and_settings(tmp_path: Path) -> None:
 def test_a_decision_and_its_reservation_are_written_as_they_are(tmp_path: Path) -> None:
     clock = FakeClock(1_800_000_000.0)
     j = Journal(tmp_path / "j.db", "gate-7", clock=clock)
-    d = admit(valid_until=1_900_000_000)
+    d = admit(valid_until=1_900_000_000, entries=2)
     rid = j.record_decision(d, 1.25, reserve=True)
     (event,) = j.events()
     assert {k: v for k, v in event.items() if k != "event_id"} == {
         "gate_id": "gate-7", "t": 1_800_000_000.0, "kind": "decision", "direction": "entry",
         "pass_id": d.pass_id.hex(), "decision": "admit", "reason": "admit", "latency_ms": 1.25,
-        "detail": "Welcome"}
+        "detail": "Welcome", "entries": 2}  # the pass's own limit: the hub tells double uses by it
     assert len(event["event_id"]) == 32 and rid is not None and len(rid) == 32
     assert rows(j, "SELECT * FROM redemptions") == [
         (rid, d.pass_id.hex(), "gate-7", "entry", 1_800_000_000.0, "reserved", 1_900_000_000.0)]
@@ -794,3 +794,19 @@ def test_reading_events_from_a_damaged_journal_is_a_journal_error(tmp_path: Path
         damaged.events()
     with pytest.raises(JournalDamaged):
         damaged.unsent(10)
+
+
+def test_a_journal_of_an_older_gate_gains_the_entries_column(tmp_path: Path) -> None:
+    """A gate updated in place keeps its journal: the column protocol 2 sends is added at open."""
+    old = sqlite3.connect(tmp_path / "j.db")
+    before = journal_module.SCHEMA.replace("    sent INTEGER NOT NULL DEFAULT 0,\n    entries INTEGER\n",
+                                           "    sent INTEGER NOT NULL DEFAULT 0\n")
+    assert before != journal_module.SCHEMA
+    old.executescript(before)
+    old.execute("INSERT INTO events(event_id, gate_id, t, kind) VALUES ('e0', 'g1', 1.0, 'state')")
+    old.commit()
+    assert "entries" not in {row[1] for row in old.execute("PRAGMA table_info(events)")}
+    old.close()
+    with Journal(tmp_path / "j.db", "g1") as j:
+        j.record_decision(admit(entries=1), 1.0, reserve=True)
+        assert [(e["event_id"] == "e0", e["entries"]) for e in j.events()] == [(True, None), (False, 1)]

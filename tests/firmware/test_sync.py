@@ -19,6 +19,7 @@ from passgate import PassRefused, Reason, TrustStore, verify_pass
 from passgated.config import HubSpec
 from passgated.journal import Journal
 from passgated.policy import Context, Decision, Direction, PolicyConfig, decide
+from passgated.records import EventKind
 from passgated.sync import SyncClient, sync_state_path
 from tests.helpers import LOADED_WRITE_TIMEOUT_S, gate_lists
 from tests.hub.fixtures import db_url, hub
@@ -232,8 +233,7 @@ def test_a_gate_that_lost_its_history_fetches_it_again_with_its_own(venue) -> No
     assert g1.sync.sync_once().ok  # the keys first
     [ticket] = issue(hub, admin, valid_until=1_900_000_000)
     assert g1.scan(ticket["text"]).admit
-    g1.journal.db.execute("UPDATE events SET sent = 1 WHERE kind = 'decision'")  # kept back, so the
-    assert g1.sync.sync_once().ok  # redemption is the hub's very first event: a refetch starts at 0
+    assert g1.sync.sync_once().ok  # the admit and its redemption: the hub's first events
     g1.journal.db.execute("DELETE FROM redemptions")  # the journal was set aside: a new, empty one
     g1.journal.mark_history_missing("set aside for this test")
     refetch = g1.sync.sync_once()
@@ -250,9 +250,16 @@ def test_a_gate_that_lost_its_history_fetches_it_again_with_its_own(venue) -> No
 def test_redemptions_arrive_in_pages_and_the_cursor_survives_a_restart(venue, tmp_path: Path) -> None:
     hub, _, gates = venue
     g1, g2 = gates["g1"], gates["g2"]
-    for n in range(1_100):  # more than one page of the hub's answer (1,000)
-        g1.journal.record("redeemed", direction="entry", pass_id=f"{n:032x}", detail=f"r{n}")
-    assert g1.sync.sync_once().uploaded == 1_100
+    with g1.journal.db:  # more than one page of the hub's answer (1,000), each after its admit
+        g1.journal.db.executemany(
+            "INSERT INTO events(event_id, gate_id, t, kind, direction, pass_id, decision, reason, detail) "
+            "VALUES (?, ?, ?, ?, 'entry', ?, ?, ?, ?)",
+            [row for n in range(1_100) for row in (
+                (f"d{n}", g1.gate_id, time.time(), str(EventKind.DECISION), f"{n:032x}", "admit", "admit",
+                 None),
+                (f"e{n}", g1.gate_id, time.time(), str(EventKind.REDEEMED), f"{n:032x}", None, None,
+                 f"r{n}"))])
+    assert g1.sync.sync_once().uploaded == 2_200
     got = g2.sync.sync_once()
     assert got.ok and got.redemptions == 1_100
     assert g2.journal.db.execute("SELECT count(*) FROM redemptions").fetchone()[0] == 1_100

@@ -33,15 +33,20 @@ from passgate.keys import write_keypair
 from passgated.journal import Journal
 
 KEY = generate_private_key()
+LIST_KEY = generate_private_key()  # signs the "acme" deny lists
 GATE_ID = "fault-gate"
 WAIT_S = 20.0  # bound on every wait for the child
 
 
 def write_config(root: Path, extra: str = "", *, journal: str = "journal.db",
                  write_timeout_ms: int = 5000) -> Path:
-    """A gate.toml in ``root`` with a trust directory holding KEY's public key. The journal's write
-    bound is generous (the tests run on loaded machines) unless a test is about that bound."""
+    """A gate.toml in ``root`` with a trust directory holding KEY's public key (passes) and
+    LIST_KEY's (the "acme" deny lists). The journal's write bound is generous (the tests run on
+    loaded machines) unless a test is about that bound."""
     write_keypair(KEY, root / "trust", "issuer")
+    write_keypair(LIST_KEY, root / "trust", "lists")
+    (root / "trust" / "trust.toml").write_text(
+        '[[key]]\nfile = "lists.pub.pem"\npurpose = "denylist"\nscope = "acme"\n')
     path = root / "gate.toml"
     path.write_text(
         f'[gate]\nid = "{GATE_ID}"\nvenue = "acme"\nzones = ["A"]\n[trust]\ndir = "trust"\n'

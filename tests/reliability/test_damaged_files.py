@@ -12,7 +12,7 @@ import pytest
 
 from passgate.denylist import sign_delta, sign_snapshot
 
-from .simchild import KEY, SimChild, check_invariants, single_use, write_config
+from .simchild import LIST_KEY, SimChild, check_invariants, single_use, write_config
 
 LISTS = '[denylist]\ndir = "lists"\nscope = "acme"\nstale_policy = "guard"\n'
 REVOKED, LATER = b"R" * 16, b"S" * 16
@@ -30,8 +30,10 @@ def drop(root: Path, name: str, data: bytes) -> None:
 def lists_applied(tmp_path: Path) -> Path:
     """A gate that applied a signed snapshot and a delta of its revoked list, then stopped."""
     config = write_config(tmp_path, LISTS)
-    drop(tmp_path, "revoked-v1.pgdl", sign_snapshot(KEY, [REVOKED], kind="revoked", scope="acme", version=1))
-    drop(tmp_path, "revoked-1-2.pgdl", sign_delta(KEY, kind="revoked", scope="acme", base=1, adds=[LATER]))
+    drop(tmp_path, "revoked-v1.pgdl",
+         sign_snapshot(LIST_KEY, [REVOKED], kind="revoked", scope="acme", version=1))
+    drop(tmp_path, "revoked-1-2.pgdl",
+         sign_delta(LIST_KEY, kind="revoked", scope="acme", base=1, adds=[LATER]))
     with SimChild(config) as gate:
         assert gate.status()["lists"]["revoked"]["version"] == 2
         assert gate.scan(single_use(REVOKED)).decision["reason"] == "revoked"
@@ -88,7 +90,7 @@ def test_giant_sparse_files_in_the_drop_folder(tmp_path: Path) -> None:
         old = time.time() - 60
         os.utime(incoming / name, (old, old))
     # a valid signed header whose count claims far more than the file holds
-    claims = sign_snapshot(KEY, [REVOKED], kind="revoked", scope="acme", version=1)
+    claims = sign_snapshot(LIST_KEY, [REVOKED], kind="revoked", scope="acme", version=1)
     drop(tmp_path, "claims.pgdl", claims[:-8])
     started = time.monotonic()
     with SimChild(config) as gate:

@@ -42,8 +42,8 @@ from passgate.denylist import (
 from passgate.keys import TrustStore, generate_private_key, key_id
 
 KEY = generate_private_key()
-TRUST = TrustStore()
-TRUST.add(KEY.public_key())
+TRUST = TrustStore()  # KEY signs these lists (a denylist key per scope the tests use)
+TRUST.add(KEY.public_key(), purpose="denylist", scope="acme")
 IDS = [hashlib.sha256(i.to_bytes(4, "big")).digest()[:16] for i in range(300)]
 pass_ids = st.binary(min_size=16, max_size=16)
 # A small pool so that drawn lists, adds and removes overlap often.
@@ -196,7 +196,8 @@ def test_unknown_key_is_refused() -> None:
 
 def test_retired_key_is_refused_for_lists_signed_after_retirement() -> None:
     trust = TrustStore()
-    trust.add(KEY.public_key(), retired=datetime(2026, 1, 1, tzinfo=UTC))
+    trust.add(KEY.public_key(), retired=datetime(2026, 1, 1, tzinfo=UTC), purpose="denylist",
+              scope="acme")
     before = sign_snapshot(KEY, IDS[:3], kind="revoked", scope="acme", version=1, issued_at=10)
     assert len(read_signed(before, trust)) == 3  # type: ignore[arg-type]
     after = sign_snapshot(KEY, IDS[:3], kind="revoked", scope="acme", version=1,
@@ -308,7 +309,7 @@ def test_delta_refusals_leave_the_list_unchanged(tmp_path: Path) -> None:
 
     refused(delta(base=2), SequenceError, "does not follow version 3")
     refused(delta(base=4), SequenceError, "does not follow version 3")
-    refused(delta(scope="other"), MismatchError, "other")
+    refused(delta(scope="other"), UntrustedKeyError, "not the deny lists of scope 'other'")
     refused(delta(kind="revoked"), MismatchError, "revoked")
     refused(snapshot(IDS[:1], version=3), SequenceError, "not newer")
     refused(snapshot(IDS[:1], version=2), SequenceError, "not newer")

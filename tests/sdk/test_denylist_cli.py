@@ -18,6 +18,8 @@ IDS = [bytes([i]) * 16 for i in range(40)]
 @pytest.fixture()
 def work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     assert main(["keygen", "--out", str(tmp_path / "keys")]) == 0
+    assert main(["keygen", "--out", str(tmp_path / "keys"), "--name", "lists", "--purpose", "denylist",
+                 "--scope", "acme"]) == 0
     (tmp_path / "ids.txt").write_text("# revoked today\n" + "\n".join(i.hex() for i in IDS[:20]))
     capsys.readouterr()
     return tmp_path
@@ -28,7 +30,7 @@ def run(*argv: str | Path) -> int:
 
 
 def test_build_delta_inspect_round_trip(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    key, trust = work / "keys/issuer.key.pem", work / "keys"
+    key, trust = work / "keys/lists.key.pem", work / "keys"
     assert run("denylist", "build", "--key", key, "--kind", "blocked", "--scope", "acme",
                work / "ids.txt", "--out", work / "v1.pgdl") == 0
     (work / "add.csv").write_text("pass_id,text\n" + "".join(f"{i.hex()},PG1:x\n" for i in IDS[20:25]))
@@ -52,8 +54,8 @@ def test_build_delta_inspect_round_trip(work: Path, capsys: pytest.CaptureFixtur
 
 
 def test_delta_from_a_complete_id_file(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = work / "keys/issuer.key.pem"
-    assert run("denylist", "build", "--key", key, "--kind", "blocked", "--version", "4",
+    key = work / "keys/lists.key.pem"
+    assert run("denylist", "build", "--key", key, "--kind", "blocked", "--scope", "acme", "--version", "4",
                work / "ids.txt", "--out", work / "v4.pgdl") == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(i.hex() for i in IDS[10:30])))
     assert run("denylist", "delta", "--key", key, "--base", work / "v4.pgdl", "--ids", "-",
@@ -81,7 +83,7 @@ def test_bad_id_files_are_one_line_errors(
 
 
 def test_refusals_exit_2_or_1(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    key = work / "keys/issuer.key.pem"
+    key = work / "keys/lists.key.pem"
     assert run("denylist", "build", "--key", key, "--kind", "revoked", work / "ids.txt",
                "--out", work / "r1.pgdl") == 0
     assert run("denylist", "delta", "--key", key, "--base", work / "r1.pgdl", "--remove",

@@ -45,8 +45,10 @@ from tests.fds import open_files
 
 KEY = generate_private_key()
 OTHER_KEY = generate_private_key()  # never trusted
-TRUST = TrustStore()
-TRUST.add(KEY.public_key())
+TRUST = TrustStore()  # KEY signs these lists (a denylist key per scope the tests use)
+TRUST.add(KEY.public_key(), purpose="denylist", scope="acme")
+TRUST.add(KEY.public_key(), purpose="denylist", scope="zoo")
+TRUST.add(KEY.public_key(), purpose="denylist", scope="other")
 IDS = [hashlib.sha256(i.to_bytes(4, "big")).digest()[:16] for i in range(200)]
 GIB, TIB = 1 << 30, 1 << 40
 MEMORY_BUDGET_MB = 50

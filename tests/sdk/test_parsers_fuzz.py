@@ -31,8 +31,9 @@ from passgated.config import SECTIONS, ConfigError, load_config, parse_config
 
 NOW = 1_800_000_000
 KEY = generate_private_key()
-TRUST = TrustStore()
+TRUST = TrustStore()  # KEY signs passes and the "acme" lists: one key in two roles
 TRUST.add(KEY.public_key())
+TRUST.add(KEY.public_key(), purpose="denylist", scope="acme")
 
 CBOR_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.binary(max_size=20)
                 | st.text(max_size=10))

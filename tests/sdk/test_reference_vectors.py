@@ -158,7 +158,9 @@ def test_the_independent_deny_list_snapshot() -> None:
     data = bytes.fromhex(vector["file_hex"])
     ids = [bytes.fromhex(h) for h in vector["pass_ids_hex"]]
     assert sorted(entry_key(i) for i in ids) == vector["entry_keys"]  # SHA-256, first 8 bytes, little-endian
-    snapshot = read_signed(data, trust())
+    lists = trust()
+    lists.add(KEY1.public_key(), purpose="denylist", scope="reference")  # the vector's list key
+    snapshot = read_signed(data, lists)
     assert isinstance(snapshot, DenyList)
     assert (snapshot.kind, snapshot.scope, snapshot.version, snapshot.issued_at, len(snapshot)) == (
         "revoked", "reference", 7, 1800000000, 3)

@@ -1,0 +1,168 @@
+"""Issue 12 through real processes: a hub (``passgate-hub serve``) on SQLite and on PostgreSQL and two
+``passgated`` gates on mock pins, set up with the hub's CLI as an operator would.
+
+Gates configured only with a ``[hub]`` enforce the hub's zone; one passage is one count at the
+gates and at the hub (CLI and API); a single-use pass used at one gate is refused at the other.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from tests.hub.pgcluster import shared_cluster
+from tests.parts import require_part
+
+from .procs import GateProcess, HubProcess, hub_json, run_hub_cli
+
+_names = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    cluster = shared_cluster()
+    require_part(cluster is not None, "PostgreSQL", "apt-get install postgresql")
+    assert cluster is not None
+    return cluster.create_database(f"system_{next(_names)}")
+
+
+class Venue:
+    """The arena on a running hub: zones floor and balcony, gates north-1 and north-2 on the floor."""
+
+    def __init__(self, tmp_path: Path, database: str) -> None:
+        self.tmp, self.database = tmp_path, database
+        hub_json(database, "venue", "create", "arena")
+        for zone in ("floor", "balcony"):
+            hub_json(database, "zone", "create", "arena", zone)
+        self.tokens = {gate: hub_json(database, "gate", "create", "arena", gate, "--zone", "floor")["token"]
+                       for gate in ("north-1", "north-2")}
+        hub_json(database, "key", "add", "arena")
+        self.hub = HubProcess(database).start()
+        self.gates: dict[str, GateProcess] = {}
+
+    def issue(self, count: int, zone: str = "floor", entries: int = 1) -> list[dict[str, str]]:
+        out = self.tmp / f"issued-{next(_names)}"
+        hub_json(self.database, "issue", "arena", "--count", str(count), "--valid-from", "now",
+                 "--valid-until", "+4h", "--zone", zone, "--entries", str(entries), "--no-qr",
+                 "--out", str(out))
+        with (out / "passes.csv").open() as f:
+            return list(csv.DictReader(f))
+
+    def gate(self, name: str) -> GateProcess:
+        gate = GateProcess(self.tmp / name, name, self.hub.url, self.tokens[name]).start()
+        self.gates[name] = gate
+        return gate
+
+    def close(self) -> None:
+        for gate in self.gates.values():
+            gate.close()
+        self.hub.stop()
+
+
+@pytest.fixture
+def venue(tmp_path: Path, database: str) -> Iterator[Venue]:
+    arena = Venue(tmp_path, database)
+    try:
+        yield arena
+    finally:
+        arena.close()
+
+
+def test_two_gates_count_every_passage_once_and_share_single_use(venue: Venue) -> None:
+    passes = venue.issue(6)
+    [balcony] = venue.issue(1, zone="balcony")
+    g1, g2 = venue.gate("north-1"), venue.gate("north-2")
+    for gate in (g1, g2):  # hub-only gates: keys and zone arrive with the first bundle
+        gate.wait_status(lambda s: s["state"] == "IDLE" and s["zones"] == ["floor"])
+
+    assert g1.scan(balcony["text"])["reason"] == "wrong_zone"  # the hub's zone, not written in gate.toml
+    for gate, p, direction in [(g1, passes[0], "entry"), (g1, passes[1], "entry"), (g1, passes[2], "entry"),
+                               (g2, passes[3], "entry"), (g2, passes[4], "entry"),
+                               (g2, passes[0], "exit")]:  # entered at north-1, leaves here
+        answer = gate.scan(p["text"], direction)
+        assert answer["decision"] == "admit", json.dumps(answer)
+    g1.synced()
+    g2.wait_status(lambda s: s["sync"]["backlog"] == 0)
+    g2.synced()
+    assert g2.scan(passes[1]["text"])["reason"] == "used_up"  # used at north-1, refused at north-2
+
+    assert g1.status()["passages_today"] == {"entry": 3, "exit": 0}
+    assert g2.status()["passages_today"] == {"entry": 2, "exit": 1}
+    g2.synced()
+    floor = {"zone": "floor", "entries": 5, "exits": 1, "inside": 4}
+    counts = {c["zone"]: c for c in hub_json(venue.database, "counts", "arena")}
+    assert counts["floor"] == floor and counts["balcony"]["entries"] == 0
+    key = hub_json(venue.database, "apikey", "create", "counts-check")["key"]
+    r = requests.get(f"{venue.hub.url}/v1/admin/venues/arena/counts",
+                     headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert r.status_code == 200 and {c["zone"]: c for c in r.json()}["floor"] == floor
+
+
+def test_a_hub_token_for_another_zone_and_a_changed_zone(venue: Venue) -> None:
+    """The zone follows the hub: moved to the balcony, the gate refuses floor passes."""
+    [floor] = venue.issue(1)
+    [balcony] = venue.issue(1, zone="balcony")
+    g1 = venue.gate("north-1")
+    g1.wait_status(lambda s: s["state"] == "IDLE" and s["zones"] == ["floor"])
+    run_hub_cli(venue.database, "gate", "set", "arena", "north-1", "--zone", "balcony")
+    status = g1.wait_status(lambda s: s["zones"] == ["balcony"])
+    assert status["settings"]["gate.zones"] == {"value": ["balcony"], "source": "hub"}
+    assert g1.scan(floor["text"])["reason"] == "wrong_zone"
+    assert g1.scan(balcony["text"])["decision"] == "admit"
+
+
+def backup(database: str, tmp_path: Path) -> str:
+    """A copy of the hub's database as it is now (the hub stopped), as a backup restored later
+    would bring it back: a file copy for SQLite, a template copy for PostgreSQL."""
+    if database.startswith("sqlite:///"):
+        copy = tmp_path / f"backup-{next(_names)}.db"
+        shutil.copyfile(database.removeprefix("sqlite:///"), copy)
+        return f"sqlite:///{copy}"
+    cluster = shared_cluster()
+    assert cluster is not None
+    name = f"backup_{next(_names)}"
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{database.rsplit("/", 1)[1]}"')
+    return database.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_after_a_restore_from_an_older_backup_single_use_still_holds(venue: Venue, tmp_path: Path) -> None:
+    passes = venue.issue(4)
+    g1, g2 = venue.gate("north-1"), venue.gate("north-2")
+    for gate in (g1, g2):
+        gate.wait_status(lambda s: s["state"] == "IDLE")
+    venue.hub.stop()
+    older = backup(venue.database, tmp_path)  # the backup: before the night's traffic
+    venue.hub.start()
+    for p in passes[:2]:  # the night: passages, revocations; the gates' cursors and lists move on
+        assert g1.scan(p["text"])["decision"] == "admit"
+    hub_json(venue.database, "revoke", "arena", "ab" * 16, "--external")
+    hub_json(venue.database, "revoke", "arena", "cd" * 16, "--external")
+    for gate in (g1, g2):
+        gate.synced()
+    ahead = g2.status()["lists"]["revoked"]["version"]
+    assert g2.wait_status(lambda s: s["lists"]["revoked"]["version"] >= 3)
+
+    venue.hub.stop()  # the hub's disk dies; the operator restores last night's backup
+    venue.database = venue.hub.database = older
+    venue.hub.start()
+    for gate in (g1, g2):  # every part of a round works again: no gate is wedged
+        gate.wait_status(lambda s: not s["sync"]["last_error"] and s["sync"]["backlog"] == 0, timeout=60)
+    ticket = passes[2]["text"]
+    assert g1.scan(ticket)["decision"] == "admit"
+    g1.synced()
+    g2.synced()
+    assert g2.scan(ticket)["reason"] == "used_up"  # refused at the second gate once synced
+    status = g2.status()
+    assert status["lists"]["revoked"]["version"] > ahead  # the restored hub moved on to a new epoch
+    assert all(part["ok"] for part in status["sync"]["parts"].values())
