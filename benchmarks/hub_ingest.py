@@ -1,9 +1,11 @@
 """Hub ingest through the HTTP API into PostgreSQL, and bundle polling with ETags.
 
-- events/s: 50 concurrent simulated gates, each POSTing batches of 100 events (the sync client's
-  path: JSON over HTTP, auth, validation, one INSERT ... ON CONFLICT DO NOTHING per batch, commit),
-  in two mixes: decisions alone, and the realistic mix a gate sends (each admit's decision, then
-  its redemption, which the hub checks against that decision and for double use; free exits).
+- events/s: 50 concurrent simulated gates, each POSTing batches (the sync client's path: JSON over
+  HTTP, auth, validation, one INSERT ... ON CONFLICT DO NOTHING per batch, commit), in two mixes:
+  decisions alone, and the realistic mix a gate sends (each admit's decision, then its redemption,
+  which the hub checks against that decision and for double use; free exits), and in two batch
+  sizes: 100 events, and the gate's own full batch (``passgated.sync.BATCH``, 500: what a gate with
+  a backlog sends, e.g. a fleet back after an outage). Each run sends the same number of events.
   Baseline, same run, same table: the same rows written by raw psycopg ``COPY`` (no HTTP, no
   validation, no idempotency): the ceiling of this PostgreSQL on this machine.
 - bundle fetches/s: 1,000 gates polling their bundle with If-None-Match (answers are 304).
@@ -12,12 +14,13 @@ Goals on a 2-core machine: >= 5,000 events/s (issue 6); the realistic mix >= 15,
 The PostgreSQL cluster is a throwaway one (durable settings: fsync on) in a temp dir; the hub runs
 as ``passgate-hub serve`` in a subprocess.
 
-    python benchmarks/hub_ingest.py [--runs 5] [--workers 2]
+    python benchmarks/hub_ingest.py [--runs 5] [--workers 2] [--events 2000] [--no-polls]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,9 +44,11 @@ sys.path.insert(0, str(ROOT))  # the throwaway-cluster helper lives beside the h
 
 from passgate import wire  # noqa: E402
 from passgate_hub import db, ops  # noqa: E402
+from passgated.sync import BATCH as GATE_BATCH  # noqa: E402
 from tests.hub.pgcluster import PgCluster, free_port  # noqa: E402
 
-GATES, BATCH, SENDERS, POLLERS = 1000, 100, 50, 50
+GATES, SENDERS, POLLERS = 1000, 50, 50
+SIZES = (100, GATE_BATCH)
 FIELDS = ("event_id", "venue_id", "gate_id", "t", "kind", "direction", "pass_id", "decision", "reason",
           "latency_ms", "detail", "received_at", "hub_t")
 MIXES = ("decisions", "realistic")
@@ -59,7 +65,7 @@ def seed(url: str) -> list[tuple[str, str]]:
     return gates
 
 
-def batch_events(gate_id: str, mix: str) -> list[dict[str, object]]:
+def batch_events(gate_id: str, mix: str, size: int) -> list[dict[str, object]]:
     """One batch as a gate sends it: decisions alone, or per admitted holder its decision and then
     its redemption, with a free exit after every second one (and one refusal to fill the batch)."""
     now = time.time()
@@ -74,41 +80,48 @@ def batch_events(gate_id: str, mix: str) -> list[dict[str, object]]:
                    latency_ms=1.2, detail="Welcome")
 
     if mix == "decisions":
-        return [admit(uuid.uuid4().hex) for _ in range(BATCH)]
+        return [admit(uuid.uuid4().hex) for _ in range(size)]
     events: list[dict[str, object]] = []
-    while len(events) < BATCH - 2:
+    while len(events) < size - 2:
         pass_id = uuid.uuid4().hex
         events += [admit(pass_id), one(wire.EventKind.REDEEMED, pass_id=pass_id, detail=uuid.uuid4().hex)]
-        if len(events) % 5 == 4 and len(events) < BATCH:
+        if len(events) % 5 == 4 and len(events) < size:
             events.append(one(wire.EventKind.PASSAGE, direction="exit", detail="free exit"))
-    while len(events) < BATCH:
+    while len(events) < size:
         events.append(one(wire.EventKind.DECISION, pass_id=uuid.uuid4().hex, decision="refuse",
                           reason="revoked", latency_ms=1.1, detail="Revoked"))
-    return events[:BATCH]
+    return events[:size]
 
 
-def batch_body(gate_id: str, mix: str) -> bytes:
-    return json.dumps({"events": batch_events(gate_id, mix)}).encode()
+def batch_body(gate_id: str, mix: str, size: int) -> bytes:
+    return json.dumps({"events": batch_events(gate_id, mix, size)}).encode()
 
 
-def ingest_run(base: str, gates: list[tuple[str, str]], batches_per_gate: int, mix: str) -> float:
-    """Events/s for SENDERS gates sending ``batches_per_gate`` batches each, concurrently."""
+def ingest_run(base: str, gates: list[tuple[str, str]], batches_per_gate: int, mix: str, size: int) -> float:
+    """Events/s for SENDERS gates sending ``batches_per_gate`` batches of ``size`` each, concurrently."""
     senders = gates[:SENDERS]
-    bodies = {gate_id: [batch_body(gate_id, mix) for _ in range(batches_per_gate)] for gate_id, _ in senders}
+    bodies = {gate_id: [batch_body(gate_id, mix, size) for _ in range(batches_per_gate)]
+              for gate_id, _ in senders}
     barrier = threading.Barrier(SENDERS + 1)
 
     def send(gate_id: str, token: str) -> int:
-        session = requests.Session()
-        session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                                wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)})
+        # http.client on one kept-alive connection: the clients share the hub's two cores here (a
+        # gate sends from its own), so they should cost as little of them as a client can.
+        host, port = base.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                   wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)}
         barrier.wait()
         stored = 0
         for body in bodies[gate_id]:
-            r = session.post(f"{base}/v1/gates/{gate_id}/events", data=body, timeout=60)
-            r.raise_for_status()
-            ack = r.json()
+            connection.request("POST", f"/v1/gates/{gate_id}/events", body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            assert response.status == 200, answer[:300]
+            ack = json.loads(answer)
             assert not ack["rejected"] and not ack["deferred"], ack
             stored += ack["stored"]
+        connection.close()
         return stored
 
     with ThreadPoolExecutor(SENDERS) as pool:
@@ -117,16 +130,16 @@ def ingest_run(base: str, gates: list[tuple[str, str]], batches_per_gate: int, m
         start = time.perf_counter()
         stored = sum(f.result() for f in futures)
         elapsed = time.perf_counter() - start
-    assert stored == SENDERS * batches_per_gate * BATCH, stored
+    assert stored == SENDERS * batches_per_gate * size, stored
     return stored / elapsed
 
 
-def copy_run(dsn: str, batches: int, mix: str) -> float:
+def copy_run(dsn: str, batches: int, mix: str, size: int) -> float:
     """Events/s for the same rows written by psycopg COPY in one transaction."""
     now = time.time()
     data = [(uuid.uuid4().hex, 1, "g0000", now, e["kind"], e["direction"], e["pass_id"], e["decision"],
              e["reason"], e["latency_ms"], e["detail"], now, now)
-            for _ in range(batches) for e in batch_events("g0000", mix)]
+            for _ in range(batches) for e in batch_events("g0000", mix, size)]
     rows = len(data)
     with psycopg.connect(dsn) as conn:
         start = time.perf_counter()
@@ -137,7 +150,7 @@ def copy_run(dsn: str, batches: int, mix: str) -> float:
         return rows / (time.perf_counter() - start)
 
 
-def poll_run(base: str, gates: list[tuple[str, str]], etags: dict[str, str],
+def poll_run(base: str, gates: list[tuple[str, str]], etags: dict[str, str], held: str,
              seconds: float) -> tuple[float, int, int]:
     """(fetches/s, fetches, 304s) for POLLERS threads cycling through all gates with If-None-Match."""
     stop = time.perf_counter() + seconds
@@ -148,7 +161,7 @@ def poll_run(base: str, gates: list[tuple[str, str]], etags: dict[str, str],
         done = not_modified = 0
         while time.perf_counter() < stop:
             for gate_id, token in part:
-                r = session.get(f"{base}/v1/gates/{gate_id}/bundle", params={"revoked": 1, "blocked": 1},
+                r = session.get(f"{base}/v1/gates/{gate_id}/bundle?{held}",
                                 headers={"Authorization": f"Bearer {token}", "If-None-Match": etags[gate_id]},
                                 timeout=60)
                 done += 1
@@ -172,27 +185,28 @@ WRK_SCRIPT = """
 -- Cycle through every gate: its own path, token and ETag (If-None-Match).
 local gates = {}
 for line in io.lines(os.getenv("PASSGATE_GATES")) do
-  local id, token, etag = line:match("([^\t]+)\t([^\t]+)\t(.+)")
-  gates[#gates + 1] = {id, token, etag}
+  local id, token, etag, held = line:match("([^\t]+)\t([^\t]+)\t([^\t]+)\t(.+)")
+  gates[#gates + 1] = {id, token, etag, held}
 end
 local i = 0
 request = function()
   i = i % #gates + 1
   local g = gates[i]
-  return wrk.format("GET", "/v1/gates/" .. g[1] .. "/bundle?revoked=1&blocked=1",
+  return wrk.format("GET", "/v1/gates/" .. g[1] .. "/bundle?" .. g[4],
                     {["Authorization"] = "Bearer " .. g[2], ["If-None-Match"] = g[3]})
 end
 """
 
 
-def wrk_polls(base: str, gates: list[tuple[str, str]], etags: dict[str, str], seconds: float) -> float | None:
+def wrk_polls(base: str, gates: list[tuple[str, str]], etags: dict[str, str], held: str,
+              seconds: float) -> float | None:
     """Bundle polls/s with wrk (a C load generator: the client costs far less CPU than Python's,
     so more of the 2 cores measure the hub). None when wrk is not installed."""
     wrk = shutil.which("wrk")
     if wrk is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "gates.tsv").write_text("".join(f"{g}\t{t}\t{etags[g]}\n" for g, t in gates))
+        (Path(tmp) / "gates.tsv").write_text("".join(f"{g}\t{t}\t{etags[g]}\t{held}\n" for g, t in gates))
         (Path(tmp) / "poll.lua").write_text(WRK_SCRIPT)
         command = [wrk, "-t2", "-c64", f"-d{seconds:.0f}s", "-s", str(Path(tmp) / "poll.lua"), base]
         out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
@@ -216,7 +230,7 @@ def wait_up(base: str, proc: subprocess.Popen) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batches", type=int, default=10, help="batches per gate per run")
+    parser.add_argument("--events", type=int, default=2000, help="events per gate per run")
     parser.add_argument("--workers", type=int, default=2, help="hub worker processes")
     parser.add_argument("--poll-seconds", type=float, default=5.0)
     parser.add_argument("--no-fsync", action="store_true", help="PostgreSQL with fsync off")
@@ -235,41 +249,49 @@ def main() -> None:
                                  "--workers", str(args.workers), "--log-level", "warning"])
         wait_up(base, proc)
         for mix in MIXES:
-            ingest_run(base, gates, 1, mix)  # warm-up: connections, pools, caches
+            ingest_run(base, gates, 1, mix, SIZES[0])  # warm-up: connections, pools, caches
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
             # the statistics autovacuum keeps on a running hub (a new table has none for its
             # first minute, and the planner would scan it whole to look up a few pass ids)
             conn.execute("ANALYZE events")
-        # the mixes and the baseline take turns, so a slow spell of the machine falls on each
-        rates: dict[str, list[float]] = {mix: [] for mix in MIXES}
-        copies: dict[str, list[float]] = {mix: [] for mix in MIXES}
+        # the cases and the baseline take turns, so a slow spell of the machine falls on each
+        cases = [(mix, size) for size in SIZES for mix in MIXES]
+        rates: dict[tuple[str, int], list[float]] = {case: [] for case in cases}
+        copies: dict[tuple[str, int], list[float]] = {case: [] for case in cases}
         for _ in range(args.runs):
-            for mix in MIXES:
-                rates[mix].append(ingest_run(base, gates, args.batches, mix))
-                copies[mix].append(copy_run(cluster.dsn("bench"), SENDERS * args.batches, mix))
+            for mix, size in cases:
+                batches = max(1, args.events // size)
+                rates[mix, size].append(ingest_run(base, gates, batches, mix, size))
+                copies[mix, size].append(copy_run(cluster.dsn("bench"), SENDERS * batches, mix, size))
         goals = {"decisions": 5000, "realistic": 15000}
-        for mix in MIXES:
-            hub_rate, copy_rate = statistics.median(rates[mix]), statistics.median(copies[mix])
-            print(f"ingest over HTTP, {mix:9}: {hub_rate:8.0f} events/s (median of {args.runs}: "
-                  f"{', '.join(f'{r:.0f}' for r in rates[mix])}; {SENDERS} gates x {args.batches} "
-                  f"batches of {BATCH}; {args.workers} hub workers)")
-            print(f"  psycopg COPY of the same rows: {copy_rate:8.0f} events/s; ratio HTTP / COPY "
+        for mix, size in cases:
+            hub_rate, copy_rate = statistics.median(rates[mix, size]), statistics.median(copies[mix, size])
+            print(f"ingest over HTTP, {mix:9}, batches of {size:3}: {hub_rate:6.0f} events/s (median of "
+                  f"{args.runs}: {', '.join(f'{r:.0f}' for r in rates[mix, size])}; {SENDERS} gates, "
+                  f"{args.workers} hub workers)")
+            print(f"  psycopg COPY of the same rows: {copy_rate:6.0f} events/s; ratio HTTP / COPY "
                   f"{hub_rate / copy_rate:.2f}; goal >= {goals[mix]} events/s: "
                   f"{'met' if hub_rate >= goals[mix] else 'NOT met'}")
 
         if args.no_polls:
             return
-        etags = {}
+        # each gate polls as it does once it holds the lists: their versions and signing times
         session = requests.Session()
+        first = session.get(f"{base}/v1/gates/{gates[0][0]}/bundle",
+                            headers={"Authorization": f"Bearer {gates[0][1]}"}, timeout=60).json()
+        held = urllib.parse.urlencode({
+            key: value for kind, update in first["denylists"].items()
+            for key, value in ((kind, update["version"]), (f"{kind}_issued_at", update["issued_at"]))})
+        etags = {}
         for gate_id, token in gates:
-            r = session.get(f"{base}/v1/gates/{gate_id}/bundle", params={"revoked": 1, "blocked": 1},
+            r = session.get(f"{base}/v1/gates/{gate_id}/bundle?{held}",
                             headers={"Authorization": f"Bearer {token}"}, timeout=60)
             etags[gate_id] = r.headers["ETag"]
-        polls = [poll_run(base, gates, etags, args.poll_seconds) for _ in range(3)]
+        polls = [poll_run(base, gates, etags, held, args.poll_seconds) for _ in range(3)]
         rate = statistics.median(p[0] for p in polls)
         print(f"bundle polls      : {rate:8.0f} fetches/s (median of 3; {GATES} gates; Python clients; "
               f"{sum(p[2] for p in polls)} of {sum(p[1] for p in polls)} answers were 304)")
-        wrk_rate = wrk_polls(base, gates, etags, args.poll_seconds * 2)
+        wrk_rate = wrk_polls(base, gates, etags, held, args.poll_seconds * 2)
         if wrk_rate is not None:
             print(f"bundle polls, wrk : {wrk_rate:8.0f} fetches/s ({GATES} gates, 64 connections; "
                   f"{wrk_rate / rate:.1f} x the Python clients' figure)")
