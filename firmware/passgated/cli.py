@@ -220,9 +220,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from .sync import SyncClient
 
     config = load_config(args.config)
-    check_files(config)
     if config.hub is None:
         raise ConfigError("hub: no [hub] section in the config: nothing to sync with")
+    check_files(config)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # each failed part is one line of its own
     layout = GateLayout.from_config(config)
     kinds = kinds_in_use(layout.lists, config.denylist_kinds, hub=True)
     lists = DenyLists(layout.lists, kinds, scope=config.denylist_scope or config.venue,

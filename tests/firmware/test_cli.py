@@ -176,3 +176,17 @@ def test_reset_that_does_not_take_exits_non_zero(tmp_path: Path) -> None:
         child.terminate()
         child.wait(timeout=20)
         time.sleep(0)
+
+
+def test_sync_needs_a_hub_and_says_what_failed(tmp_path: Path) -> None:
+    (tmp_path / "alone.toml").write_text('[gate]\nid = "n1"\n')
+    alone = passgated("sync", "--config", str(tmp_path / "alone.toml"))
+    assert (alone.returncode, alone.stderr.strip()) == (
+        2, "passgated sync: error: hub: no [hub] section in the config: nothing to sync with")
+    (tmp_path / "gate.toml").write_text('[gate]\nid = "n1"\n[hub]\nurl = "http://127.0.0.1:9"\n'
+                                        'token = "pgg_x"\n')
+    down = passgated("sync", "--config", str(tmp_path / "gate.toml"), "--wait", "1")
+    answer = json.loads(down.stdout)
+    assert down.returncode == 1 and answer["ok"] is False and answer["keys"] == 0
+    assert list(answer["errors"]) == ["heartbeat"] and "ConnectionError" in answer["errors"]["heartbeat"]
+    assert "Traceback" not in down.stderr
