@@ -39,6 +39,17 @@ def hub_json(database: str, *args: str) -> Any:
     return json.loads(run_hub_cli(database, *args).stdout)
 
 
+def stop(child: subprocess.Popen[str] | None) -> None:
+    """SIGTERM, as systemd stops a service; SIGKILL only if it does not end in time."""
+    if child is not None and child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=WAIT_S)
+
+
 class HubProcess:
     """``passgate-hub serve`` on a free loopback port; ``stop()`` / ``start()`` any number of times."""
 
@@ -64,13 +75,7 @@ class HubProcess:
         raise RuntimeError("the hub did not start")
 
     def stop(self) -> None:
-        if self.child is not None and self.child.poll() is None:
-            self.child.terminate()
-            try:
-                self.child.wait(timeout=WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait(timeout=WAIT_S)
+        stop(self.child)
         self.child = None
 
 
@@ -167,13 +172,7 @@ class GateProcess:
         return self.wait_status(lambda s: (s["sync"]["last_success"] or 0.0) > since)
 
     def stop(self) -> None:
-        if self.child is not None and self.child.poll() is None:
-            self.child.terminate()
-            try:
-                self.child.wait(timeout=WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait(timeout=WAIT_S)
+        stop(self.child)
         self.child = None
 
     def close(self) -> None:

@@ -18,22 +18,13 @@ import psycopg
 import pytest
 import requests
 
+from tests.hub.fixtures import db_url
 from tests.hub.pgcluster import shared_cluster
-from tests.parts import require_part
 
 from .procs import GateProcess, HubProcess, hub_json, run_hub_cli
 
 _names = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
-    cluster = shared_cluster()
-    require_part(cluster is not None, "PostgreSQL", "apt-get install postgresql")
-    assert cluster is not None
-    return cluster.create_database(f"system_{next(_names)}")
+__all__ = ["db_url"]  # the hub's database fixture, on SQLite and PostgreSQL
 
 
 class Venue:
@@ -70,8 +61,8 @@ class Venue:
 
 
 @pytest.fixture
-def venue(tmp_path: Path, database: str) -> Iterator[Venue]:
-    arena = Venue(tmp_path, database)
+def venue(tmp_path: Path, db_url: str) -> Iterator[Venue]:
+    arena = Venue(tmp_path, db_url)
     try:
         yield arena
     finally:
