@@ -345,16 +345,18 @@ class SyncClient:
         response = self._call("GET", "bundle", params=params, headers=headers)
         if response.status_code == 304:
             return
-        bundle = response.json()
-        wire.parse(wire.Bundle, bundle)  # the contract first: a malformed bundle changes nothing
-        self._apply_settings(bundle)
-        problems = self._apply_keys(bundle["keys"])
+        raw = response.json()
+        bundle = wire.parse(wire.Bundle, raw)  # the contract first: a malformed bundle changes nothing
+        # a hub of protocol 1 sent the settings as ``config``
+        self._apply_settings(bundle.settings if "settings" in raw else
+                             wire.parse(wire.GateSettings, bundle.config, where="Bundle.config"))
+        problems = self._apply_keys(bundle.keys)
         self._etag = None  # kept only once every update applied
-        for kind, info in bundle["denylists"].items():
+        for kind, info in bundle.denylists.items():
             if self.lists is None or kind not in self.lists.live:
                 continue
             try:  # each list on its own: one refused update does not hold back the other list
-                for update in info["updates"]:
+                for update in info.updates:
                     try:
                         data = base64.b64decode(update, validate=True)
                     except binascii.Error as exc:
@@ -366,25 +368,25 @@ class SyncClient:
             raise ValueError("; ".join(problems))
         self._etag = response.headers.get("ETag")
 
-    def _apply_keys(self, keys: list[Any]) -> list[str]:
+    def _apply_keys(self, keys: list[wire.TrustedKey]) -> list[str]:
         """Trust the bundle's keys, each in its role: deny-list keys (with their scope) for the
         hub's lists and ``list_trust_dir``, pass keys (retired, revoked) in ``trust_dir``. A key
-        that does not parse is left out (never trusted) and returned as a problem, so one bad
-        entry cannot hold back a revocation of another key."""
-        parsed, problems = [], []
-        for i, raw in enumerate(keys):
+        whose PEM does not fit its entry is left out (never trusted) and returned as a problem, so
+        one bad entry cannot hold back a revocation of another key."""
+        usable: list[tuple[wire.TrustedKey, TrustedKey]] = []  # one key may come in two roles
+        problems = []
+        for key in keys:
             try:
-                key = wire.parse(wire.TrustedKey, raw, where=f"Bundle.keys[{i}]")
-                _trusted(key)  # the PEM and the role fit together
-            except ValueError as exc:  # ProtocolError too
+                usable.append((key, _trusted(key)))
+            except ValueError as exc:
                 problems.append(f"key left out: {exc}")
-                continue
-            parsed.append(key)
+        parsed = [key for key, _ in usable]
         if parsed == self._keys:
             return problems
         lists = [k for k in parsed if k.purpose is wire.KeyPurpose.DENYLIST]
         passes = [k for k in parsed if k.purpose is wire.KeyPurpose.PASSES]
-        self._list_trust = TrustStore(_trusted(k) for k in lists)
+        self._list_trust = TrustStore(trusted for key, trusted in usable
+                                      if key.purpose is wire.KeyPurpose.DENYLIST)
         self._keys = parsed
         if self.list_trust_dir is not None:
             self._write_trust_dir(self.list_trust_dir, lists)
@@ -418,11 +420,8 @@ class SyncClient:
             if stale.name.removesuffix(".pub.pem") not in wanted:
                 stale.unlink()
 
-    def _apply_settings(self, bundle: dict[str, Any]) -> None:
-        """The settings the hub manages for this gate (a hub of protocol 1 named them ``config``):
-        kept on disk first, then handed to the gate."""
-        raw = bundle.get("settings", bundle.get("config", {}))
-        settings = wire.parse(wire.GateSettings, raw, where="Bundle.settings")
+    def _apply_settings(self, settings: wire.GateSettings) -> None:
+        """The settings the hub manages for this gate: kept on disk first, then handed to the gate."""
         if settings == self.hub_settings:
             return
         if self.settings_path is not None:
