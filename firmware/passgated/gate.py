@@ -215,6 +215,7 @@ class Gate:
         new = settings.effective(self.config, hub)
         changed = {key: value for key, value in new.values.items() if self.settings.values.get(key) != value}
         self.hub_settings, self.settings = hub, new
+        self.lists.max_age_s = new.max_list_age_s  # the lists are shared: /status sees it at once
         if changed:
             log.warning("settings from the hub: %s",
                         ", ".join(f"{key} = {value!r}" for key, value in sorted(changed.items())))
@@ -265,7 +266,6 @@ class Gate:
         now = self.clock.wall()
         current = self.settings  # one reference: a sync thread may swap it meanwhile
         self.machine.timing = current.timing  # the loop's thread: the machine is the loop's alone
-        self.lists.max_age_s = current.max_list_age_s
         revoked, blocked = self.lists.lookups()
         context = Context(now=now, direction=direction, revoked=revoked, blocked=blocked,
                           usage=self.journal, lists_stale=self.lists.stale(now))

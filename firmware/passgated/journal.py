@@ -308,8 +308,9 @@ class Journal:
         if rid is not None:
             self.release(rid)
         with self._tx():
-            self.db.execute("UPDATE events SET decision = ?, reason = ?, detail = ? WHERE event_id = ?",
-                            (refusal.verdict, str(refusal.reason), refusal.detail, event_id))
+            self.db.execute("UPDATE events SET decision = ?, reason = ?, detail = ?, entries = ? "
+                            "WHERE event_id = ?", (refusal.verdict, str(refusal.reason), refusal.detail,
+                                                   _entries(refusal), event_id))
 
     def commit(self, redemption_id: str) -> None:
         """The holder walked through: the redemption counts (durably, before this returns)."""

@@ -324,14 +324,15 @@ def test_commit_and_release_are_recorded_once(tmp_path: Path) -> None:
 
 def test_a_write_slower_than_the_bound_is_refused_and_gives_the_entry_back(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.db", "g1", write_timeout_s=0.25, monotonic=Ticks(0.5))
-    d = admit()
+    d = admit(entries=1)
     with pytest.raises(JournalError, match=r"^journal write took 0\.50 s \(limit 0\.25 s\)$"):
         j.record_decision(d, 1.0, reserve=True)
     assert rows(j, "SELECT state FROM redemptions") == [("released",)]  # the refused holder keeps it
     assert j.usage(d.pass_id).entries_used == 0
     # The journal says what the guard saw: a gate-fault refusal of this pass, with the cause.
-    assert [(e["pass_id"], e["decision"], e["reason"], e["detail"]) for e in j.events("decision")] == [
-        (d.pass_id.hex(), "refuse", "gate_fault", "journal write took 0.50 s (limit 0.25 s)")]
+    assert [(e["pass_id"], e["decision"], e["reason"], e["detail"], e["entries"])
+            for e in j.events("decision")] == [
+        (d.pass_id.hex(), "refuse", "gate_fault", "journal write took 0.50 s (limit 0.25 s)", None)]
     with pytest.raises(JournalError, match="journal write took"):
         j.record_decision(Decision(False, Reason.EXPIRED, "x", Direction.ENTRY), 1.0)
     assert [e["reason"] for e in j.events("decision")] == ["gate_fault", "gate_fault"]
