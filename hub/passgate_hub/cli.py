@@ -27,7 +27,7 @@ from passgate import wire
 from passgate.batch import write_batch
 from passgate.times import FORMS, parse_time
 
-from . import db, denylists, ops
+from . import db, denylists, ops, schemas
 
 Handler = Callable[[Session, argparse.Namespace], Any]
 Arguments = list[tuple[tuple[str, ...], dict[str, Any]]]
@@ -143,9 +143,7 @@ def _events(session: Session, args: argparse.Namespace) -> Any:
                             since=None if args.since is None else parse_time(args.since, name="--since"),
                             until=None if args.until is None else parse_time(args.until, name="--until"),
                             limit=args.limit)
-    fields = ("seq", "event_id", "gate_id", "t", "kind", "direction", "pass_id", "decision",
-              "reason", "latency_ms", "detail", "entries", "received_at", "hub_t")
-    return [{f: getattr(r, f) for f in fields} for r in rows]
+    return [schemas.EventOut.model_validate(r, from_attributes=True).model_dump() for r in rows]  # as the API
 
 
 # "group-action" becomes ``passgate-hub group action``; a name without "-" is a top-level command.

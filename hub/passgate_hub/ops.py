@@ -317,10 +317,9 @@ def list_gates(db: Session, venue: Venue | None = None, *, now: float | None = N
         lists = {kind: {"version": info.get("version"),
                         "age_s": info["age_s"] + since if info.get("age_s") is not None else None}
                  for kind, info in (health.get("lists") or {}).items()}
-        skew = health["t"] - health["received"] if "t" in health and "received" in health else None
         out.append({"gate_id": gate.gate_id, "venue": venue_name, "zone": zone_name,
                     "last_seen": gate.last_seen, "backlog": health.get("backlog"),
-                    "version": health.get("version"), "lists": lists, "clock_skew_s": skew,
+                    "version": health.get("version"), "lists": lists, "clock_skew_s": gate.clock_offset_s,
                     "protocol": gate.protocol, "state": health.get("state"),
                     "settings": gate.config})
     return out
