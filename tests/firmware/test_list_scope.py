@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from passgate import PassRefused, Reason, TrustStore, generate_private_key, issue_pass, verify_pass
 from passgate.denylist import DenyListError, sign_snapshot
@@ -109,6 +110,21 @@ def test_retire_revoke_rotate_reach_the_gate_within_one_sync(arena) -> None:
     assert info.value.reason is Reason.KEY_REVOKED
 
 
+def restore_back(s: Session, to: int, *, rows: bool) -> Venue:
+    """The revoked list as a restored backup leaves it: at version ``to``, the later deltas gone
+    (and with ``rows``, the later entries too). Returns the venue, in session ``s``."""
+    venue = s.scalar(select(Venue).where(Venue.name == "arena"))
+    assert venue is not None
+    row = s.scalar(select(DenyList).where(DenyList.venue_id == venue.id, DenyList.kind == "revoked"))
+    assert row is not None
+    row.version = to
+    if rows:
+        s.execute(delete(DenyEntry).where(DenyEntry.venue_id == venue.id, DenyEntry.version_added > to))
+    s.execute(delete(DenyDelta).where(DenyDelta.venue_id == venue.id, DenyDelta.base >= to))
+    s.commit()
+    return venue
+
+
 def test_a_gate_ahead_of_a_restored_hub_comes_forward_and_old_snapshots_stay_refused(arena) -> None:
     hub, admin, gate = arena
     for i in range(3):
@@ -119,13 +135,7 @@ def test_a_gate_ahead_of_a_restored_hub_comes_forward_and_old_snapshots_stay_ref
     old = admin.get(f"{hub.url}/v1/admin/venues/arena/denylists/revoked", timeout=TIMEOUT).content
     # the restore: the hub's list goes back two versions and forgets the third revocation's delta
     with hub.session() as s:
-        venue = s.scalar(select(Venue).where(Venue.name == "arena"))
-        assert venue is not None
-        row = s.scalar(select(DenyList).where(DenyList.venue_id == venue.id, DenyList.kind == "revoked"))
-        assert row is not None
-        row.version = ahead - 2
-        s.execute(delete(DenyDelta).where(DenyDelta.venue_id == venue.id, DenyDelta.base >= ahead - 2))
-        s.commit()
+        restore_back(s, ahead - 2, rows=False)
     gate.round()  # the hub sees the gate ahead and begins an epoch; the gate takes its snapshot
     assert live.current.version > 2**32 and live.current.version > ahead
     assert bytes.fromhex("03" * 16) in live.current  # the rows survived: the snapshot holds them
@@ -147,15 +157,7 @@ def test_a_restored_hub_that_reaches_the_gates_version_again_is_told_apart(arena
     live = gate.lists.live["revoked"]
     held = live.current.version
     with hub.session() as s:  # the restore: two versions back, their rows and deltas gone
-        venue = s.scalar(select(Venue).where(Venue.name == "arena"))
-        assert venue is not None
-        row = s.scalar(select(DenyList).where(DenyList.venue_id == venue.id, DenyList.kind == "revoked"))
-        assert row is not None
-        row.version = held - 2
-        s.execute(delete(DenyEntry).where(DenyEntry.venue_id == venue.id,
-                                          DenyEntry.version_added > held - 2))
-        s.execute(delete(DenyDelta).where(DenyDelta.venue_id == venue.id, DenyDelta.base >= held - 2))
-        s.commit()
+        venue = restore_back(s, held - 2, rows=True)
         for i in (7, 8):  # two new changes, signed later: the same number as the gate holds
             denylists.change(s, venue, "revoked", adds=[f"{i:02x}" * 16], now=time.time() + 5 + i)
         s.commit()
