@@ -56,7 +56,7 @@ from urllib3.util import Retry
 
 from passgate import TrustStore, cose, wire
 from passgate.denylist import DenyListError, atomic_write
-from passgate.keys import TRUST_MANIFEST, TrustedKey
+from passgate.keys import TRUST_MANIFEST, TrustedKey, manifest_entry
 
 from . import __version__
 from .config import HubSpec
@@ -133,6 +133,10 @@ def _session(hub: HubSpec) -> requests.Session:
 
 CLOCK_SKEW_WARN_S = 30.0  # beyond this the gate's clock is reported as wrong
 
+def _utc(at: float | None) -> datetime | None:
+    return datetime.fromtimestamp(at, UTC) if at is not None else None
+
+
 def _trusted(key: wire.TrustedKey) -> TrustedKey:
     """The SDK's trusted key for a bundle's key; ``ValueError`` when the PEM is not an Ed25519 or
     P-256 public key or the role does not fit (a deny-list key without a scope)."""
@@ -142,10 +146,9 @@ def _trusted(key: wire.TrustedKey) -> TrustedKey:
         raise ValueError(f"key {key.kid}: not a PEM public key ({exc})") from None
     if not isinstance(public, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
         raise ValueError(f"key {key.kid}: only Ed25519 and P-256 keys are supported")
-    when = {name: datetime.fromtimestamp(at, UTC) if at is not None else None
-            for name, at in (("retired", key.retired_at), ("revoked", key.revoked_at))}
     try:
-        trusted = TrustedKey(public, issuer=key.issuer, purpose=key.purpose, scope=key.scope, **when)
+        trusted = TrustedKey(public, issuer=key.issuer, purpose=key.purpose, scope=key.scope,
+                             retired=_utc(key.retired_at), revoked=_utc(key.revoked_at))
     except (ValueError, cose.CoseError) as exc:
         raise ValueError(f"key {key.kid}: {exc}") from None
     if trusted.kid.hex() != key.kid:
@@ -405,15 +408,9 @@ class SyncClient:
         for key in sorted(keys, key=lambda k: k.kid):
             name = f"{key.kid}.pub.pem"
             atomic_write(root / name, [key.pem.encode()])
-            entry = [f'file = "{name}"', f'purpose = "{key.purpose.value}"']
-            if key.scope is not None:
-                entry.append(f"scope = {json.dumps(key.scope)}")
-            if key.issuer:
-                entry.append(f"issuer = {json.dumps(key.issuer)}")
-            for field_name, at in (("retired", key.retired_at), ("revoked", key.revoked_at)):
-                if at is not None:
-                    entry.append(f"{field_name} = {datetime.fromtimestamp(at, UTC).isoformat()}")
-            manifest.append("[[key]]\n" + "\n".join(entry) + "\n")
+            manifest.append(manifest_entry(name, purpose=key.purpose, scope=key.scope,
+                                           issuer=key.issuer or None, retired=_utc(key.retired_at),
+                                           revoked=_utc(key.revoked_at)))
         atomic_write(root / TRUST_MANIFEST, ["\n".join(manifest).encode()])
         wanted = {k.kid for k in keys}
         for stale in root.glob("*.pem"):

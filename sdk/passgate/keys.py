@@ -7,6 +7,7 @@ holding the public key can compute it and no registry of ids is needed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tomllib
 from collections.abc import Iterable, Iterator
@@ -277,6 +278,19 @@ class TrustStore:
         if not len(store):
             raise KeyFileError(f"{root}: no public keys (*.pem) found")
         return store
+
+
+def manifest_entry(file: str, *, purpose: KeyPurpose = KeyPurpose.PASSES, scope: str | None = None,
+                   issuer: str | None = None, retired: datetime | None = None,
+                   revoked: datetime | None = None) -> str:
+    """One ``[[key]]`` table of ``trust.toml``, as ``TrustStore.load`` reads it (the one writer of
+    the format: the SDK's keygen and the gate's copy of the hub's keys)."""
+    lines = [f"file = {json.dumps(file)}", f'purpose = "{purpose.value}"']
+    lines += [f"{name} = {json.dumps(value)}" for name, value in (("scope", scope), ("issuer", issuer))
+              if value is not None]
+    lines += [f"{name} = {value.isoformat()}" for name, value in (("retired", retired), ("revoked", revoked))
+              if value is not None]
+    return "[[key]]\n" + "\n".join(lines) + "\n"
 
 
 def _read_manifest(root: Path) -> dict[str, TrustWindow]:

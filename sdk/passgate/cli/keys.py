@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ..keys import ALGORITHMS, TRUST_MANIFEST, generate_private_key, key_id, write_keypair
+from ..keys import ALGORITHMS, TRUST_MANIFEST, generate_private_key, key_id, manifest_entry, write_keypair
 from ..wire import KeyPurpose, TrustedKey, bounds
 from .common import CliError
 
@@ -37,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
         # A gate trusts a list key only for its scope: the manifest entry says so, beside the key.
         manifest = Path(args.out) / TRUST_MANIFEST
         with manifest.open("a") as f:
-            f.write(f'\n[[key]]\nfile = "{pub.name}"\npurpose = "denylist"\n'
-                    f"scope = {json.dumps(args.scope)}\n")
+            f.write("\n" + manifest_entry(pub.name, purpose=purpose, scope=args.scope))
         print(f"public key  {pub} (signs only the deny lists of scope {args.scope!r}; copy it with "
               f"its entry in {manifest} into each gate's trust directory)")
     else:
