@@ -122,9 +122,7 @@ def _add_key(session: Session, args: argparse.Namespace) -> Any:
 
 
 def _key_json(row: Any) -> dict[str, Any]:
-    return {"kid": row.kid, "purpose": row.purpose, "issuer": row.issuer,
-            "has_private": row.private_pem is not None, "retired_at": row.retired_at,
-            "revoked_at": row.revoked_at}
+    return schemas.KeyOut.of(row).model_dump()
 
 
 def _retire_key(session: Session, args: argparse.Namespace) -> Any:

@@ -169,6 +169,13 @@ class KeyOut(BaseModel):
     retired_at: float | None
     revoked_at: float | None
 
+    @classmethod
+    def of(cls, row: Any) -> KeyOut:
+        """A key as the API and the CLI show it (an ``IssuerKey`` row; never its private half)."""
+        return cls(kid=row.kid, purpose=row.purpose, issuer=row.issuer,
+                   has_private=row.private_pem is not None, retired_at=row.retired_at,
+                   revoked_at=row.revoked_at)
+
 
 class KeyRetireIn(Strict):
     """``at``: passes issued from then on are refused (default: now)."""

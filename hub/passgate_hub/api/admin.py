@@ -39,12 +39,6 @@ KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="a key id (16
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(current_admin)])
 
 
-def _key_out(row: ops.IssuerKey) -> KeyOut:
-    return KeyOut(kid=row.kid, purpose=row.purpose, issuer=row.issuer,
-                  has_private=row.private_pem is not None, retired_at=row.retired_at,
-                  revoked_at=row.revoked_at)
-
-
 @router.post("/venues", response_model=VenueOut, status_code=201)
 def create_venue(*, body: VenueIn, db: DB) -> VenueOut:
     ops.create_venue(db, body.name)
@@ -93,12 +87,12 @@ def add_key(*, venue: Name, body: KeyIn, db: DB) -> KeyOut:
     row = ops.add_key(db, ops.get_venue(db, venue), public_pem_text=body.public_pem,
                       generate=body.generate, alg=body.alg, issuer=body.issuer)
     db.commit()
-    return _key_out(row)
+    return KeyOut.of(row)
 
 
 @router.get("/venues/{venue}/keys", response_model=list[KeyOut])
 def list_keys(*, venue: Name, db: DB) -> list[KeyOut]:
-    return [_key_out(row) for row in ops.list_keys(db, ops.get_venue(db, venue))]
+    return [KeyOut.of(row) for row in ops.list_keys(db, ops.get_venue(db, venue))]
 
 
 @router.post("/venues/{venue}/keys/rotate", response_model=KeyRotated, status_code=201)
@@ -106,7 +100,7 @@ def rotate_key(*, venue: Name, body: KeyRotateIn, db: DB) -> KeyRotated:
     """A new hub-held pass key; the hub-held ones in use are retired now (their passes stay valid)."""
     row, retired = ops.rotate_key(db, ops.get_venue(db, venue), alg=body.alg)
     db.commit()
-    return KeyRotated(new=_key_out(row), retired=retired)
+    return KeyRotated(new=KeyOut.of(row), retired=retired)
 
 
 @router.post("/venues/{venue}/keys/{kid}/retire", response_model=KeyOut)
@@ -114,7 +108,7 @@ def retire_key(*, venue: Name, kid: KeyId, body: KeyRetireIn, db: DB) -> KeyOut:
     """Refuse passes the key issues from ``at`` on; gates follow within one sync."""
     row = ops.retire_key(db, ops.get_venue(db, venue), kid, at=body.at)
     db.commit()
-    return _key_out(row)
+    return KeyOut.of(row)
 
 
 @router.post("/venues/{venue}/keys/{kid}/revoke", response_model=KeyOut)
@@ -122,7 +116,7 @@ def revoke_key(*, venue: Name, kid: KeyId, db: DB) -> KeyOut:
     """The key leaked: gates refuse every pass under it; they follow within one sync."""
     row = ops.revoke_key(db, ops.get_venue(db, venue), kid)
     db.commit()
-    return _key_out(row)
+    return KeyOut.of(row)
 
 
 @router.get("/venues/{venue}/keys/{kid}.pem", response_class=PlainTextResponse,
