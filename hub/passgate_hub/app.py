@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, db, denylists, ops
 from .api import admin, gates
+from .schemas import PARSED_BY_ROUTE
 
 MAX_BODY = 4 * 1024 * 1024  # a full batch of 1,000 events is ~300 KB
 
@@ -60,9 +61,23 @@ async def _invalid(_request: Request, exc: RequestValidationError) -> JSONRespon
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+class Hub(FastAPI):
+    """FastAPI with the schemas of the bodies that routes parse themselves in its OpenAPI."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            schemas = super().openapi().setdefault("components", {}).setdefault("schemas", {})
+            for model in PARSED_BY_ROUTE:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, part in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+                    if schemas.setdefault(name, part) != part:
+                        raise RuntimeError(f"two OpenAPI schemas are named {name}")
+        return self.openapi_schema  # type: ignore[return-value]
+
+
 def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
     """The app over an engine whose database is already migrated (see ``db.migrate``)."""
-    app = FastAPI(title="passgate hub", version=__version__, docs_url=None, redoc_url=None)
+    app = Hub(title="passgate hub", version=__version__, docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.sessions = db.session_factory(engine)
     app.state.snapshots = denylists.SnapshotCache()

@@ -31,15 +31,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
+from pydantic_core import to_json
 from sqlalchemy import ColumnElement, String, any_, bindparam, func, literal_column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from passgate import wire
 
-from .models import POS_OFFSET, REDEMPTION_KINDS, Alert, AlertKind, Event, Gate, IssuedPass
+from .models import POS_OFFSET, REDEMPTION_KINDS, Alert, AlertKind, Event, IssuedPass
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,31 @@ _DIRECTIONS = frozenset(str(d) for d in wire.Direction)
 _INSERT: dict[str, Callable[[Any], postgresql.Insert | sqlite.Insert]] = {
     "postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _COLUMNS = (*(f.name for f in dataclasses.fields(wire.Event)), "venue_id", "received_at", "hub_t")
+# One statement of one JSON parameter (the rows): its text never changes, so PostgreSQL parses and
+# plans it once per connection, and json.dumps turns the rows into that parameter far faster
+# than a driver adapts one array per column.
 _PG_INSERT = text(
-    f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"CAST(:{c} AS {Event.__table__.c[c].type.compile(postgresql.dialect())}[])"
-                for c in _COLUMNS)
-    + ") ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
+    "FROM json_populate_recordset(NULL::events, :rows) ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
 # One lock per pass, taken in a fixed order (no deadlock between two batches).
 _PG_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended(p, :v) AS k "
                 "FROM unnest(CAST(:ids AS text[])) AS p ORDER BY k) AS keys")
 # Rows of transactions that may still commit have a position at or above this (PostgreSQL).
 HORIZON: ColumnElement[int] = literal_column(
     f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint + {POS_OFFSET})")
+
+
+class Uploader(Protocol):
+    """What ingest reads of the gate that uploads (a ``Gate``, or the columns ``auth.GateRef``)."""
+
+    @property
+    def gate_id(self) -> str: ...
+    @property
+    def venue_id(self) -> int: ...
+    @property
+    def clock_offset_s(self) -> float | None: ...
+    @property
+    def last_seen(self) -> float | None: ...
 
 
 @dataclass
@@ -78,7 +93,7 @@ class Ingested:
     alerts: int = 0
 
 
-def ingest(db: Session, gate: Gate, events: Iterable[dict[str, Any]], *,
+def ingest(db: Session, gate: Uploader, events: Iterable[dict[str, Any]], *,
            now: float | None = None) -> Ingested:
     """Judge and store one batch of ``gate``'s events (dicts of ``wire.Event`` fields, in journal
     order); commits nothing (the caller does)."""
@@ -99,7 +114,7 @@ def ingest(db: Session, gate: Gate, events: Iterable[dict[str, Any]], *,
     return out
 
 
-def _known(db: Session, gate: Gate, pass_ids: set[str]) -> list[Any]:
+def _known(db: Session, gate: Uploader, pass_ids: set[str]) -> list[Any]:
     """What the hub holds of these passes in the gate's venue: redemptions and admit decisions.
     On PostgreSQL, first a lock per pass until commit: two gates' batches redeeming one pass may
     run at once, and each would miss the other's redemption; the later one waits, then reads the
@@ -109,13 +124,21 @@ def _known(db: Session, gate: Gate, pass_ids: set[str]) -> list[Any]:
     ids = sorted(pass_ids)
     dialect = db.get_bind().dialect.name
     if dialect == "postgresql":
-        db.execute(_PG_LOCK, {"v": gate.venue_id, "ids": ids})
-    return list(db.execute(
-        select(Event.event_id, Event.kind, Event.pass_id, Event.gate_id, Event.direction, Event.hub_t,
-               Event.entries)
-        .where(_among(Event.pass_id, ids, dialect), Event.venue_id == gate.venue_id,
-               or_(Event.kind.in_(REDEMPTION_KINDS), _ADMIT))
-        .order_by(Event.seq)))
+        db.connection().execute(_PG_LOCK, {"v": gate.venue_id, "ids": ids})
+    return list(db.connection().execute(_KNOWN[dialect], {"ids": ids, "venue": gate.venue_id}))
+
+
+def _known_query(dialect: str) -> Any:
+    """The query of ``_known``, built once per dialect (building one costs more than running it)."""
+    ids = (Event.pass_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+           if dialect == "postgresql" else Event.pass_id.in_(bindparam("ids", expanding=True)))
+    return (select(Event.event_id, Event.kind, Event.pass_id, Event.gate_id, Event.direction, Event.hub_t,
+                   Event.entries)
+            .where(ids, Event.venue_id == bindparam("venue"), or_(Event.kind.in_(REDEMPTION_KINDS), _ADMIT))
+            .order_by(Event.seq))
+
+
+_KNOWN = {dialect: _known_query(dialect) for dialect in _INSERT}
 
 
 class _Redemption(NamedTuple):
@@ -129,7 +152,7 @@ def _store(db: Session, rows: list[dict[str, Any]]) -> set[str]:
     if db.get_bind().dialect.name == "postgresql":
         # One statement of one array per column: its text never changes, so it is parsed and
         # planned once per connection (a multi-row VALUES is a new text for each batch size).
-        return set(db.execute(_PG_INSERT, {c: [r.get(c) for r in rows] for c in _COLUMNS}).scalars())
+        return set(db.connection().execute(_PG_INSERT, {"rows": to_json(rows).decode()}).scalars())
     pos = (db.scalar(select(func.max(Event.seq))) or 0) + 1  # one writer: past every row so far
     stmt = (sqlite.insert(Event).on_conflict_do_nothing(index_elements=["event_id"])
             .returning(Event.event_id))
@@ -156,13 +179,13 @@ def _first_of_each(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _refuse(out: Ingested, gate: Gate, event: dict[str, Any], why: str, *, defer: bool = False) -> None:
+def _refuse(out: Ingested, gate: Uploader, event: dict[str, Any], why: str, *, defer: bool = False) -> None:
     log.warning("gate %s: event %s (%s) %s: %s", gate.gate_id, event["event_id"], event["kind"],
                 "deferred" if defer else "refused", why)
     (out.deferred if defer else out.rejected).append(wire.EventRejected(event_id=event["event_id"], why=why))
 
 
-def _timed(gate: Gate, events: list[dict[str, Any]], now: float, out: Ingested) -> list[dict[str, Any]]:
+def _timed(gate: Uploader, events: list[dict[str, Any]], now: float, out: Ingested) -> list[dict[str, Any]]:
     """The events with their hub time and receipt time; those in the future refused (deferred
     while the gate's offset is not fresh)."""
     offset = gate.clock_offset_s or 0.0
@@ -180,7 +203,8 @@ def _timed(gate: Gate, events: list[dict[str, Any]], now: float, out: Ingested) 
     return rows
 
 
-def _backed(gate: Gate, rows: list[dict[str, Any]], known: list[Any], out: Ingested) -> list[dict[str, Any]]:
+def _backed(gate: Uploader, rows: list[dict[str, Any]], known: list[Any],
+            out: Ingested) -> list[dict[str, Any]]:
     """The rows without the redemptions this gate cannot have made (see the module's text)."""
     if not any(r["kind"] in REDEMPTION_KINDS for r in rows):
         return rows

@@ -294,3 +294,19 @@ def test_two_gates_redeeming_one_pass_at_once_raise_the_alert(hub: HubServer) ->
             assert other.result(timeout=TIMEOUT)["stored"] == 2
     alerts = admin.get(f"{hub.url}/v1/admin/venues/arena/alerts", timeout=TIMEOUT).json()
     assert [(a["pass_id"], a["gates"]) for a in alerts] == [(pass_id, ["arena-g1", "arena-g2"])]
+
+
+@pytest.mark.parametrize(("text", "loc"), [("nul \x00 inside", ["body", "events", 1, "detail"]),
+                                           ("\ud800 lone surrogate", ["body"])])
+def test_text_a_database_cannot_hold_is_a_422(hub: HubServer, text: str, loc: list[object]) -> None:
+    """PostgreSQL's text holds no NUL (the field is named), and no encoding a lone surrogate (not
+    valid JSON text): the batch is refused with 422, never a 500, on both databases; the gate then
+    sends its events one by one and keeps the refused one."""
+    tokens = setup_venue(hub, hub.admin())
+    events = [event("arena-g1", "decision", detail="fine"), event("arena-g1", "decision", detail=text)]
+    body = json.dumps({"events": events}).encode()  # \u escapes: what a JSON encoder sends
+    r = gate_client(tokens["g1"]).post(f"{hub.url}/v1/gates/arena-g1/events", data=body, headers={
+        **V2, "Content-Type": "application/json"}, timeout=TIMEOUT)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc
+    assert post(hub, tokens["g1"], "g1", events[:1])["stored"] == 1
