@@ -25,6 +25,7 @@ Refusals go back in the ack's ``rejected`` list and to the log; the rest of the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import time
@@ -33,10 +34,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from pydantic_core import to_json
 from sqlalchemy import ColumnElement, String, any_, bindparam, func, literal_column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import ExpandedState
 
 from passgate import wire
 
@@ -64,7 +69,7 @@ _PG_INSERT = text(
     f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
     "FROM json_populate_recordset(NULL::events, :rows) ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
 # One lock per pass, taken in a fixed order (no deadlock between two batches).
-_PG_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended(p, :v) AS k "
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended(p, :venue) AS k "
                 "FROM unnest(CAST(:ids AS text[])) AS p ORDER BY k) AS keys")
 # Rows of transactions that may still commit have a position at or above this (PostgreSQL).
 HORIZON: ColumnElement[int] = literal_column(
@@ -123,9 +128,30 @@ def _known(db: Session, gate: Uploader, pass_ids: set[str]) -> list[Any]:
         return []
     ids = sorted(pass_ids)
     dialect = db.get_bind().dialect.name
+    params = {"ids": ids, "venue": gate.venue_id}
+    if dialect == "postgresql" and psycopg.Pipeline.is_supported():
+        # The lock and the read in one round trip: the server runs them in order, so the read's
+        # snapshot is still taken once the locks are held.
+        lock, known = _pg_sql(db.get_bind().dialect)
+        driver = db.connection().connection.driver_connection
+        assert driver is not None  # (a live connection: the token was just read through it)
+        with driver.pipeline():
+            driver.execute(lock.statement, {**lock.parameters, **params})
+            cursor = driver.cursor(row_factory=namedtuple_row)
+            cursor.execute(known.statement, {**known.parameters, **params})
+        return cursor.fetchall()
     if dialect == "postgresql":
-        db.connection().execute(_PG_LOCK, {"v": gate.venue_id, "ids": ids})
-    return list(db.connection().execute(_KNOWN[dialect], {"ids": ids, "venue": gate.venue_id}))
+        db.connection().execute(_PG_LOCK, params)
+    return list(db.connection().execute(_KNOWN[dialect], params))
+
+
+@functools.cache
+def _pg_sql(dialect: Dialect) -> tuple[ExpandedState, ExpandedState]:
+    """The lock and the read of ``_known`` as the driver's SQL and constant parameters, for
+    psycopg's pipeline (``ids`` and ``venue`` are given at each call)."""
+    lock, known = (stmt.compile(dialect=dialect).construct_expanded_state({"ids": [], "venue": 0})
+                   for stmt in (_PG_LOCK, _KNOWN["postgresql"]))
+    return lock, known
 
 
 def _known_query(dialect: str) -> Any:
