@@ -176,7 +176,7 @@ class _Redemption(NamedTuple):
 def _store(db: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert the rows that are new (by event id); returns their ids."""
     if db.get_bind().dialect.name == "postgresql":
-        # One statement of one array per column: its text never changes, so it is parsed and
+        # One statement of one JSON parameter: its text never changes, so it is parsed and
         # planned once per connection (a multi-row VALUES is a new text for each batch size).
         return set(db.connection().execute(_PG_INSERT, {"rows": to_json(rows).decode()}).scalars())
     pos = (db.scalar(select(func.max(Event.seq))) or 0) + 1  # one writer: past every row so far
