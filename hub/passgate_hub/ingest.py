@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-import psycopg
 from psycopg.rows import namedtuple_row
 from pydantic_core import to_json
 from sqlalchemy import ColumnElement, String, any_, bindparam, func, literal_column, or_, select, text
@@ -63,8 +62,8 @@ _INSERT: dict[str, Callable[[Any], postgresql.Insert | sqlite.Insert]] = {
     "postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _COLUMNS = (*(f.name for f in dataclasses.fields(wire.Event)), "venue_id", "received_at", "hub_t")
 # One statement of one JSON parameter (the rows): its text never changes, so PostgreSQL parses and
-# plans it once per connection, and json.dumps turns the rows into that parameter far faster
-# than a driver adapts one array per column.
+# plans it once per connection, and serializing the rows (``pydantic_core.to_json``) costs far less
+# than the driver adapting one array per column in Python.
 _PG_INSERT = text(
     f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
     "FROM json_populate_recordset(NULL::events, :rows) ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
@@ -129,9 +128,10 @@ def _known(db: Session, gate: Uploader, pass_ids: set[str]) -> list[Any]:
     ids = sorted(pass_ids)
     dialect = db.get_bind().dialect.name
     params = {"ids": ids, "venue": gate.venue_id}
-    if dialect == "postgresql" and psycopg.Pipeline.is_supported():
-        # The lock and the read in one round trip: the server runs them in order, so the read's
-        # snapshot is still taken once the locks are held.
+    if dialect == "postgresql":
+        # The lock and the read in one round trip (psycopg's pipeline; the binary wheel's libpq
+        # has it): the server runs them in order, so the read's snapshot is taken once the locks
+        # are held.
         lock, known = _pg_sql(db.get_bind().dialect)
         driver = db.connection().connection.driver_connection
         assert driver is not None  # (a live connection: the token was just read through it)
@@ -140,8 +140,6 @@ def _known(db: Session, gate: Uploader, pass_ids: set[str]) -> list[Any]:
             cursor = driver.cursor(row_factory=namedtuple_row)
             cursor.execute(known.statement, {**known.parameters, **params})
         return cursor.fetchall()
-    if dialect == "postgresql":
-        db.connection().execute(_PG_LOCK, params)
     return list(db.connection().execute(_KNOWN[dialect], params))
 
 
