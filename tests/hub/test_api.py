@@ -11,7 +11,7 @@ import uuid
 import requests
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from passgate import TrustStore, verify_pass
+from passgate import TrustStore, verify_pass, wire
 from passgate.denylist import LiveDenyList
 from passgate_hub.app import MAX_BODY
 
@@ -109,6 +109,13 @@ def test_openapi_schema_names_every_operation(hub: HubServer) -> None:
     assert set(routes(hub)) == expected
     events = schema["paths"]["/v1/gates/{gate_id}/events"]["post"]
     assert "EventBatch" in events["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    # the upload parses its body itself: its schema, and the event's it refers to, are there all
+    # the same, with the contract's bounds
+    components = schema["components"]["schemas"]
+    batch = components["EventBatch"]["properties"]["events"]
+    assert batch["items"]["$ref"] == "#/components/schemas/Event"
+    assert batch["maxItems"] == wire.MAX_BATCH
+    assert components["Event"]["properties"]["event_id"]["maxLength"] == 64
 
 
 MALFORMED = [
