@@ -65,8 +65,13 @@ _COLUMNS = (*(f.name for f in dataclasses.fields(wire.Event)), "venue_id", "rece
 # plans it once per connection, and serializing the rows (``pydantic_core.to_json``) costs far less
 # than the driver adapting one array per column in Python.
 _PG_INSERT = text(
-    f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
-    "FROM json_populate_recordset(NULL::events, :rows) ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+    f"WITH new AS (INSERT INTO events ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
+    "FROM json_populate_recordset(NULL::events, :rows) ON CONFLICT (event_id) DO NOTHING "
+    "RETURNING event_id, kind, direction) "
+    "SELECT count(*), coalesce(array_agg(event_id) FILTER (WHERE kind = ANY(:kinds) AND direction = :entry), "
+    "'{}') FROM new"
+).bindparams(bindparam("kinds", list(REDEMPTION_KINDS), type_=postgresql.ARRAY(String)),
+             bindparam("entry", _ENTRY))
 # One lock per pass, taken in a fixed order (no deadlock between two batches).
 _PG_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended(p, :venue) AS k "
                 "FROM unnest(CAST(:ids AS text[])) AS p ORDER BY k) AS keys")
@@ -108,10 +113,8 @@ def ingest(db: Session, gate: Uploader, events: Iterable[dict[str, Any]], *,
                               and unshareable(r["pass_id"], r["direction"]) is None})
     rows = _backed(gate, rows, known, out)
     if rows:
-        stored = _store(db, rows)
-        out.stored = len(stored)
-        entered = [r for r in rows if r["event_id"] in stored and r["kind"] in REDEMPTION_KINDS
-                   and r["direction"] == _ENTRY]
+        out.stored, new_entries = _store(db, rows)
+        entered = [r for r in rows if r["event_id"] in new_entries]
         if entered:
             out.alerts = _double_redemptions(db, gate.venue_id, known, rows, entered, now)
         out.acked = [r["event_id"] for r in rows]
@@ -171,17 +174,20 @@ class _Redemption(NamedTuple):
     hub_t: float
 
 
-def _store(db: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the rows that are new (by event id); returns their ids."""
+def _store(db: Session, rows: list[dict[str, Any]]) -> tuple[int, set[str]]:
+    """Insert the rows that are new (by event id); returns how many were, and the ids of the new
+    entry redemptions among them (what double redemptions are checked for)."""
     if db.get_bind().dialect.name == "postgresql":
-        # One statement of one JSON parameter: its text never changes, so it is parsed and
-        # planned once per connection (a multi-row VALUES is a new text for each batch size).
-        return set(db.connection().execute(_PG_INSERT, {"rows": to_json(rows).decode()}).scalars())
+        # One statement, one JSON parameter: its text never changes, so it is parsed and planned
+        # once per connection (a multi-row VALUES is a new text for each batch size), and its
+        # answer is one row, not one per event.
+        stored, entered = db.connection().execute(_PG_INSERT, {"rows": to_json(rows).decode()}).one()
+        return stored, set(entered)
     pos = (db.scalar(select(func.max(Event.seq))) or 0) + 1  # one writer: past every row so far
     stmt = (sqlite.insert(Event).on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(Event.event_id))
-    return set(db.connection().execute(stmt, [{**dict.fromkeys(_COLUMNS), **r, "pos": pos} for r in rows])
-               .scalars())
+            .returning(Event.event_id, Event.kind, Event.direction))
+    new = db.connection().execute(stmt, [{**dict.fromkeys(_COLUMNS), **r, "pos": pos} for r in rows]).all()
+    return len(new), {n.event_id for n in new if n.kind in REDEMPTION_KINDS and n.direction == _ENTRY}
 
 
 def _among(column: Any, values: Sequence[str], dialect: str) -> ColumnElement[bool]:
