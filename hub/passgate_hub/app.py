@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, db, denylists, ops
 from .api import admin, gates
 from .schemas import PARSED_BY_ROUTE
 
+log = logging.getLogger(__name__)
 MAX_BODY = 4 * 1024 * 1024  # a full batch of 1,000 events is ~300 KB
 
 
@@ -53,6 +56,19 @@ def _error(status: int):  # type: ignore[no-untyped-def]
     return handler
 
 
+RETRY_AFTER_S = 5
+
+
+async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+    """503 with Retry-After when the database cannot be reached or cut the connection (a gate
+    tries again at its next round); one line in the log, not a traceback."""
+    cause = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    log.error("%s %s: database unavailable: %s", request.method, request.url.path,
+              cause[0] if cause else type(exc).__name__)
+    return JSONResponse({"detail": "the hub's database is unavailable; try again shortly"},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 naming where and what, without echoing the input: it may be huge, or hold values
     (inf, NaN) JSON cannot carry, which made FastAPI's own handler answer 500."""
@@ -83,7 +99,8 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
     app.state.snapshots = denylists.SnapshotCache()
     app.include_router(gates.router)
     app.include_router(admin.router)
-    handlers: dict[Any, Any] = {RequestValidationError: _invalid, ops.NotFound: _error(404),
+    handlers: dict[Any, Any] = {RequestValidationError: _invalid, OperationalError: _database_unavailable,
+                                ops.NotFound: _error(404),
                                 ops.Conflict: _error(409), ops.Invalid: _error(422),
                                 denylists.DenyListChangeError: _error(409)}
     for exc, handler in handlers.items():

@@ -8,16 +8,19 @@ when another writer got there first; an immediate one waits its turn (``busy_tim
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///passgate-hub.db"
 ENV_URL = "PASSGATE_HUB_DATABASE"
+IDLE_PING_S = 10.0  # a pooled connection idle this long is pinged before use
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -31,7 +34,9 @@ def make_engine(url: str | None = None, *, pool_size: int = 20) -> Engine:
     many connections as the server's worker threads (40) can use at once."""
     url = database_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        _ping_when_idle(engine)
+        return engine
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -48,6 +53,27 @@ def make_engine(url: str | None = None, *, pool_size: int = 20) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it has lain idle for ``IDLE_PING_S``: a
+    server restarted while the hub was quiet is found before a request uses the connection. A
+    busy hub's connections are never idle that long, and a ping before every request is a round
+    trip more for each. A connection cut while in use fails its request (503, see ``app``) and
+    makes the pool replace every connection older than the failure."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        if time.monotonic() - record.info.get("idle_since", -IDLE_PING_S) < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(str(exc)) from exc  # the pool connects afresh
 
 
 def migrate(engine: Engine) -> None:

@@ -74,9 +74,22 @@ class PgCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
+    def restart(self) -> None:
+        """Restart the server (every connection to it is cut), keeping its data."""
+        self._pg_ctl("restart", "-m", "fast", "-w", "-t", "60")
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (``restart`` brings it back)."""
+        self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-l",
+                  str(self.root / "server.log"), *args)
+
     def stop(self) -> None:
-        try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop")
+        try:  # (a server a test left halted has nothing to stop)
+            subprocess.run([*self._as, str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m",
+                            "immediate", "stop"], check=False, capture_output=True, timeout=120)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
