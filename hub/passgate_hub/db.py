@@ -68,7 +68,8 @@ def _ping_when_idle(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
-        if time.monotonic() - record.info.get("idle_since", -IDLE_PING_S) < IDLE_PING_S:
+        idle_since = record.info.get("idle_since")  # None: a new connection, pinged once
+        if idle_since is not None and time.monotonic() - idle_since < IDLE_PING_S:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
