@@ -104,7 +104,15 @@ class Redemptions(derive(wire.RedemptionPage)):  # type: ignore[misc]
 
 
 M = TypeVar("M", bound=BaseModel)
-PARSED_BY_ROUTE: list[type[BaseModel]] = []  # bodies a route parses itself (for OpenAPI)
+PARSED_BY_ROUTE: list[type[BaseModel]] = []  # bodies a route parses itself (``app.Hub.openapi``)
+
+
+def parsed_by_route(model: type[BaseModel]) -> dict[str, Any]:
+    """The ``openapi_extra`` of a route that reads its body with ``parse_body``: the body is
+    ``model``, whose schema the app's OpenAPI then carries."""
+    PARSED_BY_ROUTE.append(model)
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
 def parse_body(model: type[M], body: bytes) -> M:
@@ -116,8 +124,6 @@ def parse_body(model: type[M], body: bytes) -> M:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
                                       for e in exc.errors(include_url=False, include_input=False)]) from None
 
-
-PARSED_BY_ROUTE.append(EventBatch)
 
 
 # --- admin API -----------------------------------------------------------------------------

@@ -20,7 +20,16 @@ from passgate import wire
 from .. import denylists, ingest
 from ..auth import DB, CurrentGate, uploading_gate
 from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
-from ..schemas import Bundle, EventAck, EventBatch, Heartbeat, HeartbeatAck, Redemptions, parse_body
+from ..schemas import (
+    Bundle,
+    EventAck,
+    EventBatch,
+    Heartbeat,
+    HeartbeatAck,
+    Redemptions,
+    parse_body,
+    parsed_by_route,
+)
 
 log = logging.getLogger(__name__)
 _REDEEMED = str(wire.EventKind.REDEEMED)
@@ -110,12 +119,7 @@ def _settings(config: dict[str, Any], zone: str | None) -> wire.GateSettings:
         return wire.GateSettings(zones=[zone] if zone else None)
 
 
-# The body is parsed by ``_upload`` itself (see there); its schema is named here for OpenAPI.
-_BATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": f"#/components/schemas/{EventBatch.__name__}"}}}}}
-
-
-@router.post("/events", response_model=EventAck, openapi_extra=_BATCH_BODY)
+@router.post("/events", response_model=EventAck, openapi_extra=parsed_by_route(EventBatch))
 async def upload_events(*, gate_id: str, request: Request) -> Response:
     """Store a batch of journal events (an ``EventBatch``); re-sending a batch stores nothing
     twice (by event id).
