@@ -133,6 +133,7 @@ def _session(hub: HubSpec) -> requests.Session:
 
 CLOCK_SKEW_WARN_S = 30.0  # beyond this the gate's clock is reported as wrong
 
+
 def _utc(at: float | None) -> datetime | None:
     return datetime.fromtimestamp(at, UTC) if at is not None else None
 

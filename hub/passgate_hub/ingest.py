@@ -165,7 +165,7 @@ def _known_query(dialect: str) -> Any:
             .order_by(Event.seq))
 
 
-_KNOWN = {dialect: _known_query(dialect) for dialect in _INSERT}
+_KNOWN = {dialect: _known_query(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 class _Redemption(NamedTuple):

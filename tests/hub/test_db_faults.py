@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -20,7 +21,7 @@ from .test_api import TIMEOUT, event, gate_client, setup_venue
 
 
 @pytest.fixture
-def cluster() -> PgCluster:
+def cluster() -> Iterator[PgCluster]:
     require_part(bindir() is not None, "PostgreSQL", "apt-get install postgresql")
     own = PgCluster().start()  # its own: the test restarts it under the hub
     yield own
