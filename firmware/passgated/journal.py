@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # A journal row is the contract's event: the same fields, sent as they are.
 EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(wire.Event))
 COUNTED = ("reserved", "committed", "assumed")
-MAX_ENTRIES = wire.bounds(wire.Event, "entries")["le"]
+MAX_ENTRIES = wire.MAX_ENTRIES
 DEFAULT_WRITE_TIMEOUT_S = 0.3  # a grant waits this long at most for its record; then it is refused
 PURGE_CHUNK = 100  # rows a transaction: ~1 ms each on a 1 M-passage journal, so a scan barely waits
 PURGE_PAUSE_S = 0.01  # between chunks, so the control loop's writes go first

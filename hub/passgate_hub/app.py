@@ -62,9 +62,8 @@ RETRY_AFTER_S = 5
 async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
     """503 with Retry-After when the database cannot be reached or cut the connection (a gate
     tries again at its next round); one line in the log, not a traceback."""
-    cause = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
     log.error("%s %s: database unavailable: %s", request.method, request.url.path,
-              cause[0] if cause else type(exc).__name__)
+              db.describe_error(exc, str(request.app.state.engine.url)))
     return JSONResponse({"detail": "the hub's database is unavailable; try again shortly"},
                         status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 

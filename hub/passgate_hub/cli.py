@@ -21,6 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from passgate import wire
@@ -33,8 +34,23 @@ Handler = Callable[[Session, argparse.Namespace], Any]
 Arguments = list[tuple[tuple[str, ...], dict[str, Any]]]
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True))
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (the API's bounds), refused
+    before it reaches the database."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+    parse.__name__ = "number"  # argparse names the type in its message
+    return parse
+
+
+COUNT, ENTRIES = _whole(1, 1_000_000), _whole(1, wire.MAX_ENTRIES)
+CURSOR, LIMIT = _whole(0, 2**62), _whole(1, 10_000)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -180,25 +196,27 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "key-export": (lambda s, a: ops.export_key(s, ops.get_venue(s, a.venue), a.kid),
                    [(("venue",), {}), (("kid",), {"help": "a key id (key list; venue list names the "
                                                           "deny-list key)"})]),
-    "issue": (_issue, [(("venue",), {}), (("--count",), {"type": int, "required": True}),
+    "issue": (_issue, [(("venue",), {}), (("--count",), {"type": COUNT, "required": True}),
                        (("--valid-from",), {"default": "now", "metavar": "TIME",
                                             "help": f"{FORMS} (default: now)"}),
                        (("--valid-until",), {"required": True, "metavar": "TIME", "help": FORMS}),
                        (("--zone",), {"action": "append", "default": []}),
-                       (("--entries",), {"type": int}), (("--product",), {}),
+                       (("--entries",), {"type": ENTRIES, "help": "entries each pass allows "
+                                                                  "(default: unlimited)"}),
+                       (("--product",), {}),
                        (("--reentry",), {"action": "store_true"}),
                        (("--no-record",), {"action": "store_true"}),
                        (("--no-qr",), {"action": "store_true", "help": "CSV only, no PNG files"}),
                        (("--out",), {"required": True, "help": "directory for passes.csv and PNGs"})]),
     "events": (_events, [(("venue",), {}), (("--gate",), {}), (("--kind",), {}),
-                         (("--after",), {"type": int, "default": 0}),
+                         (("--after",), {"type": CURSOR, "default": 0, "help": "the last seq seen"}),
                          (("--since",), {"metavar": "TIME", "help": FORMS}),
                          (("--until",), {"metavar": "TIME", "help": FORMS}),
-                         (("--limit",), {"type": int, "default": 1000})]),
+                         (("--limit",), {"type": LIMIT, "default": 1000})]),
     "counts": (lambda s, a: ops.zone_counts(s, ops.get_venue(s, a.venue)), [(("venue",), {})]),
     "alerts": (lambda s, a: ops.list_alerts(s, ops.get_venue(s, a.venue), after=a.after, limit=a.limit),
-               [(("venue",), {}), (("--after",), {"type": int, "default": 0, "help": "the last id seen"}),
-                (("--limit",), {"type": int, "default": 1000})]),
+               [(("venue",), {}), (("--after",), {"type": CURSOR, "default": 0, "help": "the last id seen"}),
+                (("--limit",), {"type": LIMIT, "default": 1000})]),
 }
 _DENY_ARGS: Arguments = [(("venue",), {}), (("pass_ids",), {"nargs": "*", "help": "pass ids (hex)"}),
                          (("--file",), {"help": "a file of pass ids, one a line"}), (("--reason",), {}),
@@ -208,28 +226,58 @@ COMMANDS["revoke"] = (_deny("revoked", remove=False), _DENY_ARGS)
 COMMANDS["block"] = (_deny("blocked", remove=False), _DENY_ARGS)
 COMMANDS["unblock"] = (_deny("blocked", remove=True), _DENY_ARGS)
 
+# What each command and group does, for --help (tests/hub/test_cli_validation.py: every one has a line).
+HELP = {
+    "serve": "run the hub's HTTP API (migrates the database first)",
+    "migrate": "bring the database schema up to date",
+    "apikey": "admin API keys", "apikey-create": "create an admin API key (printed once)",
+    "venue": "venues", "venue-create": "create a venue (and the key that signs its deny lists)",
+    "venue-list": "venues with their zones and deny-list key id",
+    "zone": "zones of a venue", "zone-create": "add a zone (passes and gates name it)",
+    "gate": "gates of a venue", "gate-create": "add a gate; prints its token, once",
+    "gate-set": "change a gate's zone or settings", "gate-list": "gates: settings, last seen, list "
+                                                                  "versions, backlog, clock skew",
+    "key": "issuer keys of a venue",
+    "key-add": "trust a public key PEM (passes signed elsewhere), or generate a hub-held issuing key",
+    "key-list": "a venue's keys: role, retired_at, revoked_at",
+    "key-retire": "refuse passes a key issues from a time on",
+    "key-revoke": "refuse every pass under a key (it leaked)",
+    "key-rotate": "a new hub-held pass key; the one in use is retired (its passes stay valid)",
+    "key-export": "print a key's public PEM",
+    "issue": "sign passes with the venue's hub-held key: passes.csv (and QR PNGs) in --out",
+    "events": "a venue's events in hub order (page with --after)",
+    "counts": "entries, exits and inside per zone",
+    "alerts": "double redemptions found at ingest (page with --after)",
+    "revoke": "revoke passes: every gate refuses them from its next sync",
+    "block": "block passes: refused until unblocked",
+    "unblock": "lift blocks",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="passgate-hub", description=__doc__.split("\n")[0])
+    summary = __doc__.split("\n")[0].replace("``", "")
+    parser = argparse.ArgumentParser(prog="passgate-hub", description=summary)
     parser.add_argument("--database", help=f"SQLAlchemy URL (default ${db.ENV_URL} or {db.DEFAULT_URL})")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the hub's HTTP API (migrates the database first)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8600)
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (stateless)")
-    serve.add_argument("--log-level", default="info")
+    serve = sub.add_parser("serve", help=HELP["serve"], description=HELP["serve"])
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=_whole(1, 65535), default=8600, help="default: 8600")
+    serve.add_argument("--workers", type=_whole(1, 256), default=1,
+                       help="worker processes (stateless; one more than the cores, README)")
+    serve.add_argument("--log-level", default="info",
+                       choices=("critical", "error", "warning", "info", "debug", "trace"))
     serve.set_defaults(run=None)
-    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=None)
+    sub.add_parser("migrate", help=HELP["migrate"], description=HELP["migrate"]).set_defaults(run=None)
     groups: dict[str, argparse._SubParsersAction] = {}
     for name, (handler, arguments) in COMMANDS.items():
         group, _, action = name.partition("-")
         if action:
             if group not in groups:
-                groups[group] = sub.add_parser(group, help=f"{group} commands").add_subparsers(
-                    dest="action", required=True)
-            command = groups[group].add_parser(action)
+                groups[group] = sub.add_parser(group, help=HELP.get(group), description=HELP.get(group)
+                                               ).add_subparsers(dest="action", required=True)
+            command = groups[group].add_parser(action, help=HELP.get(name), description=HELP.get(name))
         else:
-            command = sub.add_parser(name)
+            command = sub.add_parser(name, help=HELP.get(name), description=HELP.get(name))
         for flags, options in arguments:
             command.add_argument(*flags, **options)
         command.set_defaults(run=handler)
@@ -243,22 +291,29 @@ def main(argv: list[str] | None = None) -> int:
         args.pass_ids += extra  # ids after an option (``revoke arena --external ID``): argparse leaves them
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "serve":
-        return _serve(args)
-    engine = db.make_engine(args.database)
-    db.migrate(engine)
-    if args.command == "migrate":
-        return 0
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
     try:
+        if args.command == "serve":
+            return _serve(args)
+        engine = db.make_engine(args.database)
+        db.migrate(engine)
+        if args.command == "migrate":
+            return 0
         with db.session_factory(engine)() as session:
             result = args.run(session, args)
             session.commit()
+    except SQLAlchemyError as exc:
+        print(f"passgate-hub {command}: {db.describe_error(exc, args.database)}", file=sys.stderr)
+        return 1
     except (ops.NotFound, ops.Conflict, denylists.DenyListChangeError, ValueError, OSError) as exc:
-        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
         print(f"passgate-hub {command}: {exc}", file=sys.stderr)
         return 1
-    if isinstance(result, str):  # a PEM, as it is
-        print(result, end="")
-    else:
-        _print_json(result)
+    try:
+        if isinstance(result, str):  # a PEM, as it is
+            print(result, end="")
+        else:
+            print(json.dumps(result, indent=2, sort_keys=True))
+        sys.stdout.flush()
+    except BrokenPipeError:  # ``passgate-hub events | head``: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///passgate-hub.db"
@@ -27,6 +27,24 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def database_url(url: str | None = None) -> str:
     """The URL given, else ``$PASSGATE_HUB_DATABASE``, else a SQLite file in the working directory."""
     return url or os.environ.get(ENV_URL) or DEFAULT_URL
+
+
+def describe_error(exc: SQLAlchemyError, url: str | None = None) -> str:
+    """Why the database could not be used, in one line (for the CLI and the log): the driver's
+    own first line, never a traceback or the URL's password."""
+    url = database_url(url)
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return f"{url!r} is not a database URL (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)"
+    if isinstance(exc, NoSuchModuleError):
+        return (f"no database driver for {shown} (the hub takes sqlite:///FILE or "
+                "postgresql+psycopg://USER@HOST/DB)")
+    cause = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)
+    first = next((line.strip() for line in cause.splitlines() if line.strip()), type(exc).__name__)
+    if "unable to open database file" in first:
+        first += " (does its directory exist, and may this user write there?)"
+    return f"database {shown}: {first}"
 
 
 def make_engine(url: str | None = None, *, pool_size: int = 20) -> Engine:

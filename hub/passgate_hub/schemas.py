@@ -226,7 +226,7 @@ class IssueIn(Strict):
     valid_from: Finite
     valid_until: Finite
     zones: Annotated[list[Name], Field(max_length=32)] = []
-    entries: Annotated[int, Field(ge=1)] | None = None
+    entries: Annotated[int, Field(ge=1, le=wire.MAX_ENTRIES)] | None = None
     product: Annotated[str, StringConstraints(max_length=64)] | None = None
     reentry: bool = False
     record: bool = True  # keep a record of the issued passes on the hub

@@ -20,7 +20,7 @@ from . import base45, cose
 from .cose import PrivateKey
 from .keys import TrustStore, key_id
 from .reasons import Reason
-from .wire import KeyPurpose
+from .wire import MAX_ENTRIES, KeyPurpose
 
 PREFIX = "PG1:"
 PASS_ID_SIZE = 16
@@ -113,8 +113,8 @@ def issue_pass(
         pass_id = os.urandom(PASS_ID_SIZE)
     if not isinstance(pass_id, bytes) or len(pass_id) != PASS_ID_SIZE:
         raise ValueError(f"pass_id must be {PASS_ID_SIZE} bytes")
-    if entries is not None and (not isinstance(entries, int) or entries < 1):
-        raise ValueError("entries must be a positive integer or None")
+    if entries is not None and (not isinstance(entries, int) or not 1 <= entries <= MAX_ENTRIES):
+        raise ValueError(f"entries must be a whole number from 1 to {MAX_ENTRIES}, or None (unlimited)")
     zone_list = [str(z) for z in zones]
     if any(not z for z in zone_list):
         raise ValueError("zone names must not be empty")

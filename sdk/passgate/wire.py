@@ -60,6 +60,7 @@ PROTOCOL_VERSION = 2
 PROTOCOL_HEADER = "Passgate-Protocol"
 MAX_BATCH = 1000  # events in one upload
 MAX_REDEMPTIONS = 5000  # redemptions in one page
+MAX_ENTRIES = 2**31 - 1  # a pass's entry limit that gates record and the hub stores (a 32-bit column)
 
 
 class ProtocolError(ValueError):
@@ -165,7 +166,7 @@ class Event:
     detail: str | None = limits(max_length=2000, default=None)
     # An admit decision's pass's signed entry limit (protocol 2, optional): lets the hub tell a
     # double redemption of a pass it did not issue.
-    entries: int | None = limits(ge=1, le=2**31 - 1, default=None)
+    entries: int | None = limits(ge=1, le=MAX_ENTRIES, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,7 @@ class Heartbeat:
     t: float = limits()
     version: str | None = limits(max_length=64, default=None)
     protocol: int = limits(ge=1, le=1000, default=1)
-    backlog: int = limits(ge=0, default=0)
+    backlog: int = limits(ge=0, le=2**62, default=0)  # events not sent yet
     state: str | None = limits(max_length=32, default=None)
     lists: dict[str, ListHealth] = limits(max_length=8, factory=dict)
     health: dict[str, Any] = limits(max_length=64, factory=dict)

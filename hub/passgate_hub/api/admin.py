@@ -176,8 +176,10 @@ def denylist_snapshot(*, venue: Name, kind: str, request: Request,
 
 @router.get("/venues/{venue}/events", response_model=list[EventOut])
 def query_events(*, venue: Name, gate_id: Name | None = None, kind: str | None = Query(None, max_length=32),
-                 after: int = Query(0, ge=0, le=2**62), since: float | None = None,
-                 until: float | None = None, limit: int = Query(1000, ge=1, le=10000),
+                 after: int = Query(0, ge=0, le=2**62),
+                 since: float | None = Query(None, allow_inf_nan=False, description="hub time, epoch s"),
+                 until: float | None = Query(None, allow_inf_nan=False, description="hub time, epoch s"),
+                 limit: int = Query(1000, ge=1, le=10000),
                  db: DB) -> list[EventOut]:
     """Events in hub order; page with ``after`` = the last ``seq`` received."""
     rows = ops.query_events(db, ops.get_venue(db, venue), gate_id=gate_id, kind=kind, after=after,
