@@ -1,18 +1,15 @@
 """``passgate-hub`` says what went wrong in one line (exit 1), never a traceback: a database it
-cannot open or reach, a number out of range, a reader that stopped reading; and its --help names
-every command in plain text."""
+cannot open or reach, a number out of range, a reader that stopped reading (every command's
+--help: ``tests/test_cli_help.py``)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from passgate_hub import cli
 
 from .pgcluster import free_port
 
@@ -68,27 +65,3 @@ def test_numbers_out_of_range_are_refused_before_the_database(tmp_path: Path, ar
     done = hub("--database", f"sqlite:///{tmp_path / 'hub.db'}", *argv, cwd=tmp_path)
     assert done.returncode == 2 and says in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
-
-
-Command = tuple[str, str | None, argparse.ArgumentParser]
-
-
-def _commands(parser: argparse.ArgumentParser, path: str = "") -> list[Command]:
-    """Every command and group under ``parser``: (name, its help line, its own parser)."""
-    found: list[Command] = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            helps = {choice.dest: choice.help for choice in action._choices_actions}
-            for name, sub in action.choices.items():
-                found.append((f"{path}{name}", helps.get(name), sub))
-                found += _commands(sub, f"{path}{name} ")
-    return found
-
-
-def test_every_command_has_plain_help() -> None:
-    parser = cli.build_parser()
-    commands = _commands(parser)
-    assert {"serve", "issue", "gate create", "key rotate", "revoke"} <= {name for name, _, _ in commands}
-    assert [name for name, line, _ in commands if not line] == []
-    for text in [parser.format_help()] + [sub.format_help() for _, _, sub in commands]:
-        assert "``" not in text
