@@ -5,15 +5,12 @@ traceback (``-v`` logs the traceback of an unexpected one)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +23,9 @@ from .journal import JournalError
 from .policy import Direction
 
 log = logging.getLogger("passgated")
+
+DEFAULT_CONTROL_SOCKET = "/run/passgate/control.sock"
+"""Where the packaged gate listens (packaging/gate.toml, systemd's RuntimeDirectory=passgate)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,10 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("reset", "operator reset after an emergency (loop must be closed)"),
                            ("maintenance", "maintenance mode: free, locked or off")):
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=f"{helptext}; as root, the gate's user or a member of its "
+                                      "control socket's group")
         if name == "maintenance":
             p.add_argument("mode", choices=("free", "locked", "off"))
-        p.add_argument("--url", default="http://127.0.0.1:8080", help="the gate's local display server")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--socket", metavar="PATH",
+                           help=f"the gate's control socket (default {DEFAULT_CONTROL_SOCKET})")
+        where.add_argument("--config", metavar="FILE", help="take the control socket from this gate.toml")
         p.set_defaults(run=cmd_control)
     return parser
 
@@ -311,24 +315,34 @@ def cmd_journal(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    body: dict[str, object] = {}
+    """One command over the gate's control socket; exit 1 when it did not take or this user has no
+    access (the reason on one line), 2 when no gate listens there."""
+    from .control import Command, ControlDenied, ControlRefused, ControlRequest, send
+    from .layout import GateLayout
+    from .machine import MaintenanceMode
+
+    if args.config:
+        path = GateLayout.from_config(load_config(args.config)).control_socket
+    else:
+        path = Path(args.socket or DEFAULT_CONTROL_SOCKET)
     if args.command == "maintenance":
-        body["mode"] = None if args.mode == "off" else args.mode
-    request = urllib.request.Request(
-        f"{args.url.rstrip('/')}/control/{args.command}", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
+        mode = None if args.mode == "off" else MaintenanceMode(args.mode)
+        request = ControlRequest(Command.MAINTENANCE, mode)
+    else:
+        request = ControlRequest(Command.RESET)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            print(response.read().decode())
-    except urllib.error.HTTPError as exc:
-        text = exc.read().decode(errors="replace")[:300]
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            text = str(json.loads(text)["error"])
-        print(f"passgated {args.command}: did not take: {text} (HTTP {exc.code})", file=sys.stderr)
+        answer = send(path, request)
+    except ControlDenied as denied:
+        print(f"passgated {args.command}: refused: {denied} (run as root or the gate's user, or join "
+              "the socket's group)", file=sys.stderr)
         return 1
-    except urllib.error.URLError as exc:
-        raise ValueError(f"{args.url}: gate not reachable ({exc.reason})") from None
+    except ControlRefused as refused:
+        print(f"passgated {args.command}: did not take: {refused}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise ValueError(f"{path}: no gate is listening there (is passgated running? --socket or "
+                         "--config names another gate)") from None
+    print(json.dumps(answer))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -112,7 +113,8 @@ class GateConfig:
     retention_days: float
     journal_write_timeout_s: float
     display_listen: str | None
-    control_from: tuple[str, ...]
+    display_hosts: tuple[str, ...]  # names besides its addresses the display answers to (Host)
+    control_socket: Path | None  # None: control.sock beside the journal (passgated.layout)
     hub: HubSpec | None
     given: frozenset[str] = frozenset()  # the keys set in the file or on the command line ("gate.zones")
 
@@ -126,9 +128,14 @@ SECTIONS = {
     "timing": {"relay_pulse_ms", "passage_timeout_ms", "refusal_display_ms", "glitch_filter_ms"},
     "policy": {"anti_passback", "anti_passback_minutes", "skew_seconds", "commit_at_grant"},
     "journal": {"path", "retention_days", "write_timeout_ms"},
-    "display": {"listen", "control_from"},
+    "display": {"listen", "hosts", "control_from"},
+    "control": {"socket"},
     "hub": {"url", "token", "ca_bundle", "interval_seconds"},
 }
+
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any) -> Any:
@@ -354,14 +361,16 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         listen = "127.0.0.1:8080"
     if listen:
         check_listen(listen, "display.listen")
-    control_from = tuple(_get(display, "control_from", list, "display", ["127.0.0.1", "::1"]))
-    for address in control_from:
-        try:
-            if not isinstance(address, str):
-                raise TypeError
-            ipaddress.ip_network(address, strict=False)
-        except (TypeError, ValueError):
-            raise ConfigError(f"display.control_from: {address!r} is not an address or network") from None
+    if "control_from" in display:  # an address is no credential: control moved to a Unix socket
+        raise ConfigError("display.control_from: control is no longer served over HTTP; remove this key "
+                          "(operators use 'passgated reset|maintenance' through [control] socket)")
+    hosts = tuple(_get(display, "hosts", list, "display", []))
+    for name in hosts:
+        if not isinstance(name, str) or not _HOSTNAME.fullmatch(name):
+            raise ConfigError(f"display.hosts: {name!r} is not a host name")
+    socket_path = _get(sections["control"], "socket", str, "control", None)
+    if socket_path is not None and not socket_path:
+        raise ConfigError("control.socket: must be a path")
 
     return GateConfig(
         gate_id=_get(gate, "id", str, "gate", "gate-1"),
@@ -410,7 +419,8 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
             _get(journal, "write_timeout_ms", (int, float), "journal", DEFAULT_WRITE_TIMEOUT_S * 1000),
             20, 5000, "journal.write_timeout_ms", " ms") / 1000,
         display_listen=listen or None,
-        control_from=control_from,
+        display_hosts=tuple(dict.fromkeys(name.lower() for name in hosts)),
+        control_socket=path_of(socket_path),
         hub=hub,
         given=frozenset(f"{name}.{key}" for name, table in sections.items() for key in table),
     )

@@ -4,8 +4,13 @@ One small HTTP server on the gate (loopback unless the config says otherwise):
 
 - ``/`` a full-screen page for the monitor beside the gate (ADMIT / REFUSED and why, live over SSE);
 - ``/events`` the server-sent event stream that page reads;
-- ``/status`` the daemon's status dict as JSON; ``/metrics`` Prometheus text;
-- ``POST /control/<command>`` hands a JSON body to the daemon's ``control`` callback.
+- ``/status`` the daemon's status dict as JSON; ``/metrics`` Prometheus text.
+
+Nothing here changes the gate: operators control it through a Unix socket (``passgated.control``),
+because an address is no credential. Every request must name the gate in its Host header (one of
+its addresses, localhost, or a name from ``[display] hosts``): a web page whose own name was
+re-pointed at the gate (DNS rebinding) is refused, so it cannot read what a guard sees. Pass ids are
+never among what the daemon hands this server.
 
 The gate's control loop calls :meth:`GuardDisplay.publish` on its hot path, so publishing only appends
 to per-client bounded queues: a slow or stuck monitor loses old events, never delays a turnstile.
@@ -23,7 +28,6 @@ import ipaddress
 import itertools
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -40,7 +44,7 @@ from prometheus_client.exposition import generate_latest
 
 from passgate import Reason
 
-__all__ = ["STATES", "ControlRefused", "GateMetrics", "GuardDisplay"]
+__all__ = ["ROUTES", "STATES", "GateMetrics", "GuardDisplay"]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,6 @@ STATES: tuple[str, ...] = (
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """Scan-to-decision seconds: verification takes about a millisecond, anything near a second is felt."""
 
-MAX_BODY = 64 * 1024
-"""Largest control request body; control commands are a few fields, so more is a mistake or abuse."""
-
 MAX_STREAMS = 32
 """Open /events streams at once; each holds a thread, and a gate has one or two monitors."""
 
@@ -77,13 +78,13 @@ RETRY_MS = 1000
 REQUEST_TIMEOUT_S = 10.0
 """Socket timeout for every connection: a client that stalls while sending or receiving is dropped."""
 
-_COMMAND = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _REASON_CODES = frozenset(reason.value for reason in Reason)
-_GET_PATHS = frozenset({"/", "/events", "/status", "/metrics"})
 
+ROUTES: dict[str, str] = {"/": "page", "/events": "events", "/status": "status", "/metrics": "metrics"}
+"""Every path the server answers (GET), and the handler method (``_get_<name>``) that serves it."""
 
-class ControlRefused(Exception):
-    """A control command that was understood but did not take (answered 409 with the reason)."""
+CONTROL_MOVED = ("control is not served over HTTP: run 'passgated reset' or 'passgated maintenance' "
+                 "on the gate (it uses the gate's control socket)")
 
 
 class GateMetrics:
@@ -182,15 +183,14 @@ class _Server6(_Server):
 
 
 class GuardDisplay:
-    """HTTP server: / (guard page), /events (SSE), /status (JSON), /metrics, POST /control/<command>.
+    """HTTP server: / (guard page), /events (SSE), /status (JSON), /metrics (see ``ROUTES``).
 
-    ``status`` and ``control`` are the daemon's callbacks; they run on the server's request threads.
-    ``control_from`` lists the client addresses or networks allowed to POST to /control (loopback by
-    default, because control can hold the gate open). ``port=0`` picks a free port (see :attr:`url`).
-    The socket is bound here, so a port in use fails at construction; used as a context manager the
-    display is started on entry and closed on exit.
+    ``status`` is the daemon's callback; it runs on the server's request threads. ``hosts`` are the
+    names, besides its addresses and localhost, a request may call the gate by in its Host header.
+    ``port=0`` picks a free port (see :attr:`url`). The socket is bound here, so a port in use fails
+    at construction; used as a context manager the display is started on entry and closed on exit.
 
-        with GuardDisplay(status=daemon.status, metrics=metrics, control=daemon.control) as display:
+        with GuardDisplay(status=daemon.status, metrics=metrics) as display:
             display.publish({"kind": "state", "state": "IDLE", "text": "Ready", "t": time.time()})
     """
 
@@ -199,15 +199,13 @@ class GuardDisplay:
         *,
         status: Callable[[], dict],
         metrics: GateMetrics,
-        control: Callable[[str, dict], dict] | None = None,
         host: str = "127.0.0.1",
         port: int = 8080,
-        control_from: Sequence[str] = ("127.0.0.1", "::1"),
+        hosts: Sequence[str] = (),
     ) -> None:
         self._status = status
         self._metrics = metrics
-        self._control = control
-        self._control_from = [ipaddress.ip_network(a, strict=False) for a in control_from]
+        self._hosts = frozenset(name.lower().rstrip(".") for name in hosts)
         self._page_html = resources.files(__package__).joinpath("guard_page.html").read_bytes()
         self._lock = threading.Condition()
         self._streams: set[_Stream] = set()
@@ -314,11 +312,19 @@ class GuardDisplay:
             self._streams.discard(stream)
             self._lock.notify_all()
 
-    def _control_allowed(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # a dual-stack socket's IPv4 client
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self._control_from)
+    def _host_allowed(self, host_header: str | None, local_address: str) -> bool:
+        """Whether a Host header names this gate: localhost, a configured name, a loopback address
+        or the address the client reached the gate on (a rebound page sends its own name)."""
+        if not host_header:
+            return False
+        try:
+            host = (urlsplit(f"//{host_header}").hostname or "").rstrip(".")
+        except ValueError:  # "[::1" and the like
+            return False
+        if host == "localhost" or host in self._hosts:
+            return True
+        address = _ip(host)
+        return address is not None and (address.is_loopback or address == _ip(local_address))
 
 
 class _HTTPError(Exception):
@@ -343,8 +349,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch(self._route_post)
 
     def _dispatch(self, route: Callable[[str], None]) -> None:
-        """Run a route; its checks raise _HTTPError, and a client that went away is no error."""
+        """Check Host, then run a route; checks raise _HTTPError, and a client that went away is no error."""
         try:
+            local_address = str(self.connection.getsockname()[0])
+            hosts = self.headers.get_all("Host") or []
+            host = hosts[0] if len(hosts) == 1 else None  # none, or two that may disagree
+            if not self.server.display._host_allowed(host, local_address):
+                raise _HTTPError(HTTPStatus.FORBIDDEN, "Host does not name this gate: use its address, "
+                                                       "localhost or a name in [display] hosts")
             route(urlsplit(self.path).path)
         except _HTTPError as error:
             self._send_json(error.status, {"error": error.message})
@@ -352,22 +364,19 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _route_get(self, path: str) -> None:
-        routes = {"/": self._get_page, "/events": self._get_events, "/status": self._get_status,
-                  "/metrics": self._get_metrics}
-        if path in routes:
-            routes[path]()
+        if path in ROUTES:
+            getattr(self, f"_get_{ROUTES[path]}")()
         elif path.startswith("/control/"):
-            raise _HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "control takes POST")
+            raise _HTTPError(HTTPStatus.FORBIDDEN, CONTROL_MOVED)
         else:
             raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
 
     def _route_post(self, path: str) -> None:
         if path.startswith("/control/"):
-            self._post_control(path.removeprefix("/control/"))
-        elif path in _GET_PATHS:
+            raise _HTTPError(HTTPStatus.FORBIDDEN, CONTROL_MOVED)
+        if path in ROUTES:
             raise _HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes GET")
-        else:
-            raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
+        raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by the stdlib's request parsing (bad request line, headers) answer JSON too."""
@@ -426,52 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             display._close_stream(stream)
 
-    def _post_control(self, command: str) -> None:
-        display = self.server.display
-        if display._control is None:
-            raise _HTTPError(HTTPStatus.NOT_FOUND, "control is not enabled on this gate")
-        if not display._control_allowed(self.client_address[0]):
-            raise _HTTPError(HTTPStatus.FORBIDDEN, "control is not allowed from this address")
-        if not _host_is_address(self.headers.get("Host", "")):
-            # A web page whose name was re-pointed at this gate (DNS rebinding) sends its own name here.
-            raise _HTTPError(HTTPStatus.FORBIDDEN, "Host must be an address or localhost")
-        if not _COMMAND.fullmatch(command):
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "malformed command")
-        body = self._read_json_object()
-        try:
-            result = display._control(command, body)
-        except ValueError as error:
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
-        except ControlRefused as refused:
-            raise _HTTPError(HTTPStatus.CONFLICT, str(refused)) from None
-        except Exception:
-            log.exception("guard display: control(%r) failed", command)
-            raise _HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR, "control failed; see the gate's log") from None
-        self._send_json(HTTPStatus.OK, result)
-
     # Helpers.
-
-    def _read_json_object(self) -> dict:
-        """The request's JSON object body; JSON only, so a cross-site form cannot post without a preflight."""
-        content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if content_type != "application/json":
-            raise _HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
-        length_text = self.headers.get("Content-Length", "0")
-        if not length_text.isdigit():
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "Content-Length must be a number")
-        length = int(length_text)
-        if length > MAX_BODY:
-            raise _HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is limited to {MAX_BODY} bytes")
-        raw = self.rfile.read(length)
-        if len(raw) < length:
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length")
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except (UnicodeDecodeError, ValueError):
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
-        return body
 
     def _send_json(self, status: HTTPStatus, payload: Any) -> None:
         body = json.dumps(payload, default=str).encode()
@@ -492,14 +456,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-
-def _host_is_address(host_header: str) -> bool:
-    """True when a Host header names an IP address or localhost rather than a DNS name."""
-    host = urlsplit(f"//{host_header}").hostname or ""
-    if host == "localhost":
-        return True
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address (zone dropped, a dual-stack socket's IPv4-mapped form unwrapped), or None."""
     try:
-        ipaddress.ip_address(host)
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
-        return False
-    return True
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address

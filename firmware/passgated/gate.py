@@ -1,6 +1,6 @@
 """A gate assembled from its config: scanner sources, verification, policy, state machine, pins,
-journal, deny lists, guard display, hub sync and the workers that keep them, around one control
-loop (``passgated.loop``) that owns the state.
+journal, deny lists, guard display, control socket, hub sync and the workers that keep them, around
+one control loop (``passgated.loop``) that owns the state.
 
 Data flows one way: scan → pass → decision → record → actuation → sync. ``start()`` boots with
 every output safe and every input read, then starts the threads and tells systemd READY; ``stop()``
@@ -23,8 +23,9 @@ from passgate.scanners import Scan, ScannerSource, open_scanner
 
 from . import droplists, settings
 from .config import ExitMode, GateConfig
+from .control import Command, ControlRefused, ControlRequest, ControlServer, parse_request
 from .denylists import DenyLists, kinds_in_use
-from .display import ControlRefused, GateMetrics, GuardDisplay
+from .display import GateMetrics, GuardDisplay
 from .effects import Effects
 from .io import GateIO, make_pin_factory
 from .journal import JournalError, open_journal
@@ -35,7 +36,6 @@ from .machine import (
     GateMachine,
     Health,
     Maintenance,
-    MaintenanceMode,
     ResetRequested,
     State,
     journal_fault,
@@ -133,8 +133,8 @@ class Gate:
         self.display: GuardDisplay | None = None
         if display and config.display_listen:
             host, port = config.display_listen.rsplit(":", 1)
-            self.display = GuardDisplay(status=self.status, metrics=self.metrics, control=self.control,
-                                        host=host, port=int(port), control_from=config.control_from)
+            self.display = GuardDisplay(status=self.status, metrics=self.metrics, host=host, port=int(port),
+                                        hosts=config.display_hosts)
         self.effects = Effects(self.journal, self.io, announce=self._announce, show=self._show,
                                wall=clock.wall, passed=lambda direction: self.answers.passed(direction,
                                                                                              clock.wall()))
@@ -143,6 +143,7 @@ class Gate:
         self.loop = ControlLoop(self.machine, self.effects, decide=self._decide, health=self._health,
                                 clock=clock)
         self.sync: Any = None
+        self.control_server: ControlServer | None = None
         self.upkeep = JournalUpkeep(self.journal, retention_days=config.retention_days,
                                     keep_unsent=config.hub is not None,
                                     damaged_marker=self.layout.journal_damaged_marker, clock=clock.wall)
@@ -154,6 +155,13 @@ class Gate:
         self._source_threads: list[threading.Thread] = []
         self._stopped = threading.Event()
         self.started_wall = clock.wall()
+        try:
+            self.control_server = ControlServer(self.layout.control_socket, self.run_command)
+        except OSError:  # e.g. an unsafe directory: the gate does not start, and holds nothing open
+            if self.display is not None:
+                self.display.close()
+            self.journal.close()
+            raise
         self.metrics.registry.register(StatusCollector(self))  # last: it reads all of the above
 
     # -- set-up -------------------------------------------------------------------------------
@@ -172,6 +180,9 @@ class Gate:
         if self.display is not None:
             self.display.start()
             log.info("guard display on %s", self.display.url)
+        if self.control_server is not None:
+            self.control_server.start()
+            log.info("control socket %s", self.control_server.path)
         if self.config.hub is not None:
             self._start_sync()
         self.workers[0].start()  # journal upkeep: its check and purge run at once, after boot
@@ -233,28 +244,26 @@ class Gate:
     def submit_scan(self, scan: Scan, direction: Direction = Direction.ENTRY) -> None:
         self.loop.submit_scan(scan, direction)
 
-    def control(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Operator commands from the display server (loopback only by default). Raises
-        ``ControlRefused`` when the command did not take, saying why."""
+    def control(self, command: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``run_command`` for a command spelled as on the control socket (``"maintenance",
+        {"mode": "free"}``); raises ``ControlError`` for a malformed one."""
+        return self.run_command(parse_request({**(body or {}), "command": command}))
+
+    def run_command(self, request: ControlRequest) -> dict[str, Any]:
+        """An operator's command, from the control socket: handled by the control loop in order.
+        Raises ``ControlRefused`` when the command did not take, saying why."""
         try:
-            if command == "reset":
+            if request.command is Command.RESET:
                 state = self.loop.call(ResetRequested())
                 if state is State.EMERGENCY:
                     why = ("the fire loop is still open: close it, then reset"
                            if not self.machine.fire_loop_closed else "the reset did not take")
                     raise ControlRefused(f"still in EMERGENCY: {why}")
-            elif command == "maintenance":
-                raw = body.get("mode")
-                try:
-                    mode = None if raw is None else MaintenanceMode(raw)
-                except ValueError:
-                    raise ValueError("mode must be 'free', 'locked' or null") from None
-                state = self.loop.call(Maintenance(mode))
             else:
-                raise ValueError(f"unknown command {command!r}")
+                state = self.loop.call(Maintenance(request.mode))
         except TimeoutError as exc:
             raise ControlRefused(str(exc)) from None
-        return {"ok": True, "command": command, "state": str(state)}
+        return {"ok": True, "command": str(request.command), "state": str(state)}
 
     # -- the control loop's callbacks (its thread) --------------------------------------------
     def _decide(self, scan: Scan, direction: Direction) -> Decision:
@@ -308,7 +317,8 @@ class Gate:
         if self.display is not None:
             self.display.publish(event)
         if self.on_decision is not None:
-            self.on_decision({"t": t, "pass_id": event["pass_id"], "direction": event["direction"],
+            pass_id = decision.pass_id.hex() if decision.pass_id else None  # the caller's own output
+            self.on_decision({"t": t, "pass_id": pass_id, "direction": event["direction"],
                               "decision": decision.verdict, "reason": event["reason"],
                               "text": decision.text, "guard_check": decision.guard_check,
                               "latency_ms": round(latency_ms, 3)})
@@ -351,6 +361,8 @@ class Gate:
         self.upkeep.close()
         if self.display is not None:
             self.display.close()
+        if self.control_server is not None:
+            self.control_server.close()
         self.io.safe(keep_release=self.machine.state is State.EMERGENCY)
         self.io.close()
         self.journal.close()

@@ -11,6 +11,7 @@
       hub-trust/                pass issuers' keys the hub sends (the sync client owns it)
       hub-list-trust/           the keys the hub signs deny lists with (to rebuild a damaged list)
       hub-settings.json         the settings the hub manages for this gate, as last received
+      control.sock              operator control (mode 0660) unless [control] socket says where
       lists/                    deny lists when a hub supplies them and [denylist] dir is not set
     <lists>/                    [denylist] dir
       revoked.pgdl, blocked.pgdl   the gate's local copies (checksummed, verified when they arrived)
@@ -70,6 +71,7 @@ class GateLayout:
     trust_dir: Path | None
     journal: Path
     lists: ListsLayout | None
+    control: Path | None = None  # [control] socket, when the config names one
 
     @classmethod
     def from_config(cls, config: GateConfig) -> GateLayout:
@@ -77,11 +79,17 @@ class GateLayout:
         if lists_root is None and config.hub is not None:
             lists_root = config.journal_path.parent / "lists"
         return cls(trust_dir=config.trust_dir, journal=config.journal_path,
-                   lists=ListsLayout(lists_root) if lists_root is not None else None)
+                   lists=ListsLayout(lists_root) if lists_root is not None else None,
+                   control=config.control_socket)
 
     @property
     def state_dir(self) -> Path:
         return self.journal.parent
+
+    @property
+    def control_socket(self) -> Path:
+        """The Unix socket operators control the gate through (``passgated.control``)."""
+        return self.control if self.control is not None else self.state_dir / "control.sock"
 
     @property
     def hub_trust_dir(self) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import threading
 import time
@@ -203,8 +202,6 @@ def decision_line(record: dict[str, Any]) -> str:
 
 
 def default_journal() -> Path:
-    """A throwaway journal for a quick simulation without a config file."""
-    fd, path = tempfile.mkstemp(prefix="passgate-sim-", suffix=".db")
-    os.close(fd)
-    os.unlink(path)
-    return Path(path)
+    """A throwaway journal for a quick simulation without a config file, in a directory of its own
+    (private, so the control socket beside it may live there too)."""
+    return Path(tempfile.mkdtemp(prefix="passgate-sim-")) / "journal.db"

@@ -43,12 +43,13 @@ class Answers:
         self.passages[direction] += 1
 
     def add(self, decision: Decision, t: float) -> dict[str, Any]:
-        """Count one answer; returns the event the guard page shows."""
+        """Count one answer; returns the event the guard page shows. It carries no pass id: the
+        guard page, /status and /events are readable by whoever reaches the display, and a guard
+        needs the answer, not who it was for."""
         event = {
             "kind": "decision", "decision": decision.verdict, "reason": str(decision.reason),
             "text": decision.text, "detail": decision.detail, "direction": str(decision.direction),
-            "pass_id": decision.pass_id.hex() if decision.pass_id else None, "t": t,
-            "guard_check": decision.guard_check,
+            "t": t, "guard_check": decision.guard_check,
         }
         self._today(t)
         self.counts[str(decision.reason)] += 1
@@ -62,6 +63,9 @@ def _workers(gate: Gate) -> list[dict[str, Any]]:
     if gate.display is not None:
         workers.append({"name": "guard-display", "alive": gate.display.alive(),
                         "failures": gate.display.failures})
+    if gate.control_server is not None:
+        workers.append({"name": "control-socket", "alive": gate.control_server.alive(),
+                        "failures": gate.control_server.failures})
     if gate.sync is not None:
         sync = gate.sync
         workers.append({"name": "hub-sync", "alive": sync.alive(), "failures": sync.crashes,

@@ -63,8 +63,8 @@ def test_check_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["check-config", "/nonexistent.toml"], ["run", "--config", "/nope"],
-                                  ["simulate", "--trust", "/nonexistent"], ["reset", "--url",
-                                                                             "http://127.0.0.1:9"]])
+                                  ["simulate", "--trust", "/nonexistent"],
+                                  ["reset", "--socket", "/nonexistent/control.sock"]])
 def test_errors_are_one_line_exit_2(args: list[str]) -> None:
     result = passgated(*args, stdin="")
     assert result.returncode == 2
@@ -78,7 +78,8 @@ def test_errors_are_one_line_exit_2(args: list[str]) -> None:
     ('[[scanner]]\nsource = "serial:socket://127.0.0.1:80900"\n', "scanner[0].source"),
     ("[timing]\nrelay_pulse_ms = 300000000\n", "timing.relay_pulse_ms"),
     ('[display]\nlisten = "127.0.0.1:99999"\n', "display.listen"),
-    ('[display]\ncontrol_from = ["everyone"]\n', "display.control_from"),
+    ('[display]\ncontrol_from = ["127.0.0.1"]\n', "display.control_from"),  # control left HTTP
+    ('[display]\nhosts = ["gate 3"]\n', "display.hosts"),
     ("[journal]\nwrite_timeout_ms = 50000\n", "journal.write_timeout_ms"),
     ('[denylist]\nlists = ["revoked", "banned"]\n', "denylist.lists"),
     ('[hub]\nurl = "ftp://hub"\ntoken = "x"\n', "hub.url"),
@@ -143,7 +144,8 @@ def test_simulate_decides_every_line_of_a_file(tmp_path: Path) -> None:
 
 
 def test_reset_that_does_not_take_exits_non_zero(tmp_path: Path) -> None:
-    """``passgated reset`` against a gate whose fire loop is still open says so and exits 1."""
+    """``passgated reset`` against a gate whose fire loop is still open says so and exits 1; both
+    commands reach the running daemon through its control socket."""
     import re
     import time
 
@@ -157,20 +159,20 @@ def test_reset_that_does_not_take_exits_non_zero(tmp_path: Path) -> None:
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     try:
-        url = None
+        socket_path = None
         assert child.stdout is not None
         for line in child.stdout:
-            found = re.search(r"guard display on (http://\S+)", line)
+            found = re.search(r"control socket (\S+)", line)
             if found:
-                url = found.group(1)
+                socket_path = found.group(1)
             if "ready: state" in line:
                 assert "EMERGENCY" in line
                 break
-        assert url is not None
-        result = passgated("reset", "--url", url)
+        assert socket_path == str(tmp_path / "control.sock")  # beside the journal by default
+        result = passgated("reset", "--socket", socket_path)
         assert result.returncode == 1
         assert "fire loop is still open" in result.stderr and "Traceback" not in result.stderr
-        locked = passgated("maintenance", "locked", "--url", url)
+        locked = passgated("maintenance", "locked", "--config", str(config))  # the socket from the config
         assert locked.returncode == 0 and '"state": "EMERGENCY"' in locked.stdout
     finally:
         child.terminate()

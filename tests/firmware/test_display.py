@@ -1,4 +1,5 @@
-"""The guard display's HTTP interface over real loopback HTTP: /status, /metrics, /events, /control."""
+"""The guard display's HTTP interface over real loopback HTTP: /status, /metrics, /events, the Host
+check on every route, and no control over HTTP."""
 
 from __future__ import annotations
 
@@ -17,34 +18,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from passgate import Reason
-from passgated.display import MAX_BODY, QUEUE_LENGTH, STATES, GateMetrics, GuardDisplay
+from passgated.display import QUEUE_LENGTH, ROUTES, STATES, GateMetrics, GuardDisplay
 
 TIMEOUT_S = 10.0
 
 
-class Control:
-    """The daemon's control callback: records calls; ``reject`` makes it refuse like unknown commands."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-
-    def __call__(self, command: str, body: dict) -> dict:
-        if command == "reject":
-            raise ValueError("unknown command: reject")
-        if command == "crash":
-            raise RuntimeError("bug in the daemon")
-        self.calls.append((command, body))
-        return {"ok": True, "command": command}
-
-
 @pytest.fixture
-def control() -> Control:
-    return Control()
-
-
-@pytest.fixture
-def display(make_display: Callable[..., GuardDisplay], control: Control) -> GuardDisplay:
-    return make_display(control=control)
+def display(make_display: Callable[..., GuardDisplay]) -> GuardDisplay:
+    return make_display()
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -325,74 +306,84 @@ def test_context_manager_serves_then_stops(metrics: GateMetrics) -> None:
         get(url + "/status")
 
 
-# POST /control/<command>
+# No control over HTTP
 
 
-def test_control_passes_the_json_body_and_returns_the_answer(display: GuardDisplay, control: Control) -> None:
-    code, answer = post(display.url + "/control/maintenance", b'{"mode": "free", "minutes": 5}')
-    assert (code, answer) == (200, {"ok": True, "command": "maintenance"})
-    assert control.calls == [("maintenance", {"mode": "free", "minutes": 5})]
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_control_over_http_is_refused_with_a_pointer_to_the_cli(display: GuardDisplay, method: str) -> None:
+    request = urllib.request.Request(display.url + "/control/maintenance", data=b'{"mode": "free"}',
+                                     method=method, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    with refused.value as error:
+        assert error.code == 403
+        assert "passgated maintenance" in json.loads(error.read())["error"]
 
 
-def test_control_with_an_empty_body_gets_an_empty_dict(display: GuardDisplay, control: Control) -> None:
-    assert post(display.url + "/control/resync", b"")[0] == 200
-    assert control.calls == [("resync", {})]
+@pytest.mark.parametrize(("path", "status"), [("/status", 405), ("/events", 405), ("/nope", 404)])
+def test_other_posts_are_json_errors(display: GuardDisplay, path: str, status: int) -> None:
+    code, answer = post(display.url + path, b"{}")
+    assert code == status and set(answer) == {"error"}
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "content_type", "status"),
-    [
-        ("/control/reject", b"{}", "application/json", 400),  # control raised ValueError
-        ("/control/mode", b"{not json", "application/json", 400),
-        ("/control/mode", b"\xff\xfe", "application/json", 400),
-        ("/control/mode", b"[1, 2]", "application/json", 400),
-        ("/control/Mode%20X", b"{}", "application/json", 400),
-        ("/control/mode", b"{}", "text/plain", 415),  # a cross-site form could send this without asking
-        ("/control/crash", b"{}", "application/json", 500),  # a daemon bug: logged, no traceback sent
-        ("/status", b"{}", "application/json", 405),
-        ("/nope", b"{}", "application/json", 404),
-    ],
-)
-def test_control_refusals_are_json(
-    display: GuardDisplay, control: Control, path: str, body: bytes, content_type: str, status: int
+# Host: a page whose own name was re-pointed at the gate (DNS rebinding) must read nothing
+
+
+def request_with_host(url: str, method: str, path: str, host: str | None) -> bytes:
+    """The raw answer to a request carrying ``host`` as its Host header (None: no Host at all)."""
+    header = f"Host: {host}\r\n" if host is not None else ""
+    return raw_request(url, f"{method} {path} HTTP/1.1\r\n{header}Connection: close\r\n\r\n".encode())
+
+
+FOREIGN_HOSTS = ["attacker.example", "attacker.example:8080", "127.0.0.1.attacker.example",
+                 "192.0.2.7", "[2001:db8::1]:80", "", "[::1", None]
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_foreign_host_gets_403_on_every_route(
+    display: GuardDisplay, metrics: GateMetrics, host: str | None, method: str
 ) -> None:
-    code, answer = post(display.url + path, body, content_type)
-    assert code == status
-    assert set(answer) == {"error"}
-    assert "Traceback" not in answer["error"]
-    assert control.calls == []
+    """Every route the server knows (and any other path) answers 403 before anything else."""
+    display.publish(decision(1))
+    metrics.observe_decision("admit", "admit", "entry", 0.001)
+    for path in [*ROUTES, "/control/reset", "/nope"]:
+        answer = request_with_host(display.url, method, path, host)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ", 2)[1] == b"403", (path, host, head)
+        assert json.loads(body) == {"error": "Host does not name this gate: use its address, localhost or "
+                                             "a name in [display] hosts"}
+        assert b"Pass for zone" not in answer and b"passgate_" not in answer and b"G-07" not in answer
 
 
-def test_control_is_404_when_the_daemon_offers_none(make_display: Callable[..., GuardDisplay]) -> None:
-    code, answer = post(make_display(control=None).url + "/control/open", b"{}")
-    assert code == 404 and "error" in answer
+def test_the_routes_table_is_what_the_server_serves(display: GuardDisplay) -> None:
+    """ROUTES is the list the Host test walks: every path in it is served, nothing else is."""
+    parts = urlsplit(display.url)
+    for path in ROUTES:
+        with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT_S) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n" not in head:  # the status line is enough: /events never ends
+                head += sock.recv(1024)
+        assert head.split(b" ", 2)[1] == b"200", path
 
 
-def test_control_body_is_size_limited(display: GuardDisplay, control: Control) -> None:
-    body = json.dumps({"pad": "x" * MAX_BODY}).encode()
-    code, answer = post(display.url + "/control/mode", body)
-    assert code == 413 and "error" in answer
-    assert control.calls == []
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8080", "127.0.0.1", "127.0.0.2:99", "[::1]:8080",
+                                  "gate-3.venue.lan", "Gate-3.Venue.LAN.:8080"])
+def test_the_gates_own_names_are_served(make_display: Callable[..., GuardDisplay], host: str) -> None:
+    display = make_display(hosts=["gate-3.venue.lan"])
+    assert request_with_host(display.url, "GET", "/status", host).startswith(b"HTTP/1.0 200 ")
 
 
-def test_control_only_from_allowed_addresses(
-    make_display: Callable[..., GuardDisplay], control: Control
-) -> None:
-    display = make_display(control=control, control_from=["10.0.0.0/8"])
-    code, answer = post(display.url + "/control/open", b"{}")
-    assert code == 403 and "error" in answer
-    assert control.calls == []
-
-
-def test_control_refuses_a_dns_name_in_host(display: GuardDisplay, control: Control) -> None:
-    """A page on another site re-pointed at 127.0.0.1 (DNS rebinding) carries its own name as Host."""
-    answer = raw_request(
-        display.url,
-        b"POST /control/open HTTP/1.1\r\nHost: attacker.example:8080\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
-    )
-    assert answer.startswith(b"HTTP/1.0 403 ")
-    assert control.calls == []
+def test_an_address_is_the_gates_when_the_client_reached_it_there(metrics: GateMetrics) -> None:
+    """Checked on the rule itself: binding a LAN interface in a test would expose the display.
+    A dual-stack socket reports IPv4 addresses as ::ffff:a.b.c.d; they count as themselves."""
+    with GuardDisplay(status=dict, metrics=metrics, port=0) as display:
+        assert display._host_allowed("192.0.2.10:8080", "192.0.2.10")
+        assert display._host_allowed("192.0.2.10", "::ffff:192.0.2.10")
+        assert display._host_allowed("[fe80::1%25eth0]:8080", "fe80::1%eth0")
+        assert not display._host_allowed("192.0.2.11", "192.0.2.10")
+        assert not display._host_allowed("gate-3.venue.lan", "192.0.2.10")
 
 
 @pytest.mark.parametrize(
@@ -401,8 +392,8 @@ def test_control_refuses_a_dns_name_in_host(display: GuardDisplay, control: Cont
         b"BLAH\r\n\r\n",
         b"GET / HTTP/9.9\r\n\r\n",
         b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Long: " + b"x" * 70000 + b"\r\n\r\n",
-        b"POST /control/mode HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: -1\r\n\r\n{}",
-        b"POST /control/mode HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{}",
+        b"POST /control/mode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n{}",
+        b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: attacker.example\r\n\r\n",
         b"PUT /status HTTP/1.1\r\n\r\n",
     ],
 )
@@ -417,15 +408,3 @@ def test_malformed_requests_get_an_http_error_never_a_traceback(
     else:  # a one-word request line is HTTP/0.9, answered with a bare body
         assert "error" in json.loads(answer)
     assert get(display.url + "/status")[0] == 200  # and the server still serves
-
-
-def test_ipv4_clients_of_a_dual_stack_server_count_as_loopback(
-    metrics: GateMetrics, control: Control
-) -> None:
-    """A dual-stack socket reports an IPv4 client as ::ffff:a.b.c.d; loopback must still count.
-    Checked on the address rule itself: binding every interface in a test would expose /control."""
-    with GuardDisplay(status=dict, metrics=metrics, control=control, port=0) as display:
-        assert display._control_allowed("::ffff:127.0.0.1")
-        assert display._control_allowed("127.0.0.1") and display._control_allowed("::1")
-        assert not display._control_allowed("::ffff:192.0.2.7")
-        assert not display._control_allowed("192.0.2.7")

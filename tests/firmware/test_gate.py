@@ -4,6 +4,7 @@ SQLite journal. Waits on conditions, never on fixed sleeps."""
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,10 +17,10 @@ from passgate import TrustStore, generate_private_key, issue_pass
 from passgate.keys import write_keypair
 from passgate.scanners import SerialScanner
 from passgated.config import load_config
-from passgated.display import ControlRefused
+from passgated.control import Command, ControlRefused, ControlRequest, send
 from passgated.gate import Gate
 from passgated.journal import Journal
-from passgated.machine import State, Timing
+from passgated.machine import MaintenanceMode, State, Timing
 from passgated.policy import Direction
 from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
 
@@ -180,7 +181,7 @@ def test_forced_passage_is_journalled(tmp_path, trust) -> None:
         gate.stop()
 
 
-def test_status_and_control_over_http(tmp_path, trust, pty_scanner) -> None:
+def test_status_over_http_control_over_the_socket(tmp_path, trust, pty_scanner) -> None:
     master, scanner = pty_scanner
     gate = make_gate(tmp_path, trust, [(scanner, Direction.ENTRY)], display=True)
     gate.start()
@@ -197,8 +198,12 @@ def test_status_and_control_over_http(tmp_path, trust, pty_scanner) -> None:
         request = urllib.request.Request(f"{gate.display.url}/control/maintenance",
                                          data=b'{"mode": "locked"}', method="POST",
                                          headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=5).close()
-        assert wait_for(lambda: gate.state is State.MAINTENANCE_LOCKED)
+        with pytest.raises(urllib.error.HTTPError, match="403"):  # an address is no credential
+            urllib.request.urlopen(request, timeout=5)
+        assert gate.state is not State.MAINTENANCE_LOCKED
+        answer = send(gate.layout.control_socket, ControlRequest(Command.MAINTENANCE, MaintenanceMode.LOCKED))
+        assert answer == {"ok": True, "command": "maintenance", "state": "MAINTENANCE_LOCKED"}
+        assert gate.state is State.MAINTENANCE_LOCKED
     finally:
         gate.stop()
 

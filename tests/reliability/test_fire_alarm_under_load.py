@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory
 from passgate import TrustStore, generate_private_key, issue_pass
 from passgate.scanners import Scan
 from passgated.config import load_config
-from passgated.display import ControlRefused
+from passgated.control import ControlRefused
 from passgated.gate import Gate
 from passgated.machine import State
 from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
