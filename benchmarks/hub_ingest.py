@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the throwaway-cluster helper lives beside the hub's tests
 
 from passgate import wire  # noqa: E402
-from passgate_hub import db, ops  # noqa: E402
+from passgate_hub import audit, db, ops  # noqa: E402
 from passgated.sync import BATCH as GATE_BATCH  # noqa: E402
 from tests.hub.pgcluster import PgCluster, free_port  # noqa: E402
 
@@ -60,6 +60,7 @@ def seed(url: str) -> list[tuple[str, str]]:
     engine = db.make_engine(url)
     db.migrate(engine)
     with db.session_factory(engine)() as session:
+        audit.act_as(session, audit.Actor("benchmark", None))
         venue = ops.create_venue(session, "bench")
         gates = [(f"g{i:04d}", ops.create_gate(session, venue, f"g{i:04d}")) for i in range(GATES)]
         session.commit()

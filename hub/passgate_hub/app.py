@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, db, denylists, ops
+from . import __version__, auth, db, denylists, ops, scope
 from .api import admin, gates
 from .schemas import PARSED_BY_ROUTE
 
@@ -76,18 +76,38 @@ async def _invalid(_request: Request, exc: RequestValidationError) -> JSONRespon
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+ACCESS = "x-passgate-access"  # an admin operation's requirement in the OpenAPI schema
+
+
 class Hub(FastAPI):
-    """FastAPI with the schemas of the bodies that routes parse themselves in its OpenAPI."""
+    """FastAPI with the schemas of the bodies that routes parse themselves in its OpenAPI, and
+    each admin operation's requirement (role, hub-wide) as ``x-passgate-access``: read from the
+    dependency that enforces it, so the schema cannot say other than the hub does."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            schemas = super().openapi().setdefault("components", {}).setdefault("schemas", {})
+            document = super().openapi()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
             for model in PARSED_BY_ROUTE:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 for name, part in {**schema.pop("$defs", {}), model.__name__: schema}.items():
                     if schemas.setdefault(name, part) != part:
                         raise RuntimeError(f"two OpenAPI schemas are named {name}")
+            for path, route in auth.served_routes(self):
+                if (requirement := auth.requirement_of(route)) is not None:
+                    for method in route.methods or ():
+                        document["paths"][path][method.lower()][ACCESS] = requirement.openapi()
         return self.openapi_schema  # type: ignore[return-value]
+
+
+def check_scoped(app: FastAPI, prefix: str = admin.router.prefix) -> None:
+    """Refuse to build a hub with an admin route that declares no requirement (``auth.require``):
+    it would serve any valid key, whatever its venues and role."""
+    for path, route in auth.served_routes(app):
+        if path.startswith(prefix) and auth.requirement_of(route) is None:
+            methods = " ".join(sorted(route.methods or ()))
+            raise RuntimeError(f"admin route {methods} {path} declares no role (give it an "
+                               "access parameter: auth.Viewer, Operator, Admin or HubAdmin)")
 
 
 def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
@@ -98,8 +118,9 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
     app.state.snapshots = denylists.SnapshotCache()
     app.include_router(gates.router)
     app.include_router(admin.router)
+    check_scoped(app)
     handlers: dict[Any, Any] = {RequestValidationError: _invalid, OperationalError: _database_unavailable,
-                                ops.NotFound: _error(404),
+                                scope.Forbidden: _error(403), ops.NotFound: _error(404),
                                 ops.Conflict: _error(409), ops.Invalid: _error(422),
                                 denylists.DenyListChangeError: _error(409)}
     for exc, handler in handlers.items():

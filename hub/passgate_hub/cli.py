@@ -28,7 +28,8 @@ from passgate import wire
 from passgate.batch import write_batch
 from passgate.times import FORMS, parse_time
 
-from . import db, denylists, ops, schemas
+from . import apikeys, audit, db, denylists, ops, schemas
+from .scope import EVERYTHING, Role
 
 Handler = Callable[[Session, argparse.Namespace], Any]
 Arguments = list[tuple[tuple[str, ...], dict[str, Any]]]
@@ -160,10 +161,42 @@ def _events(session: Session, args: argparse.Namespace) -> Any:
     return [schemas.EventOut.model_validate(r, from_attributes=True).model_dump() for r in rows]  # as the API
 
 
+def _apikey_create(session: Session, args: argparse.Namespace) -> Any:
+    secret = apikeys.create(session, args.name, role=Role(args.role), venues=args.venue,
+                            all_venues=args.all_venues, by=EVERYTHING)
+    return {"name": args.name, "key": secret}
+
+
+def _gate_state(disabled: bool) -> Handler:
+    return lambda s, a: ops.disable_gate(s, ops.get_venue(s, a.venue), a.gate_id, disabled=disabled)
+
+
+def _gate_delete(session: Session, args: argparse.Namespace) -> Any:
+    ops.delete_gate(session, ops.get_venue(session, args.venue), args.gate_id)
+    return {"gate_id": args.gate_id, "deleted": True}
+
+
+def _audit(session: Session, args: argparse.Namespace) -> Any:
+    venue = ops.get_venue(session, args.venue) if args.venue else None
+    return audit.entries(session, None, venue=venue, after=args.after, limit=args.limit)
+
+
+_GATE: Arguments = [(("venue",), {}), (("gate_id",), {})]
+
 # "group-action" becomes ``passgate-hub group action``; a name without "-" is a top-level command.
 COMMANDS: dict[str, tuple[Handler, Arguments]] = {
-    "apikey-create": (lambda s, a: {"name": a.name, "key": ops.create_api_key(s, a.name)},
+    "apikey-create": (_apikey_create, [
+        (("name",), {}),
+        (("--role",), {"required": True, "choices": [r.value for r in Role],
+                       "help": "viewer reads; operator also issues, revokes and blocks passes; admin "
+                               "also manages zones, gates, issuer keys and API keys"}),
+        (("--venue",), {"action": "append", "default": [], "help": "a venue the key is for (repeat)"}),
+        (("--all-venues",), {"action": "store_true",
+                             "help": "every venue, also those created later (a hub-wide key)"})]),
+    "apikey-list": (lambda s, a: apikeys.list_keys(s, by=EVERYTHING), []),
+    "apikey-rotate": (lambda s, a: {"name": a.name, "key": apikeys.rotate(s, a.name, by=EVERYTHING)},
                       [(("name",), {})]),
+    "apikey-revoke": (lambda s, a: apikeys.revoke(s, a.name, by=EVERYTHING), [(("name",), {})]),
     "venue-create": (lambda s, a: {"venue": ops.create_venue(s, a.name).name}, [(("name",), {})]),
     "venue-list": (lambda s, a: ops.list_venues(s), []),
     "zone-create": (lambda s, a: {"zone": ops.create_zone(s, ops.get_venue(s, a.venue), a.name).name},
@@ -178,6 +211,12 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                                   "help": "leave a setting to the gate's own file again"})]),
     "gate-list": (lambda s, a: ops.list_gates(s, ops.get_venue(s, a.venue) if a.venue else None),
                   [(("--venue",), {})]),
+    "gate-disable": (_gate_state(disabled=True), _GATE),
+    "gate-enable": (_gate_state(disabled=False), _GATE),
+    "gate-delete": (_gate_delete, _GATE),
+    "gate-rotate-token": (lambda s, a: {"gate_id": a.gate_id, "token": ops.rotate_gate_token(
+        s, ops.get_venue(s, a.venue), a.gate_id)}, _GATE),
+    "gate-revoke-token": (lambda s, a: ops.revoke_gate_token(s, ops.get_venue(s, a.venue), a.gate_id), _GATE),
     "key-add": (_add_key, [(("venue",), {}),
                            (("pem",), {"nargs": "?", "help": "a public key PEM; omit to generate one "
                                                               "the hub issues with"}),
@@ -217,6 +256,9 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "alerts": (lambda s, a: ops.list_alerts(s, ops.get_venue(s, a.venue), after=a.after, limit=a.limit),
                [(("venue",), {}), (("--after",), {"type": CURSOR, "default": 0, "help": "the last id seen"}),
                 (("--limit",), {"type": LIMIT, "default": 1000})]),
+    "audit": (_audit, [(("--venue",), {}),
+                       (("--after",), {"type": CURSOR, "default": 0, "help": "the last id seen"}),
+                       (("--limit",), {"type": LIMIT, "default": 1000})]),
 }
 _DENY_ARGS: Arguments = [(("venue",), {}), (("pass_ids",), {"nargs": "*", "help": "pass ids (hex)"}),
                          (("--file",), {"help": "a file of pass ids, one a line"}), (("--reason",), {}),
@@ -251,6 +293,15 @@ HELP = {
     "revoke": "revoke passes: every gate refuses them from its next sync",
     "block": "block passes: refused until unblocked",
     "unblock": "lift blocks",
+    "apikey-list": "API keys: name, grants, created, last used, revoked (never the secret)",
+    "apikey-rotate": "a new secret for an API key (printed once); the old one stops at once",
+    "apikey-revoke": "revoke an API key: it stops at once",
+    "gate-disable": "refuse a gate's token until enabled again (nothing is deleted)",
+    "gate-enable": "accept a disabled gate's token again",
+    "gate-delete": "delete a gate (its events and counts stay; its id cannot be reused)",
+    "gate-rotate-token": "a new token for a gate (printed once); the old one stops at once",
+    "gate-revoke-token": "revoke a gate's token: it stops at once",
+    "audit": "changes made by operators: who, what, when, from where",
 }
 
 
@@ -300,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             return 0
         with db.session_factory(engine)() as session:
+            audit.act_as(session, audit.cli_actor())
             result = args.run(session, args)
             session.commit()
     except SQLAlchemyError as exc:

@@ -64,7 +64,7 @@ class Gate(Base):
     gate_id: Mapped[str] = mapped_column(String(64), unique=True)
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
     zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id"))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # None: token revoked
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Double)
     last_seen: Mapped[float | None] = mapped_column(Double)
@@ -72,6 +72,32 @@ class Gate(Base):
     # gate clock minus hub clock at the last heartbeat (its t minus the hub's receive time)
     clock_offset_s: Mapped[float | None] = mapped_column(Double)
     protocol: Mapped[int | None] = mapped_column(Integer)  # named in its last heartbeat's header
+    token_changed_at: Mapped[float | None] = mapped_column(Double)  # last rotated or revoked
+    disabled_at: Mapped[float | None] = mapped_column(Double)  # its token is refused (403)
+    # A deleted gate is kept as a tombstone (its token void, gone from lists): its events keep
+    # its id and zone, so counts and alerts stay right, and the id is not given out again.
+    deleted_at: Mapped[float | None] = mapped_column(Double)
+
+
+class Principal(Base):
+    """Whoever acts with a credential of their own: an admin API key (``kind`` "api_key"), later
+    an operator account. Grants hang off the principal, whatever its credential."""
+
+    __tablename__ = "principals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class Grant(Base):
+    """A role (``scope.Role``) on one venue, or on every venue (``venue_id`` None: hub-wide)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("principal_id", "venue_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
+    venue_id: Mapped[int | None] = mapped_column(ForeignKey("venues.id"))
+    role: Mapped[str] = mapped_column(String(16))
 
 
 class ApiKey(Base):
@@ -80,6 +106,27 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[float] = mapped_column(Double)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), unique=True)
+    last_used_at: Mapped[float | None] = mapped_column(Double)  # to the minute (see ``auth``)
+    rotated_at: Mapped[float | None] = mapped_column(Double)
+    revoked_at: Mapped[float | None] = mapped_column(Double)  # refused from then on (401)
+
+
+class AuditEntry(Base):
+    """One change by an operator: who (``actor``: "apikey:NAME", "cli:USER"), what (``action``,
+    ``target``, ``detail``: never a secret), when, from where (the client's address, or the host
+    the CLI ran on). ``venue_id`` None: a hub-wide change, shown only to hub-wide admins."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("audit_log_venue", "venue_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Double)
+    actor: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str | None] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    venue_id: Mapped[int | None] = mapped_column(ForeignKey("venues.id"))
+    target: Mapped[str | None] = mapped_column(String(256))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class IssuerKey(Base):

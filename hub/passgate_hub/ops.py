@@ -1,7 +1,8 @@
 """The operator's operations, shared by the admin API and the CLI so both behave the same.
 
-Each function works inside the caller's session and leaves the commit to it. ``NotFound``,
-``Conflict`` and ``Invalid`` carry a one-line message for the operator (404 / 409 / 422 over HTTP).
+Each function works inside the caller's session and leaves the commit to it; each change is put in
+the audit log (``audit.record``) in that session. ``NotFound``, ``Conflict`` and ``Invalid`` carry
+a one-line message for the operator (404 / 409 / 422 over HTTP).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -20,9 +21,9 @@ from sqlalchemy.orm import Session
 from passgate import cose, generate_private_key, issue_pass, key_id, wire
 from passgate.keys import public_pem
 
-from . import auth, denylists
+from . import audit, auth, denylists
 from .keys import held_key
-from .models import Alert, ApiKey, DenyList, Event, Gate, IssuedPass, IssuerKey, Venue, Zone
+from .models import Alert, DenyList, Event, Gate, IssuedPass, IssuerKey, Venue, Zone
 
 # One passage is one event that ``wire.counts_as_passage``: the same rule, in SQL.
 _COUNTED = Event.kind.in_([str(k) for k in wire.COUNTED_KINDS]) & (
@@ -41,15 +42,6 @@ class Invalid(ValueError):
     """Input the hub refuses whatever its state (a gate setting out of bounds, a malformed id)."""
 
 
-def create_api_key(db: Session, name: str) -> str:
-    """A new admin API key; the secret is returned once and only its hash is kept."""
-    if db.scalar(select(ApiKey).where(ApiKey.name == name)):
-        raise Conflict(f"API key {name!r} exists")
-    secret, digest = auth.new_secret(auth.ADMIN_PREFIX)
-    db.add(ApiKey(name=name, key_hash=digest, created_at=time.time()))
-    return secret
-
-
 def create_venue(db: Session, name: str) -> Venue:
     """A venue with its deny-list signing key and empty revoked/blocked lists (version 0)."""
     if db.scalar(select(Venue).where(Venue.name == name)):
@@ -60,6 +52,7 @@ def create_venue(db: Session, name: str) -> Venue:
     _add_key(db, venue, generate_private_key(), purpose="denylist", issuer=f"{name} deny lists")
     db.add_all(DenyList(venue_id=venue.id, kind=kind, version=0, issued_at=0)
                for kind in denylists.KINDS)
+    audit.record(db, "venue.create", name, venues=[venue])
     return venue
 
 
@@ -70,9 +63,13 @@ def get_venue(db: Session, name: str) -> Venue:
     return venue
 
 
-def list_venues(db: Session) -> list[dict[str, Any]]:
+def list_venues(db: Session, only: Collection[int] | None = None) -> list[dict[str, Any]]:
+    """Every venue, or ``only`` those (by id)."""
+    query = select(Venue).order_by(Venue.name)
+    if only is not None:
+        query = query.where(Venue.id.in_(only))
     out = []
-    for venue in db.scalars(select(Venue).order_by(Venue.name)):
+    for venue in db.scalars(query):
         zones = db.scalars(select(Zone.name).where(Zone.venue_id == venue.id).order_by(Zone.name))
         kid = db.scalar(select(IssuerKey.kid).where(IssuerKey.venue_id == venue.id,
                                                     IssuerKey.purpose == "denylist"))
@@ -85,6 +82,7 @@ def create_zone(db: Session, venue: Venue, name: str) -> Zone:
         raise Conflict(f"zone {name!r} exists in {venue.name!r}")
     zone = Zone(venue_id=venue.id, name=name)
     db.add(zone)
+    audit.record(db, "zone.create", f"{venue.name}/{name}", venues=[venue])
     return zone
 
 
@@ -125,14 +123,26 @@ def create_gate(db: Session, venue: Venue, gate_id: str, zone: str | None = None
                 settings: Mapping[str, Any] | None = None) -> str:
     """Register a gate with the settings the hub manages for it; returns its token (shown once:
     the hub keeps only the hash)."""
-    if db.scalar(select(Gate).where(Gate.gate_id == gate_id)):
-        raise Conflict(f"gate {gate_id!r} exists")
+    existing = db.scalar(select(Gate).where(Gate.gate_id == gate_id))
+    if existing is not None:
+        raise Conflict(f"gate {gate_id!r} exists" if existing.deleted_at is None else
+                       f"gate {gate_id!r} was deleted; its events keep the id, so choose another")
     config = gate_settings(settings or {})
     zone_id = _zone_ids(db, venue, [zone])[0] if zone is not None else None
     token, digest = auth.new_secret(auth.GATE_PREFIX)
     db.add(Gate(gate_id=gate_id, venue_id=venue.id, zone_id=zone_id, token_hash=digest,
                 config=config, created_at=time.time()))
+    audit.record(db, "gate.create", f"{venue.name}/{gate_id}", venues=[venue], zone=zone, settings=config)
     return token
+
+
+def get_gate(db: Session, venue: Venue, gate_id: str) -> Gate:
+    """A gate of the venue that is not deleted."""
+    gate = db.scalar(select(Gate).where(Gate.venue_id == venue.id, Gate.gate_id == gate_id,
+                                        Gate.deleted_at.is_(None)))
+    if gate is None:
+        raise NotFound(f"no gate {gate_id!r} in {venue.name!r}")
+    return gate
 
 
 def set_gate(db: Session, venue: Venue, gate_id: str, *, zone: str | None = None,
@@ -140,14 +150,59 @@ def set_gate(db: Session, venue: Venue, gate_id: str, *, zone: str | None = None
     """Change a gate's zone and settings (merged into those held; ``None`` unsets one, so the
     gate's own file rules again); the gate picks them up with its next bundle. Returns the gate
     as ``list_gates`` shows it."""
-    gate = db.scalar(select(Gate).where(Gate.venue_id == venue.id, Gate.gate_id == gate_id))
-    if gate is None:
-        raise NotFound(f"no gate {gate_id!r} in {venue.name!r}")
+    gate = get_gate(db, venue, gate_id)
     # a config stored before settings were checked may hold other keys: those are dropped
     held = {k: v for k, v in gate.config.items() if k in GATE_SETTINGS}
     gate.config = gate_settings({**held, **(settings or {})})
     if zone is not None:
         gate.zone_id = _zone_ids(db, venue, [zone])[0]
+    audit.record(db, "gate.set", f"{venue.name}/{gate_id}", venues=[venue], zone=zone,
+                 settings=dict(settings or {}))
+    return _gate_out(db, venue, gate_id)
+
+
+def rotate_gate_token(db: Session, venue: Venue, gate_id: str) -> str:
+    """A new token for the gate (returned once; also after a revocation); the old one is refused
+    from the commit on."""
+    gate = get_gate(db, venue, gate_id)
+    token, gate.token_hash = auth.new_secret(auth.GATE_PREFIX)
+    gate.token_changed_at = time.time()
+    audit.record(db, "gate.token_rotate", f"{venue.name}/{gate_id}", venues=[venue])
+    return token
+
+
+def revoke_gate_token(db: Session, venue: Venue, gate_id: str) -> dict[str, Any]:
+    """The gate's token is refused from the commit on (401); ``rotate_gate_token`` gives a new one."""
+    gate = get_gate(db, venue, gate_id)
+    if gate.token_hash is None:
+        raise Conflict(f"gate {gate_id!r} has no token (revoked already)")
+    gate.token_hash, gate.token_changed_at = None, time.time()
+    audit.record(db, "gate.token_revoke", f"{venue.name}/{gate_id}", venues=[venue])
+    return _gate_out(db, venue, gate_id)
+
+
+def disable_gate(db: Session, venue: Venue, gate_id: str, *, disabled: bool = True) -> dict[str, Any]:
+    """Refuse the gate's token with 403 "gate disabled" (``disabled=False``: accept it again);
+    nothing is deleted."""
+    gate = get_gate(db, venue, gate_id)
+    if (gate.disabled_at is not None) == disabled:
+        raise Conflict(f"gate {gate_id!r} is {'disabled' if disabled else 'enabled'} already")
+    gate.disabled_at = time.time() if disabled else None
+    audit.record(db, "gate.disable" if disabled else "gate.enable", f"{venue.name}/{gate_id}", venues=[venue])
+    return _gate_out(db, venue, gate_id)
+
+
+def delete_gate(db: Session, venue: Venue, gate_id: str) -> None:
+    """Take a gate off the hub for good: its token is void, it leaves every list, its settings and
+    health go. Its events stay (counts, alerts and other gates' redemptions stay right), and so a
+    tombstone with its id and zone: the id is not given out again."""
+    gate = get_gate(db, venue, gate_id)
+    gate.deleted_at = gate.token_changed_at = time.time()
+    gate.token_hash, gate.config, gate.health = None, {}, None
+    audit.record(db, "gate.delete", f"{venue.name}/{gate_id}", venues=[venue])
+
+
+def _gate_out(db: Session, venue: Venue, gate_id: str) -> dict[str, Any]:
     return next(g for g in list_gates(db, venue) if g["gate_id"] == gate_id)
 
 
@@ -164,6 +219,8 @@ def _add_key(db: Session, venue: Venue, key: Any, *, purpose: str, issuer: str |
                     public_pem=public_pem(key).decode(), private_pem=private, created_at=time.time())
     db.add(row)
     venue.keys_rev += 1
+    audit.record(db, "key.add", f"{venue.name}/{kid}", venues=[venue], purpose=purpose,
+                 hub_held=private is not None)
     return row
 
 
@@ -215,6 +272,7 @@ def retire_key(db: Session, venue: Venue, kid: str, *, at: float | None = None) 
         raise Conflict(f"key {kid} is already retired (since {row.retired_at})")
     row.retired_at = time.time() if at is None else at
     venue.keys_rev += 1  # a new bundle: gates follow within one sync
+    audit.record(db, "key.retire", f"{venue.name}/{kid}", venues=[venue], at=row.retired_at)
     return row
 
 
@@ -223,6 +281,7 @@ def revoke_key(db: Session, venue: Venue, kid: str) -> IssuerKey:
     row = _pass_key(db, venue, kid, "revoked")
     row.revoked_at = time.time()
     venue.keys_rev += 1
+    audit.record(db, "key.revoke", f"{venue.name}/{kid}", venues=[venue])
     return row
 
 
@@ -242,7 +301,9 @@ def rotate_key(db: Session, venue: Venue, *, alg: str = "ed25519") -> tuple[Issu
     row = _add_key(db, venue, key, purpose=wire.KeyPurpose.PASSES, issuer=issuer)
     for previous in old:
         previous.retired_at = now
-    return row, [previous.kid for previous in old]
+    retired = [previous.kid for previous in old]
+    audit.record(db, "key.rotate", f"{venue.name}/{row.kid}", venues=[venue], retired=retired)
+    return row, retired
 
 
 def export_key(db: Session, venue: Venue, kid: str) -> str:
@@ -276,6 +337,8 @@ def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_unt
         db.add_all(IssuedPass(pass_id=p, venue_id=venue.id, kid=kid, product=product, zones=zones,
                               entries=entries, valid_from=valid_from, valid_until=valid_until,
                               issued_at=now) for p, _ in out)
+    audit.record(db, "passes.issue", venue.name, venues=[venue], kid=kid, count=count, zones=zones,
+                 valid_from=valid_from, valid_until=valid_until, recorded=record)
     return kid, out
 
 
@@ -300,16 +363,25 @@ def deny(db: Session, venue: Venue, kind: str, pass_ids: Iterable[str], *, remov
                            f"{venue.name!r} (first: {unknown[0]}); mark them external if another "
                            "issuer signed them")
     adds, removes = ([], ids) if remove else (ids, [])
-    return denylists.change(db, venue, kind, adds=adds, removes=removes, reason=reason)
+    version, changed = denylists.change(db, venue, kind, adds=adds, removes=removes, reason=reason)
+    # the ids themselves are in the list's entries, under this version
+    audit.record(db, f"{kind}.{'remove' if remove else 'add'}", venue.name, venues=[venue],
+                 version=version, changed=changed, external=external, reason=reason)
+    return version, changed
 
 
-def list_gates(db: Session, venue: Venue | None = None, *, now: float | None = None) -> list[dict[str, Any]]:
-    """Gates with what their last heartbeat said: backlog, version, list ages (aged to now)."""
+def list_gates(db: Session, venue: Venue | None = None, *, only: Collection[int] | None = None,
+               now: float | None = None) -> list[dict[str, Any]]:
+    """Gates (not deleted; of ``venue``, or of the venues ``only`` names by id) with what their
+    last heartbeat said: backlog, version, list ages (aged to now)."""
     now = time.time() if now is None else now
     query = (select(Gate, Venue.name, Zone.name).join(Venue, Gate.venue_id == Venue.id)
-             .outerjoin(Zone, Gate.zone_id == Zone.id).order_by(Gate.gate_id))
+             .outerjoin(Zone, Gate.zone_id == Zone.id).where(Gate.deleted_at.is_(None))
+             .order_by(Gate.gate_id))
     if venue is not None:
         query = query.where(Gate.venue_id == venue.id)
+    if only is not None:
+        query = query.where(Gate.venue_id.in_(only))
     out = []
     for gate, venue_name, zone_name in db.execute(query):
         health = gate.health or {}
@@ -321,7 +393,8 @@ def list_gates(db: Session, venue: Venue | None = None, *, now: float | None = N
                     "last_seen": gate.last_seen, "backlog": health.get("backlog"),
                     "version": health.get("version"), "lists": lists, "clock_skew_s": gate.clock_offset_s,
                     "protocol": gate.protocol, "state": health.get("state"),
-                    "settings": gate.config})
+                    "settings": gate.config, "disabled_at": gate.disabled_at,
+                    "has_token": gate.token_hash is not None, "token_changed_at": gate.token_changed_at})
     return out
 
 

@@ -179,6 +179,9 @@ class GateOut(BaseModel):
     settings: dict[str, Any]
     protocol: int | None = None  # named in its last heartbeat
     state: str | None = None  # the gate's state at its last heartbeat
+    disabled_at: float | None = None  # its token is refused (403) until it is enabled again
+    has_token: bool = True  # false once its token is revoked (until a rotation gives a new one)
+    token_changed_at: float | None = None  # the token last rotated or revoked
 
 
 class KeyIn(Strict):
@@ -300,3 +303,53 @@ class AlertOut(BaseModel):
     gates: list[str]
     apart_s: float | None
     created_at: float
+
+
+# --- operators: API keys, gate tokens, the audit log ----------------------------------------
+
+
+class ApiKeyIn(Strict):
+    """A key with ``role`` on each of ``venues``, or on every venue (``all_venues``)."""
+
+    name: Name
+    role: Literal["viewer", "operator", "admin"]
+    venues: Annotated[list[Name], Field(max_length=256)] = []
+    all_venues: bool = False
+
+
+class ApiKeyGrant(BaseModel):
+    venue: str | None  # None: every venue, also those created later
+    role: str
+
+
+class ApiKeyOut(BaseModel):
+    """A key as listed: never its secret, nor its hash."""
+
+    name: str
+    grants: list[ApiKeyGrant]
+    created_at: float
+    last_used_at: float | None  # to the minute
+    rotated_at: float | None
+    revoked_at: float | None
+
+
+class ApiKeySecret(BaseModel):
+    name: str
+    key: str  # shown once; the hub keeps only its hash
+
+
+class GateToken(BaseModel):
+    gate_id: str
+    venue: str
+    token: str  # shown once; the hub keeps only its hash
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: float
+    actor: str  # "apikey:NAME" or "cli:USER"
+    source: str | None  # the client's address, or the host the CLI ran on
+    action: str
+    venue: str | None  # None: a hub-wide change
+    target: str | None
+    detail: dict[str, Any]

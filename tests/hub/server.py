@@ -8,8 +8,9 @@ import time
 import requests
 import uvicorn
 
+from passgate_hub import apikeys, audit, db
 from passgate_hub import app as hub_app
-from passgate_hub import db, ops
+from passgate_hub.scope import EVERYTHING, Role
 
 from .pgcluster import free_port
 
@@ -57,19 +58,24 @@ class HubServer:
             self._server = self._thread = None
 
     def session(self) -> db.Session:
-        return self.app.state.sessions()
+        """A session on the hub's database whose changes the audit log puts down to "test"."""
+        session = self.app.state.sessions()
+        audit.act_as(session, audit.Actor("test", None))
+        return session
 
-    def api_key(self) -> str:
-        """A fresh admin API key (bootstrapped through ``ops``, as the CLI does)."""
+    def api_key(self, role: Role = Role.ADMIN, venues: tuple[str, ...] = (), name: str | None = None) -> str:
+        """A fresh admin API key (bootstrapped on the database, as the CLI does): ``role`` on
+        ``venues``, or on every venue when none are named."""
         with self.session() as s:
-            key = ops.create_api_key(s, f"test-{time.monotonic_ns()}")
+            key = apikeys.create(s, name or f"test-{time.monotonic_ns()}", role=role, venues=venues,
+                                 all_venues=not venues, by=EVERYTHING)
             s.commit()
         return key
 
-    def admin(self) -> requests.Session:
-        """An HTTP client carrying a fresh admin key."""
+    def admin(self, role: Role = Role.ADMIN, venues: tuple[str, ...] = ()) -> requests.Session:
+        """An HTTP client carrying a fresh admin key (hub-wide admin unless told)."""
         client = requests.Session()
-        client.headers["Authorization"] = f"Bearer {self.api_key()}"
+        client.headers["Authorization"] = f"Bearer {self.api_key(role, venues)}"
         return client
 
     def close(self) -> None:

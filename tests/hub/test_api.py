@@ -105,6 +105,14 @@ def test_openapi_schema_names_every_operation(hub: HubServer) -> None:
         ("POST", "/v1/admin/venues/{venue}/keys/{kid}/retire"),
         ("POST", "/v1/admin/venues/{venue}/keys/{kid}/revoke"),
         ("GET", "/v1/admin/venues/{venue}/keys/{kid}.pem"),
+        ("POST", "/v1/admin/venues/{venue}/gates/{gate_id}/token/rotate"),
+        ("POST", "/v1/admin/venues/{venue}/gates/{gate_id}/token/revoke"),
+        ("POST", "/v1/admin/venues/{venue}/gates/{gate_id}/disable"),
+        ("POST", "/v1/admin/venues/{venue}/gates/{gate_id}/enable"),
+        ("DELETE", "/v1/admin/venues/{venue}/gates/{gate_id}"),
+        ("GET", "/v1/admin/apikeys"), ("POST", "/v1/admin/apikeys"),
+        ("POST", "/v1/admin/apikeys/{name}/rotate"), ("POST", "/v1/admin/apikeys/{name}/revoke"),
+        ("GET", "/v1/admin/audit"),
     }
     assert set(routes(hub)) == expected
     events = schema["paths"]["/v1/gates/{gate_id}/events"]["post"]

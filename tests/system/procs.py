@@ -53,8 +53,8 @@ def stop(child: subprocess.Popen[str] | None) -> None:
 class HubProcess:
     """``passgate-hub serve`` on a free loopback port; ``stop()`` / ``start()`` any number of times."""
 
-    def __init__(self, database: str) -> None:
-        self.database = database
+    def __init__(self, database: str, *, workers: int = 1) -> None:
+        self.database, self.workers = database, workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.child: subprocess.Popen[str] | None = None
@@ -62,7 +62,8 @@ class HubProcess:
     def start(self) -> HubProcess:
         self.child = subprocess.Popen(
             [str(BIN / "passgate-hub"), "--database", self.database, "serve", "--port", str(self.port),
-             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             "--workers", str(self.workers), "--log-level", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         end = time.monotonic() + WAIT_S
         while time.monotonic() < end:
             if self.child.poll() is not None:

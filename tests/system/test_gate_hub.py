@@ -93,7 +93,8 @@ def test_two_gates_count_every_passage_once_and_share_single_use(venue: Venue) -
     floor = {"zone": "floor", "entries": 5, "exits": 1, "inside": 4}
     counts = {c["zone"]: c for c in hub_json(venue.database, "counts", "arena")}
     assert counts["floor"] == floor and counts["balcony"]["entries"] == 0
-    key = hub_json(venue.database, "apikey", "create", "counts-check")["key"]
+    key = hub_json(venue.database, "apikey", "create", "counts-check", "--role", "viewer",
+                   "--venue", "arena")["key"]
     r = requests.get(f"{venue.hub.url}/v1/admin/venues/arena/counts",
                      headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert r.status_code == 200 and {c["zone"]: c for c in r.json()}["floor"] == floor

@@ -1,5 +1,8 @@
 """The admin API (API keys): venues, zones, gates, keys, passes, deny lists, events, counts,
-alerts."""
+alerts; API keys, gate tokens and the audit log.
+
+Every route names the role it needs as its ``access`` parameter (``auth.Viewer``, ``Operator``,
+``Admin``, ``HubAdmin``); ``app.create_app`` refuses to build with an admin route that does not."""
 
 from __future__ import annotations
 
@@ -9,10 +12,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
-from .. import denylists, ops
-from ..auth import DB, current_admin
+from .. import apikeys, audit, denylists, ops
+from ..auth import DB, Admin, HubAdmin, Operator, Viewer, current_admin
 from ..schemas import (
     AlertOut,
+    ApiKeyIn,
+    ApiKeyOut,
+    ApiKeySecret,
+    AuditOut,
     DenyIn,
     DenyOut,
     EventOut,
@@ -20,6 +27,7 @@ from ..schemas import (
     GateIn,
     GateOut,
     GatePatch,
+    GateToken,
     Issued,
     IssuedPassOut,
     IssueIn,
@@ -34,32 +42,34 @@ from ..schemas import (
     ZoneCount,
     ZoneIn,
 )
+from ..scope import Role
 
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="a key id (16 hex characters)")]
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(current_admin)])
 
 
 @router.post("/venues", response_model=VenueOut, status_code=201)
-def create_venue(*, body: VenueIn, db: DB) -> VenueOut:
+def create_venue(*, body: VenueIn, access: HubAdmin, db: DB) -> VenueOut:
     ops.create_venue(db, body.name)
     db.commit()
     return VenueOut(**next(v for v in ops.list_venues(db) if v["name"] == body.name))
 
 
 @router.get("/venues", response_model=list[VenueOut])
-def list_venues(*, db: DB) -> list[VenueOut]:
-    return [VenueOut(**v) for v in ops.list_venues(db)]
+def list_venues(*, access: Viewer, db: DB) -> list[VenueOut]:
+    """The venues the key holds a grant on."""
+    return [VenueOut(**v) for v in ops.list_venues(db, access.ids_with(Role.VIEWER))]
 
 
 @router.post("/venues/{venue}/zones", response_model=ZoneIn, status_code=201)
-def create_zone(*, venue: Name, body: ZoneIn, db: DB) -> ZoneIn:
+def create_zone(*, venue: Name, body: ZoneIn, access: Admin, db: DB) -> ZoneIn:
     ops.create_zone(db, ops.get_venue(db, venue), body.name)
     db.commit()
     return body
 
 
 @router.post("/venues/{venue}/gates", response_model=GateCreated, status_code=201)
-def create_gate(*, venue: Name, body: GateIn, db: DB) -> GateCreated:
+def create_gate(*, venue: Name, body: GateIn, access: Admin, db: DB) -> GateCreated:
     """Register a gate; the answer holds its token, which the hub cannot show again."""
     token = ops.create_gate(db, ops.get_venue(db, venue), body.gate_id, body.zone, body.settings)
     db.commit()
@@ -67,7 +77,7 @@ def create_gate(*, venue: Name, body: GateIn, db: DB) -> GateCreated:
 
 
 @router.patch("/venues/{venue}/gates/{gate_id}", response_model=GateOut)
-def set_gate(*, venue: Name, gate_id: Name, body: GatePatch, db: DB) -> GateOut:
+def set_gate(*, venue: Name, gate_id: Name, body: GatePatch, access: Admin, db: DB) -> GateOut:
     """Change a gate's zone or settings; the gate picks them up with its next bundle."""
     gate = ops.set_gate(db, ops.get_venue(db, venue), gate_id, zone=body.zone, settings=body.settings)
     db.commit()
@@ -75,14 +85,17 @@ def set_gate(*, venue: Name, gate_id: Name, body: GatePatch, db: DB) -> GateOut:
 
 
 @router.get("/gates", response_model=list[GateOut])
-def list_gates(*, venue: Name | None = None, db: DB) -> list[GateOut]:
-    """Every gate with last seen, list ages, unsent backlog, software version and clock skew."""
+def list_gates(*, venue: Name | None = None, access: Viewer, db: DB) -> list[GateOut]:
+    """The gates of the key's venues (or of ``venue``) with last seen, list ages, unsent backlog,
+    software version and clock skew."""
+    if venue:
+        access.check(venue, Role.VIEWER)
     target = ops.get_venue(db, venue) if venue else None
-    return [GateOut(**g) for g in ops.list_gates(db, target)]
+    return [GateOut(**g) for g in ops.list_gates(db, target, only=access.ids_with(Role.VIEWER))]
 
 
 @router.post("/venues/{venue}/keys", response_model=KeyOut, status_code=201)
-def add_key(*, venue: Name, body: KeyIn, db: DB) -> KeyOut:
+def add_key(*, venue: Name, body: KeyIn, access: Admin, db: DB) -> KeyOut:
     """Trust an issuer's public key, or generate one for hub-side issuing."""
     row = ops.add_key(db, ops.get_venue(db, venue), public_pem_text=body.public_pem,
                       generate=body.generate, alg=body.alg, issuer=body.issuer)
@@ -91,12 +104,12 @@ def add_key(*, venue: Name, body: KeyIn, db: DB) -> KeyOut:
 
 
 @router.get("/venues/{venue}/keys", response_model=list[KeyOut])
-def list_keys(*, venue: Name, db: DB) -> list[KeyOut]:
+def list_keys(*, venue: Name, access: Viewer, db: DB) -> list[KeyOut]:
     return [KeyOut.of(row) for row in ops.list_keys(db, ops.get_venue(db, venue))]
 
 
 @router.post("/venues/{venue}/keys/rotate", response_model=KeyRotated, status_code=201)
-def rotate_key(*, venue: Name, body: KeyRotateIn, db: DB) -> KeyRotated:
+def rotate_key(*, venue: Name, body: KeyRotateIn, access: Admin, db: DB) -> KeyRotated:
     """A new hub-held pass key; the hub-held ones in use are retired now (their passes stay valid)."""
     row, retired = ops.rotate_key(db, ops.get_venue(db, venue), alg=body.alg)
     db.commit()
@@ -104,7 +117,7 @@ def rotate_key(*, venue: Name, body: KeyRotateIn, db: DB) -> KeyRotated:
 
 
 @router.post("/venues/{venue}/keys/{kid}/retire", response_model=KeyOut)
-def retire_key(*, venue: Name, kid: KeyId, body: KeyRetireIn, db: DB) -> KeyOut:
+def retire_key(*, venue: Name, kid: KeyId, body: KeyRetireIn, access: Admin, db: DB) -> KeyOut:
     """Refuse passes the key issues from ``at`` on; gates follow within one sync."""
     row = ops.retire_key(db, ops.get_venue(db, venue), kid, at=body.at)
     db.commit()
@@ -112,7 +125,7 @@ def retire_key(*, venue: Name, kid: KeyId, body: KeyRetireIn, db: DB) -> KeyOut:
 
 
 @router.post("/venues/{venue}/keys/{kid}/revoke", response_model=KeyOut)
-def revoke_key(*, venue: Name, kid: KeyId, db: DB) -> KeyOut:
+def revoke_key(*, venue: Name, kid: KeyId, access: Admin, db: DB) -> KeyOut:
     """The key leaked: gates refuse every pass under it; they follow within one sync."""
     row = ops.revoke_key(db, ops.get_venue(db, venue), kid)
     db.commit()
@@ -121,14 +134,14 @@ def revoke_key(*, venue: Name, kid: KeyId, db: DB) -> KeyOut:
 
 @router.get("/venues/{venue}/keys/{kid}.pem", response_class=PlainTextResponse,
             responses={200: {"content": {"application/x-pem-file": {}}}})
-def export_key(*, venue: Name, kid: KeyId, db: DB) -> PlainTextResponse:
+def export_key(*, venue: Name, kid: KeyId, access: Viewer, db: DB) -> PlainTextResponse:
     """A key's public PEM (a pass key, or the deny-list key: see ``denylist_kid`` of the venue)."""
     pem = ops.export_key(db, ops.get_venue(db, venue), kid)
     return PlainTextResponse(pem, media_type="application/x-pem-file")
 
 
 @router.post("/venues/{venue}/passes", response_model=Issued, status_code=201)
-def issue_passes(*, venue: Name, body: IssueIn, db: DB) -> Issued:
+def issue_passes(*, venue: Name, body: IssueIn, access: Operator, db: DB) -> Issued:
     """Issue passes in bulk with the venue's hub-held key (the CLI writes them as CSV + QR)."""
     kid, passes = ops.issue(db, ops.get_venue(db, venue), **body.model_dump())
     db.commit()
@@ -143,24 +156,24 @@ def _deny(db: Session, venue: str, kind: str, body: DenyIn, *, remove: bool) -> 
 
 
 @router.post("/venues/{venue}/revocations", response_model=DenyOut)
-def revoke(*, venue: Name, body: DenyIn, db: DB) -> DenyOut:
+def revoke(*, venue: Name, body: DenyIn, access: Operator, db: DB) -> DenyOut:
     """Revoke passes for good (one new list version for the whole batch)."""
     return _deny(db, venue, "revoked", body, remove=False)
 
 
 @router.post("/venues/{venue}/blocks", response_model=DenyOut)
-def block(*, venue: Name, body: DenyIn, db: DB) -> DenyOut:
+def block(*, venue: Name, body: DenyIn, access: Operator, db: DB) -> DenyOut:
     return _deny(db, venue, "blocked", body, remove=False)
 
 
 @router.post("/venues/{venue}/unblocks", response_model=DenyOut)
-def unblock(*, venue: Name, body: DenyIn, db: DB) -> DenyOut:
+def unblock(*, venue: Name, body: DenyIn, access: Operator, db: DB) -> DenyOut:
     return _deny(db, venue, "blocked", body, remove=True)
 
 
 @router.get("/venues/{venue}/denylists/{kind}", response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}}}})
-def denylist_snapshot(*, venue: Name, kind: str, request: Request,
+def denylist_snapshot(*, venue: Name, kind: str, request: Request, access: Viewer,
                       db: DB) -> Response:
     """The signed snapshot file of a list (for gates fed from a file share or static server)."""
     target = ops.get_venue(db, venue)
@@ -180,7 +193,7 @@ def query_events(*, venue: Name, gate_id: Name | None = None, kind: str | None =
                  since: float | None = Query(None, allow_inf_nan=False, description="hub time, epoch s"),
                  until: float | None = Query(None, allow_inf_nan=False, description="hub time, epoch s"),
                  limit: int = Query(1000, ge=1, le=10000),
-                 db: DB) -> list[EventOut]:
+                 access: Viewer, db: DB) -> list[EventOut]:
     """Events in hub order; page with ``after`` = the last ``seq`` received."""
     rows = ops.query_events(db, ops.get_venue(db, venue), gate_id=gate_id, kind=kind, after=after,
                             since=since, until=until, limit=limit)
@@ -188,15 +201,107 @@ def query_events(*, venue: Name, gate_id: Name | None = None, kind: str | None =
 
 
 @router.get("/venues/{venue}/counts", response_model=list[ZoneCount])
-def zone_counts(*, venue: Name, db: DB) -> list[ZoneCount]:
+def zone_counts(*, venue: Name, access: Viewer, db: DB) -> list[ZoneCount]:
     """Live counts per zone: inside = entries − exits through the zone's gates."""
     return [ZoneCount(**c) for c in ops.zone_counts(db, ops.get_venue(db, venue))]
 
 
 @router.get("/venues/{venue}/alerts", response_model=list[AlertOut])
 def list_alerts(*, venue: Name, after: int = Query(0, ge=0, le=2**62, description="the last id received"),
-                limit: int = Query(1000, ge=1, le=10000), db: DB) -> list[AlertOut]:
+                limit: int = Query(1000, ge=1, le=10000), access: Viewer, db: DB) -> list[AlertOut]:
     """What ingest raised, oldest first: a pass redeemed (entry) beyond what it allows, with the
     gates and hub times of its redemptions (a pass admitted at gates that could not reach the hub
     or each other until they synced)."""
     return [AlertOut(**a) for a in ops.list_alerts(db, ops.get_venue(db, venue), after=after, limit=limit)]
+
+
+
+# --- gate lifecycle ---------------------------------------------------------------------------
+
+
+@router.post("/venues/{venue}/gates/{gate_id}/token/rotate", response_model=GateToken, status_code=201)
+def rotate_gate_token(*, venue: Name, gate_id: Name, access: Admin, db: DB) -> GateToken:
+    """A new token for the gate (shown once; also after a revocation); the old one is refused at once."""
+    token = ops.rotate_gate_token(db, ops.get_venue(db, venue), gate_id)
+    db.commit()
+    return GateToken(gate_id=gate_id, venue=venue, token=token)
+
+
+@router.post("/venues/{venue}/gates/{gate_id}/token/revoke", response_model=GateOut)
+def revoke_gate_token(*, venue: Name, gate_id: Name, access: Admin, db: DB) -> GateOut:
+    """The gate's token is refused at once (401) until a rotation gives it a new one."""
+    gate = ops.revoke_gate_token(db, ops.get_venue(db, venue), gate_id)
+    db.commit()
+    return GateOut(**gate)
+
+
+@router.post("/venues/{venue}/gates/{gate_id}/disable", response_model=GateOut)
+def disable_gate(*, venue: Name, gate_id: Name, access: Admin, db: DB) -> GateOut:
+    """Refuse the gate's token with 403 "gate disabled"; nothing is deleted."""
+    gate = ops.disable_gate(db, ops.get_venue(db, venue), gate_id)
+    db.commit()
+    return GateOut(**gate)
+
+
+@router.post("/venues/{venue}/gates/{gate_id}/enable", response_model=GateOut)
+def enable_gate(*, venue: Name, gate_id: Name, access: Admin, db: DB) -> GateOut:
+    gate = ops.disable_gate(db, ops.get_venue(db, venue), gate_id, disabled=False)
+    db.commit()
+    return GateOut(**gate)
+
+
+@router.delete("/venues/{venue}/gates/{gate_id}", status_code=204)
+def delete_gate(*, venue: Name, gate_id: Name, access: Admin, db: DB) -> Response:
+    """Take the gate off the hub for good (its token void, its settings gone); its events stay,
+    and its id is not given out again."""
+    ops.delete_gate(db, ops.get_venue(db, venue), gate_id)
+    db.commit()
+    return Response(status_code=204)
+
+
+# --- API keys and the audit log -----------------------------------------------------------------
+
+
+@router.post("/apikeys", response_model=ApiKeySecret, status_code=201)
+def create_api_key(*, body: ApiKeyIn, access: Admin, db: DB) -> ApiKeySecret:
+    """A key with a role on venues this key administers (every venue: a hub-wide admin only);
+    the answer holds its secret, which the hub cannot show again."""
+    secret = apikeys.create(db, body.name, role=Role(body.role), venues=body.venues,
+                            all_venues=body.all_venues, by=access)
+    db.commit()
+    return ApiKeySecret(name=body.name, key=secret)
+
+
+@router.get("/apikeys", response_model=list[ApiKeyOut])
+def list_api_keys(*, access: Admin, db: DB) -> list[ApiKeyOut]:
+    """The keys whose every venue this key administers, revoked ones too."""
+    return [ApiKeyOut(**k) for k in apikeys.list_keys(db, by=access)]
+
+
+@router.post("/apikeys/{name}/rotate", response_model=ApiKeySecret, status_code=201)
+def rotate_api_key(*, name: Name, access: Admin, db: DB) -> ApiKeySecret:
+    """A new secret (shown once); the old one is refused at once."""
+    secret = apikeys.rotate(db, name, by=access)
+    db.commit()
+    return ApiKeySecret(name=name, key=secret)
+
+
+@router.post("/apikeys/{name}/revoke", response_model=ApiKeyOut)
+def revoke_api_key(*, name: Name, access: Admin, db: DB) -> ApiKeyOut:
+    """The key is refused at once (401); it stays listed, as revoked."""
+    key = apikeys.revoke(db, name, by=access)
+    db.commit()
+    return ApiKeyOut(**key)
+
+
+@router.get("/audit", response_model=list[AuditOut])
+def audit_log(*, venue: Name | None = None,
+              after: int = Query(0, ge=0, le=2**62, description="the last id received"),
+              limit: int = Query(1000, ge=1, le=10000), access: Admin, db: DB) -> list[AuditOut]:
+    """Changes by operators (API and CLI), oldest first: of the venues this key administers (a
+    hub-wide admin also sees hub-wide changes), or of ``venue``."""
+    if venue:
+        access.check(venue, Role.ADMIN)
+    target = ops.get_venue(db, venue) if venue else None
+    rows = audit.entries(db, access.ids_with(Role.ADMIN), venue=target, after=after, limit=limit)
+    return [AuditOut(**row) for row in rows]
