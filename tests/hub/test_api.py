@@ -105,6 +105,9 @@ def test_openapi_schema_names_every_operation(hub: HubServer) -> None:
         ("POST", "/v1/admin/venues/{venue}/keys/{kid}/retire"),
         ("POST", "/v1/admin/venues/{venue}/keys/{kid}/revoke"),
         ("GET", "/v1/admin/venues/{venue}/keys/{kid}.pem"),
+        ("POST", "/v1/admin/venues/{venue}/passes/upload"),
+        ("GET", "/v1/admin/venues/{venue}/denylists/{kind}/pending"),
+        ("POST", "/v1/admin/venues/{venue}/denylists/signed"),
     }
     assert set(routes(hub)) == expected
     events = schema["paths"]["/v1/gates/{gate_id}/events"]["post"]
