@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, auth, db, denylists, ops, scope
+from . import __version__, auth, db, denylists, ops, scope, sealing
 from .api import admin, gates
 from .schemas import PARSED_BY_ROUTE
 
@@ -66,6 +66,13 @@ async def _database_unavailable(request: Request, exc: OperationalError) -> JSON
               db.describe_error(exc, str(request.app.state.engine.url)))
     return JSONResponse({"detail": "the hub's database is unavailable; try again shortly"},
                         status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _cannot_sign(request: Request, exc: sealing.SealingError) -> JSONResponse:
+    """503 naming why the hub cannot sign (its sealing key is missing or wrong); whatever does not
+    sign keeps working."""
+    log.error("%s %s: cannot sign: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": f"the hub cannot sign: {exc}"}, status_code=503)
 
 
 async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -122,7 +129,8 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
     handlers: dict[Any, Any] = {RequestValidationError: _invalid, OperationalError: _database_unavailable,
                                 scope.Forbidden: _error(403), ops.NotFound: _error(404),
                                 ops.Conflict: _error(409), ops.Invalid: _error(422),
-                                denylists.DenyListChangeError: _error(409)}
+                                denylists.DenyListChangeError: _error(409),
+                                sealing.SealingError: _cannot_sign}
     for exc, handler in handlers.items():
         app.add_exception_handler(exc, handler)
     app.add_middleware(BodyLimit, max_bytes=max_body)

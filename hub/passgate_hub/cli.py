@@ -12,6 +12,7 @@ is ``--database``, else ``$PASSGATE_HUB_DATABASE``, else ``passgate-hub.db`` her
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from passgate import wire
 from passgate.batch import write_batch
 from passgate.times import FORMS, parse_time
 
-from . import apikeys, audit, db, denylists, ops, schemas
+from . import apikeys, audit, db, denylists, keys, offline, ops, schemas, sealing
 from .scope import EVERYTHING, Role
 
 Handler = Callable[[Session, argparse.Namespace], Any]
@@ -58,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     url = db.database_url(args.database)
-    db.migrate(db.make_engine(url))
+    db.migrate(db.make_engine(url))  # seals plain keys left by an older hub (needs the sealing key)
     os.environ[db.ENV_URL] = url
     uvicorn.run("passgate_hub.app:from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level)
@@ -135,7 +136,7 @@ def _add_key(session: Session, args: argparse.Namespace) -> Any:
     pem = Path(args.pem).read_text() if args.pem else None
     row = ops.add_key(session, ops.get_venue(session, args.venue), public_pem_text=pem,
                       generate=args.pem is None, alg=args.alg, issuer=args.issuer)
-    return {"kid": row.kid, "purpose": row.purpose, "has_private": row.private_pem is not None}
+    return {"kid": row.kid, "purpose": row.purpose, "has_private": row.has_private}
 
 
 def _key_json(row: Any) -> dict[str, Any]:
@@ -183,6 +184,69 @@ def _audit(session: Session, args: argparse.Namespace) -> Any:
 
 _GATE: Arguments = [(("venue",), {}), (("gate_id",), {})]
 
+
+def _venue_create(session: Session, args: argparse.Namespace) -> Any:
+    pem = Path(args.denylist_key).read_text() if args.denylist_key else None
+    venue = ops.create_venue(session, args.name, offline=args.offline, denylist_public_pem=pem)
+    return {"venue": venue.name, "offline": venue.offline}
+
+
+def _texts(files: list[str]) -> list[str]:
+    """Pass texts from files (``-``: stdin): one a line, or a CSV with a ``text`` column (what
+    ``passgate issue --out`` writes)."""
+    texts = []
+    for name in files:
+        lines = (sys.stdin.read() if name == "-" else Path(name).read_text()).splitlines()
+        if lines and "," in lines[0]:
+            rows = list(csv.DictReader(lines))
+            if not rows or "text" not in rows[0]:
+                raise ops.Invalid(f"{name}: a CSV needs a text column")
+            texts += [row["text"] for row in rows]
+        else:
+            texts += lines
+    return texts
+
+
+def _upload_lists(session: Session, args: argparse.Namespace) -> Any:
+    """Each file in turn (the snapshot before its delta), in one transaction: all or none."""
+    venue = ops.get_venue(session, args.venue)
+    return [offline.accept_signed(session, venue, Path(name).read_bytes()) for name in args.files]
+
+
+def _seal_rotate(session: Session, args: argparse.Namespace) -> Any:
+    """Re-seal every key with the new sealing key; the commit is ``main``'s (one transaction)."""
+    new = sealing.read_kek_file(args.new_key_file)
+    count = keys.reseal(session, new)
+    args.after_commit = lambda: _replace_default_kek(session, args.new_key_file)
+    return {"resealed": count, "kek_id": new.kek_id.hex(), "new_key_file": args.new_key_file}
+
+
+def _replace_default_kek(session: Session, new_key_file: str) -> None:
+    """The default sealing key file beside an SQLite database follows a rotation by itself;
+    a configured one is the operator's to point at the new file."""
+    url = session.get_bind().engine.url
+    source, path, _ = sealing.configured(url)
+    if path is not None and path == sealing.default_path(url):
+        partial = path.with_name(path.name + ".partial")
+        partial.unlink(missing_ok=True)
+        sealing.write_kek_file(partial, Path(new_key_file).read_text())
+        os.replace(partial, path)
+        print(f"passgate-hub seal rotate: {path} now holds the new sealing key", file=sys.stderr)
+    else:
+        print(f"passgate-hub seal rotate: point the hub at {new_key_file} instead of {source} "
+              f"(${sealing.ENV_FILE} or the credential) and restart it", file=sys.stderr)
+
+
+def _seal_new_key(_session: Session | None, args: argparse.Namespace) -> Any:
+    """A new sealing key file (mode 0600, never overwriting); needs no database."""
+    return {"file": args.file, "kek_id": sealing.write_kek_file(args.file).kek_id.hex()}
+
+
+# Commands run before the database is opened: an upgrade that must seal plain keys needs a
+# sealing key before the migration can run.
+WITHOUT_DATABASE = ("seal new-key",)
+
+
 # "group-action" becomes ``passgate-hub group action``; a name without "-" is a top-level command.
 COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "apikey-create": (_apikey_create, [
@@ -197,7 +261,13 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "apikey-rotate": (lambda s, a: {"name": a.name, "key": apikeys.rotate(s, a.name, by=EVERYTHING)},
                       [(("name",), {})]),
     "apikey-revoke": (lambda s, a: apikeys.revoke(s, a.name, by=EVERYTHING), [(("name",), {})]),
-    "venue-create": (lambda s, a: {"venue": ops.create_venue(s, a.name).name}, [(("name",), {})]),
+    "venue-create": (_venue_create, [(("name",), {}),
+                                     (("--offline",), {"action": "store_true",
+                                                       "help": "offline issuer: the hub holds only "
+                                                               "public keys of this venue"}),
+                                     (("--denylist-key",), {"metavar": "PUB.pem",
+                                                            "help": "an offline venue's deny-list "
+                                                                    "public key"})]),
     "venue-list": (lambda s, a: ops.list_venues(s), []),
     "zone-create": (lambda s, a: {"zone": ops.create_zone(s, ops.get_venue(s, a.venue), a.name).name},
                     [(("venue",), {}), (("name",), {})]),
@@ -260,6 +330,24 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                        (("--after",), {"type": CURSOR, "default": 0, "help": "the last id seen"}),
                        (("--limit",), {"type": LIMIT, "default": 1000})]),
 }
+COMMANDS.update({
+    "pass-record": (lambda s, a: offline.record_passes(s, ops.get_venue(s, a.venue), _texts(a.files)),
+                    [(("venue",), {}),
+                     (("files",), {"nargs": "+", "metavar": "FILE",
+                                   "help": "passes signed elsewhere: one a line, or passes.csv; "
+                                           "- for stdin"})]),
+    "denylist-pending": (lambda s, a: json.loads(offline.pending(s, ops.get_venue(s, a.venue), a.kind)
+                                                 .to_json()),
+                         [(("venue",), {}), (("kind",), {"choices": denylists.KINDS})]),
+    "denylist-upload": (_upload_lists, [(("venue",), {}),
+                                        (("files",), {"nargs": "+", "metavar": "FILE",
+                                                      "help": "signed files from passgate denylist "
+                                                              "sign: the snapshot, then the delta"})]),
+    "seal-new-key": (_seal_new_key, [(("file",), {"help": "where to write it (refused if it exists)"})]),
+    "seal-status": (lambda s, a: keys.seal_status(s), []),
+    "seal-rotate": (_seal_rotate, [(("--new-key-file",), {"required": True, "metavar": "FILE",
+                                                          "help": "from seal new-key"})]),
+})
 _DENY_ARGS: Arguments = [(("venue",), {}), (("pass_ids",), {"nargs": "*", "help": "pass ids (hex)"}),
                          (("--file",), {"help": "a file of pass ids, one a line"}), (("--reason",), {}),
                          (("--external",), {"action": "store_true",
@@ -271,7 +359,7 @@ COMMANDS["unblock"] = (_deny("blocked", remove=True), _DENY_ARGS)
 # What each command and group does, for --help (tests/hub/test_cli_validation.py: every one has a line).
 HELP = {
     "serve": "run the hub's HTTP API (migrates the database first)",
-    "migrate": "bring the database schema up to date",
+    "migrate": "bring the database schema up to date (seals plain keys)",
     "apikey": "admin API keys", "apikey-create": "create an admin API key (printed once)",
     "venue": "venues", "venue-create": "create a venue (and the key that signs its deny lists)",
     "venue-list": "venues with their zones and deny-list key id",
@@ -302,6 +390,15 @@ HELP = {
     "gate-rotate-token": "a new token for a gate (printed once); the old one stops at once",
     "gate-revoke-token": "revoke a gate's token: it stops at once",
     "audit": "changes made by operators: who, what, when, from where",
+    "pass": "passes signed outside the hub (offline issuer)",
+    "pass-record": "record passes signed with passgate issue, after checking each signature",
+    "denylist": "an offline-issuer venue's deny lists",
+    "denylist-pending": "the unsigned next version of a list, to sign with passgate denylist sign",
+    "denylist-upload": "hand back the signed snapshot (and delta): served once they verify",
+    "seal": "the key that seals the hub's private keys",
+    "seal-new-key": "write a new sealing key file (mode 0600; needs no database)",
+    "seal-status": "where the sealing key comes from and which keys it sealed",
+    "seal-rotate": "re-seal every private key with a new sealing key, in one transaction",
 }
 
 
@@ -344,20 +441,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
     try:
-        if args.command == "serve":
-            return _serve(args)
-        engine = db.make_engine(args.database)
-        db.migrate(engine)
-        if args.command == "migrate":
-            return 0
-        with db.session_factory(engine)() as session:
-            audit.act_as(session, audit.cli_actor())
-            result = args.run(session, args)
-            session.commit()
+        if command in WITHOUT_DATABASE:
+            result = args.run(None, args)
+        else:
+            if args.command == "serve":
+                return _serve(args)
+            engine = db.make_engine(args.database)
+            db.migrate(engine)
+            if args.command == "migrate":
+                return 0
+            with db.session_factory(engine)() as session:
+                audit.act_as(session, audit.cli_actor())
+                result = args.run(session, args)
+                session.commit()
+                getattr(args, "after_commit", lambda: None)()
     except SQLAlchemyError as exc:
         print(f"passgate-hub {command}: {db.describe_error(exc, args.database)}", file=sys.stderr)
         return 1
-    except (ops.NotFound, ops.Conflict, denylists.DenyListChangeError, ValueError, OSError) as exc:
+    except (ops.NotFound, ops.Conflict, denylists.DenyListChangeError, sealing.SealingError,
+            ValueError, OSError) as exc:
         print(f"passgate-hub {command}: {exc}", file=sys.stderr)
         return 1
     try:

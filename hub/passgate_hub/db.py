@@ -13,6 +13,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
@@ -95,13 +96,23 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(str(exc)) from exc  # the pool connects afresh
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (run at ``serve`` start and in tests)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest revision (run at ``serve`` start and in tests). May raise
+    ``sealing.SealingError``: plain-text keys to seal and no sealing key (see migration 0003)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+    if engine.dialect.name == "sqlite" and after != before:
+        # what a migration rewrote (plain keys it sealed) leaves the write-ahead log as well
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -32,7 +32,7 @@ from passgate import denylist
 from passgate.cose import PrivateKey
 
 from .keys import held_key
-from .models import DenyDelta, DenyEntry, DenyList, Venue
+from .models import DenyDelta, DenyEntry, DenyList, DenySnapshot, Venue
 
 KINDS = denylist.KINDS
 MAX_DELTAS = 32  # further behind than this, a snapshot is smaller and faster to apply
@@ -54,7 +54,7 @@ def signing_key(db: Session, venue: Venue) -> PrivateKey:
     return key
 
 
-def _locked_list(db: Session, venue: Venue, kind: str) -> DenyList:
+def locked_list(db: Session, venue: Venue, kind: str) -> DenyList:
     """The list's version row, locked until commit so concurrent changes take turns."""
     return db.scalars(select(DenyList).where(DenyList.venue_id == venue.id, DenyList.kind == kind)
                       .with_for_update()).one()
@@ -78,13 +78,14 @@ def change(db: Session, venue: Venue, kind: str, *, adds: Iterable[str] = (),
     adds, removes = sorted(set(adds)), sorted(set(removes))
     if kind == "revoked" and removes:
         raise DenyListChangeError("revocation is permanent; block and unblock instead")
-    row = _locked_list(db, venue, kind)
+    row = locked_list(db, venue, kind)
     listed = _active(db, venue, kind, [*adds, *removes]) if adds or removes else set()
     adds = [p for p in adds if p not in listed]
     removes = [p for p in removes if p in listed]
     if not adds and not removes:
         return row.version, 0
-    version = _bump(db, venue, row, adds, removes, now)
+    # an offline-issuer venue's change waits, as the next version, for its signed files
+    version = row.version + 1 if venue.offline else _bump(db, venue, row, adds, removes, now)
     db.add_all(DenyEntry(venue_id=venue.id, kind=kind, pass_id=p, version_added=version,
                          reason=reason) for p in adds)
     if removes:
@@ -117,6 +118,8 @@ def refreshed_versions(db: Session, venue: Venue, have: Mapping[str, int] | None
     other contents). The caller commits when ``changed``."""
     now = time.time() if now is None else now
     have, signed = have or {}, signed or {}
+    if venue.offline:  # the hub cannot sign them: the operator's signed uploads keep them fresh
+        return current_versions(db, venue), False
 
     def forked(kind: str, version: int, issued_at: int) -> bool:
         claimed = signed.get(kind)
@@ -132,7 +135,7 @@ def refreshed_versions(db: Session, venue: Venue, have: Mapping[str, int] | None
     if not any(due(kind, *current) for kind, current in versions.items()):
         return versions, False
     for kind in KINDS:
-        row = _locked_list(db, venue, kind)  # checked again under the lock
+        row = locked_list(db, venue, kind)  # checked again under the lock
         if _restart(row.version, have.get(kind, 0), now) or forked(kind, row.version, row.issued_at):
             log.warning("%s: a gate holds %s list version %s, ahead of this hub's %s or signed at "
                         "another time (restored from a backup?): a new epoch begins", venue.name, kind,
@@ -173,6 +176,12 @@ class SnapshotCache:
         self.size = size
 
     def get(self, db: Session, venue: Venue, kind: str, version: int, issued_at: int) -> bytes:
+        if venue.offline:
+            stored = stored_snapshot(db, venue, kind, version)
+            if stored is None:
+                raise LookupError(f"no signed {kind} list of {venue.name!r} at version {version} "
+                                  "was uploaded")
+            return stored
         key = (venue.id, kind, version)
         with self._lock:
             if key in self._items:
@@ -197,9 +206,32 @@ def updates_for(db: Session, venue: Venue, kind: str, have: int, current: tuple[
     version, issued_at = current
     if have >= version or version == 0:
         return []
+    if venue.offline:
+        return _uploaded(db, venue, kind, have, version)
     if version - have > MAX_DELTAS:
         return [cache.get(db, venue, kind, version, issued_at)]
     return list(db.scalars(select(DenyDelta.data).where(DenyDelta.venue_id == venue.id,
                                                         DenyDelta.kind == kind,
                                                         DenyDelta.base >= have)
                            .order_by(DenyDelta.base)))
+
+
+def stored_snapshot(db: Session, venue: Venue, kind: str, version: int) -> bytes | None:
+    """An offline-issuer venue's uploaded snapshot of ``version``, if that is the one held."""
+    return db.scalar(select(DenySnapshot.data).where(DenySnapshot.venue_id == venue.id,
+                                                     DenySnapshot.kind == kind,
+                                                     DenySnapshot.version == version))
+
+
+def _uploaded(db: Session, venue: Venue, kind: str, have: int, version: int) -> list[bytes]:
+    """What takes a gate from ``have`` to ``version`` among an offline venue's uploaded files: the
+    deltas when every one between was uploaded (and there are few), else the snapshot."""
+    if version - have <= MAX_DELTAS:
+        deltas = db.execute(select(DenyDelta.base, DenyDelta.data)
+                            .where(DenyDelta.venue_id == venue.id, DenyDelta.kind == kind,
+                                   DenyDelta.base >= have, DenyDelta.base < version)
+                            .order_by(DenyDelta.base)).all()
+        if [base for base, _ in deltas] == list(range(have, version)):
+            return [data for _, data in deltas]
+    snapshot = stored_snapshot(db, venue, kind, version)
+    return [snapshot] if snapshot is not None else []

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Double,
     FetchedValue,
     ForeignKey,
@@ -48,6 +49,8 @@ class Venue(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     keys_rev: Mapped[int] = mapped_column(Integer, default=0)  # bumped on key changes (ETag input)
     created_at: Mapped[float] = mapped_column(Double)
+    # offline issuer: the hub holds only public keys; passes and lists are signed elsewhere
+    offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class Zone(Base):
@@ -130,7 +133,8 @@ class AuditEntry(Base):
 
 
 class IssuerKey(Base):
-    """A public key gates of the venue trust; ``private_pem`` only when the hub signs with it."""
+    """A public key gates of the venue trust; ``private_sealed`` only when the hub signs with it:
+    the private key sealed with the hub's sealing key (``sealing``), never in plain text."""
 
     __tablename__ = "issuer_keys"
     __table_args__ = (UniqueConstraint("venue_id", "kid"),)
@@ -140,10 +144,14 @@ class IssuerKey(Base):
     purpose: Mapped[str] = mapped_column(String(16))  # "passes" or "denylist"
     issuer: Mapped[str | None] = mapped_column(String(128))
     public_pem: Mapped[str] = mapped_column(Text)
-    private_pem: Mapped[str | None] = mapped_column(Text)
+    private_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     retired_at: Mapped[float | None] = mapped_column(Double)  # no new passes; older ones stay valid
     revoked_at: Mapped[float | None] = mapped_column(Double)  # leaked: every pass under it refused
     created_at: Mapped[float] = mapped_column(Double)
+
+    @property
+    def has_private(self) -> bool:
+        return self.private_sealed is not None
 
 
 class IssuedPass(Base):
@@ -192,6 +200,17 @@ class DenyDelta(Base):
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     base: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DenySnapshot(Base):
+    """An offline-issuer venue's newest signed snapshot of a list, as uploaded (the hub cannot
+    build one: it holds no signing key for it)."""
+
+    __tablename__ = "deny_snapshots"
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

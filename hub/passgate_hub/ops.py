@@ -22,7 +22,7 @@ from passgate import cose, generate_private_key, issue_pass, key_id, wire
 from passgate.keys import public_pem
 
 from . import audit, auth, denylists
-from .keys import held_key
+from .keys import held_key, seal_for
 from .models import Alert, DenyList, Event, Gate, IssuedPass, IssuerKey, Venue, Zone
 
 # One passage is one event that ``wire.counts_as_passage``: the same rule, in SQL.
@@ -42,14 +42,21 @@ class Invalid(ValueError):
     """Input the hub refuses whatever its state (a gate setting out of bounds, a malformed id)."""
 
 
-def create_venue(db: Session, name: str) -> Venue:
-    """A venue with its deny-list signing key and empty revoked/blocked lists (version 0)."""
+def create_venue(db: Session, name: str, *, offline: bool = False,
+                 denylist_public_pem: str | None = None) -> Venue:
+    """A venue with its deny-list signing key and empty revoked/blocked lists (version 0).
+
+    ``offline``: an offline-issuer venue (see ``offline``): the hub holds only the public half of
+    its deny-list key, ``denylist_public_pem``, and never a private key of the venue."""
+    if offline != (denylist_public_pem is not None):
+        raise Invalid("an offline-issuer venue needs its deny-list public key, and only it does")
     if db.scalar(select(Venue).where(Venue.name == name)):
         raise Conflict(f"venue {name!r} exists")
-    venue = Venue(name=name, keys_rev=0, created_at=time.time())
+    key = _public_key(denylist_public_pem) if denylist_public_pem is not None else generate_private_key()
+    venue = Venue(name=name, keys_rev=0, created_at=time.time(), offline=offline)
     db.add(venue)
     db.flush()
-    _add_key(db, venue, generate_private_key(), purpose="denylist", issuer=f"{name} deny lists")
+    _add_key(db, venue, key, purpose="denylist", issuer=f"{name} deny lists")
     db.add_all(DenyList(venue_id=venue.id, kind=kind, version=0, issued_at=0)
                for kind in denylists.KINDS)
     audit.record(db, "venue.create", name, venues=[venue])
@@ -73,7 +80,8 @@ def list_venues(db: Session, only: Collection[int] | None = None) -> list[dict[s
         zones = db.scalars(select(Zone.name).where(Zone.venue_id == venue.id).order_by(Zone.name))
         kid = db.scalar(select(IssuerKey.kid).where(IssuerKey.venue_id == venue.id,
                                                     IssuerKey.purpose == "denylist"))
-        out.append({"name": venue.name, "zones": list(zones), "denylist_kid": kid})
+        out.append({"name": venue.name, "zones": list(zones), "denylist_kid": kid,
+                    "offline": venue.offline})
     return out
 
 
@@ -207,21 +215,32 @@ def _gate_out(db: Session, venue: Venue, gate_id: str) -> dict[str, Any]:
 
 
 def _add_key(db: Session, venue: Venue, key: Any, *, purpose: str, issuer: str | None) -> IssuerKey:
-    """``key``: a private key (the hub signs with it) or a public one (trusted only)."""
-    private = None
-    if hasattr(key, "private_bytes"):
-        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
+    """``key``: a private key (the hub signs with it; stored sealed) or a public one (trusted only)."""
     kid = key_id(key).hex()
+    if hasattr(key, "private_bytes") and venue.offline:
+        raise Conflict(f"{venue.name!r} is an offline-issuer venue: the hub holds no private key of "
+                       "it (sign with passgate where the key lives; give the hub the public key)")
     if db.scalar(select(IssuerKey).where(IssuerKey.venue_id == venue.id, IssuerKey.kid == kid)):
         raise Conflict(f"key {kid} is already held for {venue.name!r}")
+    sealed = seal_for(db, kid, key) if hasattr(key, "private_bytes") else None
     row = IssuerKey(venue_id=venue.id, kid=kid, purpose=purpose, issuer=issuer,
-                    public_pem=public_pem(key).decode(), private_pem=private, created_at=time.time())
+                    public_pem=public_pem(key).decode(), private_sealed=sealed, created_at=time.time())
     db.add(row)
     venue.keys_rev += 1
     audit.record(db, "key.add", f"{venue.name}/{kid}", venues=[venue], purpose=purpose,
-                 hub_held=private is not None)
+                 hub_held=sealed is not None)
     return row
+
+
+def _public_key(text: str) -> Any:
+    """A PEM Ed25519 or P-256 public key, or ``Conflict``."""
+    try:
+        key = serialization.load_pem_public_key(text.encode())
+        key_id(key)  # type: ignore[arg-type]
+        cose.algorithm_for(key)  # type: ignore[arg-type]
+    except (ValueError, TypeError, cose.CoseError):
+        raise Conflict("not a PEM Ed25519 or P-256 public key") from None
+    return key
 
 
 def add_key(db: Session, venue: Venue, *, public_pem_text: str | None = None, generate: bool = False,
@@ -229,15 +248,7 @@ def add_key(db: Session, venue: Venue, *, public_pem_text: str | None = None, ge
     """Trust a pass issuer's public key, or generate one the hub issues with."""
     if generate == (public_pem_text is not None):
         raise Conflict("give either a public key or generate=true")
-    if generate:
-        key: Any = generate_private_key(alg)
-    else:
-        try:
-            key = serialization.load_pem_public_key(public_pem_text.encode())  # type: ignore[union-attr]
-            key_id(key)
-            cose.algorithm_for(key)
-        except (ValueError, TypeError, cose.CoseError):
-            raise Conflict("not a PEM Ed25519 or P-256 public key") from None
+    key: Any = generate_private_key(alg) if generate else _public_key(public_pem_text)  # type: ignore[arg-type]
     return _add_key(db, venue, key, purpose="passes", issuer=issuer)
 
 
@@ -288,10 +299,13 @@ def revoke_key(db: Session, venue: Venue, kid: str) -> IssuerKey:
 def rotate_key(db: Session, venue: Venue, *, alg: str = "ed25519") -> tuple[IssuerKey, list[str]]:
     """A new hub-held pass key; the hub-held ones in use are retired now (their passes stay
     valid). Returns the new key and the kids retired."""
+    if venue.offline:
+        raise Conflict(f"{venue.name!r} is an offline-issuer venue: rotate its keys where they live "
+                       "(passgate keygen, then key add and key retire)")
     now = time.time()
     old = list(db.scalars(select(IssuerKey).where(
         IssuerKey.venue_id == venue.id, IssuerKey.purpose == wire.KeyPurpose.PASSES,
-        IssuerKey.private_pem.is_not(None), IssuerKey.retired_at.is_(None),
+        IssuerKey.private_sealed.is_not(None), IssuerKey.retired_at.is_(None),
         IssuerKey.revoked_at.is_(None))))
     issuer = old[-1].issuer if old else None
     try:
@@ -317,6 +331,9 @@ def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_unt
           reentry: bool = False, record: bool = True) -> tuple[str, list[tuple[str, str]]]:
     """Sign ``count`` passes with the venue's newest hub-held issuer key: ``(kid, [(id, text)])``."""
     key = held_key(db, venue, "passes")
+    if key is None and venue.offline:
+        raise Conflict(f"{venue.name!r} is an offline-issuer venue: sign passes with 'passgate issue' "
+                       "where the key lives, then record them on the hub (pass record)")
     if key is None:
         raise NotFound(f"venue {venue.name!r} has no hub-held issuer key (generate one first)")
     kid = key_id(key).hex()

@@ -130,13 +130,19 @@ def parse_body(model: type[M], body: bytes) -> M:
 
 
 class VenueIn(Strict):
+    """``offline``: an offline-issuer venue, whose deny-list public key is ``denylist_public_pem``
+    (the hub then holds no private key of it)."""
+
     name: Name
+    offline: bool = False
+    denylist_public_pem: Annotated[str, StringConstraints(max_length=4096)] | None = None
 
 
 class VenueOut(BaseModel):
     name: str
     zones: list[str]
     denylist_kid: str
+    offline: bool = False
 
 
 class ZoneIn(Strict):
@@ -205,7 +211,7 @@ class KeyOut(BaseModel):
     def of(cls, row: Any) -> KeyOut:
         """A key as the API and the CLI show it (an ``IssuerKey`` row; never its private half)."""
         return cls(kid=row.kid, purpose=row.purpose, issuer=row.issuer,
-                   has_private=row.private_pem is not None, retired_at=row.retired_at,
+                   has_private=row.has_private, retired_at=row.retired_at,
                    revoked_at=row.revoked_at)
 
 
@@ -353,3 +359,39 @@ class AuditOut(BaseModel):
     venue: str | None  # None: a hub-wide change
     target: str | None
     detail: dict[str, Any]
+
+
+# --- offline issuing -----------------------------------------------------------------------
+
+PassText = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=NO_NUL)]
+
+
+class PassesIn(Strict):
+    """Pass texts (``PG1:...``) signed outside the hub, to record after checking their signature."""
+
+    passes: Annotated[list[PassText], Field(min_length=1, max_length=10000)]
+
+
+class PassesRecorded(BaseModel):
+    recorded: int
+    already: int  # recorded for the venue before
+
+
+class PendingListOut(BaseModel):
+    """The unsigned next version of an offline venue's list (``passgate.pending``), to sign with
+    ``passgate denylist sign``: hex pass ids."""
+
+    format: str
+    kind: str
+    scope: str
+    base: int
+    version: int
+    ids: list[str]
+    adds: list[str]
+    removes: list[str]
+
+
+class SignedListOut(BaseModel):
+    kind: str
+    file: str  # "snapshot" or "delta"
+    version: int

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 
+from passgate_hub import sealing
+
 
 def bindir() -> Path | None:
     """The newest installed server's bin directory, or None when PostgreSQL is not installed."""
@@ -43,6 +45,9 @@ class PgCluster:
         if self.bin is None:
             raise FileNotFoundError("PostgreSQL server binaries not found (apt-get install postgresql)")
         self.durable = durable
+        # hubs on a throwaway cluster seal their keys with a throwaway sealing key (a PostgreSQL
+        # hub has no default one); child processes inherit it
+        os.environ.setdefault(sealing.ENV_KEY, sealing.new_kek_text().strip())
         self.root = Path(tempfile.mkdtemp(prefix="passgate-pg-"))
         self.port = free_port()
         self._as: list[str] = []

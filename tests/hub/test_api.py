@@ -113,6 +113,9 @@ def test_openapi_schema_names_every_operation(hub: HubServer) -> None:
         ("GET", "/v1/admin/apikeys"), ("POST", "/v1/admin/apikeys"),
         ("POST", "/v1/admin/apikeys/{name}/rotate"), ("POST", "/v1/admin/apikeys/{name}/revoke"),
         ("GET", "/v1/admin/audit"),
+        ("POST", "/v1/admin/venues/{venue}/passes/upload"),
+        ("GET", "/v1/admin/venues/{venue}/denylists/{kind}/pending"),
+        ("POST", "/v1/admin/venues/{venue}/denylists/signed"),
     }
     assert set(routes(hub)) == expected
     events = schema["paths"]["/v1/gates/{gate_id}/events"]["post"]

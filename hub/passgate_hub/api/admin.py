@@ -6,13 +6,14 @@ Every route names the role it needs as its ``access`` parameter (``auth.Viewer``
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
-from .. import apikeys, audit, denylists, ops
+from .. import apikeys, audit, denylists, offline, ops
 from ..auth import DB, Admin, HubAdmin, Operator, Viewer, current_admin
 from ..schemas import (
     AlertOut,
@@ -37,6 +38,10 @@ from ..schemas import (
     KeyRotated,
     KeyRotateIn,
     Name,
+    PassesIn,
+    PassesRecorded,
+    PendingListOut,
+    SignedListOut,
     VenueIn,
     VenueOut,
     ZoneCount,
@@ -50,7 +55,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(cur
 
 @router.post("/venues", response_model=VenueOut, status_code=201)
 def create_venue(*, body: VenueIn, access: HubAdmin, db: DB) -> VenueOut:
-    ops.create_venue(db, body.name)
+    ops.create_venue(db, body.name, offline=body.offline, denylist_public_pem=body.denylist_public_pem)
     db.commit()
     return VenueOut(**next(v for v in ops.list_venues(db) if v["name"] == body.name))
 
@@ -305,3 +310,30 @@ def audit_log(*, venue: Name | None = None,
     target = ops.get_venue(db, venue) if venue else None
     rows = audit.entries(db, access.ids_with(Role.ADMIN), venue=target, after=after, limit=limit)
     return [AuditOut(**row) for row in rows]
+
+
+@router.post("/venues/{venue}/passes/upload", response_model=PassesRecorded)
+def record_passes(*, venue: Name, body: PassesIn, access: Operator, db: DB) -> PassesRecorded:
+    """Record passes signed outside the hub (an offline issuer's), all or none: each must verify
+    with a pass key the venue trusts; a refusal names the first pass and why."""
+    done = offline.record_passes(db, ops.get_venue(db, venue), body.passes)
+    db.commit()
+    return PassesRecorded(**done)
+
+
+@router.get("/venues/{venue}/denylists/{kind}/pending", response_model=PendingListOut)
+def pending_list(*, venue: Name, kind: Name, access: Operator, db: DB) -> PendingListOut:
+    """An offline venue's list at its next version, unsigned: sign it with ``passgate denylist
+    sign`` where the deny-list key lives and upload both files it writes."""
+    return PendingListOut(**json.loads(offline.pending(db, ops.get_venue(db, venue), kind).to_json()))
+
+
+@router.post("/venues/{venue}/denylists/signed", response_model=SignedListOut)
+def upload_signed_list(*, venue: Name, body: Annotated[bytes, Body(media_type="application/octet-stream")],
+                       access: Operator, db: DB) -> SignedListOut:
+    """A signed snapshot or delta of an offline venue's list: served to gates only once it
+    verifies with the venue's deny-list key and holds exactly the pending change (the snapshot
+    first, then its delta); anything else is refused with the reason."""
+    done = offline.accept_signed(db, ops.get_venue(db, venue), body)
+    db.commit()
+    return SignedListOut(**done)

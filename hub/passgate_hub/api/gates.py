@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from passgate import wire
 
-from .. import denylists, ingest
+from .. import denylists, ingest, sealing
 from ..auth import DB, CurrentGate, uploading_gate
 from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
 from ..schemas import (
@@ -81,7 +81,12 @@ def bundle(*, request: Request, response: Response,
     have = {"revoked": revoked, "blocked": blocked}
     signed = {"revoked": revoked_issued_at, "blocked": blocked_issued_at}
     # a gate ahead, or holding this version number with other contents: a new epoch
-    versions, changed = denylists.refreshed_versions(db, venue, have, signed)
+    try:
+        versions, changed = denylists.refreshed_versions(db, venue, have, signed)
+    except sealing.SealingError as exc:  # lists stay as signed; the gate's stale policy judges them
+        log.warning("%s: lists not re-signed: %s", venue.name, exc)
+        db.rollback()
+        versions, changed = denylists.current_versions(db, venue), False
     if changed:
         db.commit()
     etag = _etag(venue.keys_rev, zone, gate.config, versions, have, signed)

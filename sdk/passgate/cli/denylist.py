@@ -29,6 +29,7 @@ from ..denylist import (
 )
 from ..keys import TrustedKey, TrustStore, key_id, load_private_key
 from ..passes import iso_utc
+from ..pending import PendingList
 from ..wire import KeyPurpose
 from .common import CliError
 
@@ -65,6 +66,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", required=True, metavar="FILE", help="signed delta to write")
     d.add_argument("--snapshot-out", metavar="FILE", help="also write the version N + 1 snapshot")
     d.set_defaults(run=_guarded(run_delta))
+
+    s = actions.add_parser(
+        "sign",
+        help="sign a hub's pending list (an offline-issuer venue) where the key lives",
+        description="Reads the JSON of 'passgate-hub denylist pending' (or GET .../denylists/KIND/"
+        "pending) and writes the signed snapshot and delta to upload back (passgate-hub "
+        "denylist upload, or POST .../denylists/signed), snapshot first.",
+    )
+    s.add_argument("--key", required=True, metavar="PRIV.pem", help="the venue's deny-list private key")
+    s.add_argument("pending", metavar="PENDING.json", help="the hub's pending list; - for stdin")
+    s.add_argument("--out", required=True, metavar="DIR", help="directory for the two signed files")
+    s.set_defaults(run=_guarded(run_sign))
 
     i = actions.add_parser("inspect", help="print a deny list file's header as JSON")
     i.add_argument("file", metavar="FILE", help="signed snapshot or delta, or a gate's local file")
@@ -173,6 +186,23 @@ def run_delta(args: argparse.Namespace) -> int:
     if args.snapshot_out:
         atomic_write(args.snapshot_out, [new.to_signed(key)])
         print(f"{args.snapshot_out}: snapshot of {_describe(new)}")
+    return 0
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    key = load_private_key(args.key)
+    text = sys.stdin.read() if args.pending == "-" else Path(args.pending).read_text()
+    pending = PendingList.from_json(text)
+    snapshot, delta = pending.sign(key)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{pending.kind}-{pending.version:010d}"
+    for path, data in ((out / f"{name}.snapshot.pgdl", snapshot), (out / f"{name}.delta.pgdl", delta)):
+        atomic_write(path, [data])
+        print(path)
+    print(f"signed {pending.kind} list {pending.scope!r} version {pending.version}: "
+          f"{len(set(pending.ids))} entries, +{len(set(pending.adds))} −{len(set(pending.removes))}",
+          file=sys.stderr)
     return 0
 
 
