@@ -4,6 +4,8 @@
     passgate-hub venue create arena
     passgate-hub gate create arena north-1 --zone floor      # prints the token once
     passgate-hub issue arena --count 100 --valid-until +8h --zone floor --out passes
+    passgate-hub venue set arena --retention-days 14 --window-hours 24
+    passgate-hub purge --dry-run                             # what the retention purge removes now
 
 The commands share ``passgate_hub.ops`` with the admin API, so both behave the same. The database
 is ``--database``, else ``$PASSGATE_HUB_DATABASE``, else ``passgate-hub.db`` here.
@@ -12,6 +14,7 @@ is ``--database``, else ``$PASSGATE_HUB_DATABASE``, else ``passgate-hub.db`` her
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,7 +30,7 @@ from passgate import wire
 from passgate.batch import write_batch
 from passgate.times import FORMS, parse_time
 
-from . import db, denylists, ops, schemas
+from . import db, denylists, ops, retention, schemas
 
 Handler = Callable[[Session, argparse.Namespace], Any]
 Arguments = list[tuple[tuple[str, ...], dict[str, Any]]]
@@ -144,12 +147,32 @@ def _events(session: Session, args: argparse.Namespace) -> Any:
     return [schemas.EventOut.model_validate(r, from_attributes=True).model_dump() for r in rows]  # as the API
 
 
+def _purge(session: Session, args: argparse.Namespace) -> Any:
+    if args.venue is not None:
+        ops.get_venue(session, args.venue)
+    removed, _ = retention.purge(session, venue=args.venue, dry_run=args.dry_run)
+    return {"dry_run": args.dry_run, "venues": {name: dataclasses.asdict(p) for name, p in removed.items()}}
+
+
 # "group-action" becomes ``passgate-hub group action``; a name without "-" is a top-level command.
 COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "apikey-create": (lambda s, a: {"name": a.name, "key": ops.create_api_key(s, a.name)},
                       [(("name",), {})]),
     "venue-create": (lambda s, a: {"venue": ops.create_venue(s, a.name).name}, [(("name",), {})]),
     "venue-list": (lambda s, a: ops.list_venues(s), []),
+    "venue-set": (lambda s, a: ops.set_venue(s, ops.get_venue(s, a.name), retention_days=a.retention_days,
+                                             window_hours=a.window_hours),
+                  [(("name",), {}),
+                   (("--retention-days",), {"type": int, "metavar": "N", "help": (
+                       f"keep events and alerts N days ({retention.RETENTION_DAYS[0]}.."
+                       f"{retention.RETENTION_DAYS[1]}; default {retention.DEFAULT_RETENTION_DAYS})")}),
+                   (("--window-hours",), {"type": int, "metavar": "N", "help": (
+                       f"keep pass ids N hours, unless a still-valid pass needs them "
+                       f"({retention.WINDOW_HOURS[0]}..{retention.WINDOW_HOURS[1]}; "
+                       f"default {retention.DEFAULT_WINDOW_HOURS})")})]),
+    "purge": (_purge, [(("--venue",), {"help": "only this venue"}),
+                       (("--dry-run",), {"action": "store_true",
+                                         "help": "count what would go, remove nothing"})]),
     "zone-create": (lambda s, a: {"zone": ops.create_zone(s, ops.get_venue(s, a.venue), a.name).name},
                     [(("venue",), {}), (("name",), {})]),
     "gate-create": (_gate_create, [(("venue",), {}), (("gate_id",), {}), (("--zone",), {}),

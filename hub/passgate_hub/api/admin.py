@@ -31,6 +31,7 @@ from ..schemas import (
     Name,
     VenueIn,
     VenueOut,
+    VenuePatch,
     ZoneCount,
     ZoneIn,
 )
@@ -49,6 +50,15 @@ def create_venue(*, body: VenueIn, db: DB) -> VenueOut:
 @router.get("/venues", response_model=list[VenueOut])
 def list_venues(*, db: DB) -> list[VenueOut]:
     return [VenueOut(**v) for v in ops.list_venues(db)]
+
+
+@router.patch("/venues/{venue}", response_model=VenueOut)
+def set_venue(*, venue: Name, body: VenuePatch, db: DB) -> VenueOut:
+    """Set how long the hub keeps the venue's events and alerts (``retention_days``) and the pass
+    ids in them (``window_hours``); the next purge applies it."""
+    changed = ops.set_venue(db, ops.get_venue(db, venue), **body.model_dump())
+    db.commit()
+    return VenueOut(**changed)
 
 
 @router.post("/venues/{venue}/zones", response_model=ZoneIn, status_code=201)
