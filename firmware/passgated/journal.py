@@ -16,8 +16,8 @@ operator ran ``passgated journal recover``.
 
 Entries used and anti-passback state are read from here, so a restart forgets nothing. The
 ``events`` table doubles as the sync outbox (``sent``: 0 queued, 1 acknowledged by the hub, 2 refused
-by the hub as malformed and kept only for audit). Pass ids are stored as hex; the journal
-holds no personal data.
+by the hub as malformed and kept only for audit). Pass ids are stored as hex, never a name; what is
+kept and for how long is README's "Privacy" (``purge``; tests/test_privacy_claims.py checks it).
 """
 
 from __future__ import annotations
@@ -439,8 +439,9 @@ class Journal:
 
     # -- upkeep -------------------------------------------------------------------------------
     def purge(self, retention_days: float, *, keep_unsent: bool = True) -> int:
-        """Delete events older than the retention (unsent ones are kept while a hub is configured)
-        and redemptions of passes expired longer ago than that. Returns events deleted."""
+        """Delete events older than the retention (unsent ones are kept while a hub is configured),
+        redemptions of passes expired longer ago than that, and redemptions older than that of passes
+        whose validity the gate does not know (README "Privacy"). Returns events deleted."""
         deleted, _ = purge(self.db, self.write_lock, self.clock() - retention_days * 86400, keep_unsent,
                            pause_s=0.0)
         return deleted
@@ -476,16 +477,18 @@ def unsent_count(path: str | Path) -> int:
 
 def purge(db: sqlite3.Connection, lock: threading.Lock, cutoff: float, keep_unsent: bool, *,
           pause_s: float = PURGE_PAUSE_S, max_chunks: int | None = None) -> tuple[int, bool]:
-    """Delete old events, then the redemptions of passes expired before ``cutoff``, in short
+    """Delete old events, then the redemptions of passes expired before ``cutoff`` and those of
+    passes of unknown validity (remote ones of another issuer's pass) made before it, in short
     transactions of ``PURGE_CHUNK`` rows, each under the control loop's write lock and followed by a
     pause, so a scan waits at most for one chunk. Stops after ``max_chunks``; returns (events
     deleted, finished)."""
     sent_clause = "AND sent != 0" if keep_unsent else ""
     statements = (
-        f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE t < ? {sent_clause} "
+        f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE t < :cutoff {sent_clause} "
         f"LIMIT {PURGE_CHUNK})",
-        "DELETE FROM redemptions WHERE rowid IN (SELECT rowid FROM redemptions WHERE valid_until IS NOT "
-        f"NULL AND valid_until < ? LIMIT {PURGE_CHUNK})",
+        # (a pass of unknown validity, another issuer's redeemed at another gate, goes by age)
+        "DELETE FROM redemptions WHERE rowid IN (SELECT rowid FROM redemptions WHERE valid_until < :cutoff "
+        f"OR (valid_until IS NULL AND t < :cutoff) LIMIT {PURGE_CHUNK})",
     )
     deleted = chunks = 0
     for n, statement in enumerate(statements):
@@ -494,7 +497,7 @@ def purge(db: sqlite3.Connection, lock: threading.Lock, cutoff: float, keep_unse
                 return deleted, False
             chunks += 1
             with _transaction(db, lock):
-                count = db.execute(statement, (cutoff,)).rowcount
+                count = db.execute(statement, {"cutoff": cutoff}).rowcount
             if n == 0:
                 deleted += count
             if count < PURGE_CHUNK:

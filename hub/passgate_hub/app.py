@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -12,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, auth, db, denylists, ops, scope, sealing
+from . import __version__, auth, db, denylists, ops, retention, scope, sealing
 from .api import admin, gates
 from .schemas import PARSED_BY_ROUTE
 
@@ -117,11 +120,26 @@ def check_scoped(app: FastAPI, prefix: str = admin.router.prefix) -> None:
                                "access parameter: auth.Viewer, Operator, Admin or HubAdmin)")
 
 
-def create_app(engine: Engine, *, max_body: int = MAX_BODY) -> FastAPI:
-    """The app over an engine whose database is already migrated (see ``db.migrate``)."""
-    app = Hub(title="passgate hub", version=__version__, docs_url=None, redoc_url=None)
+@contextlib.asynccontextmanager
+async def _purging(app: FastAPI) -> AsyncIterator[None]:
+    """While the app serves, its retention purge runs in rounds (``retention.Purger``)."""
+    task = asyncio.create_task(app.state.purger.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def create_app(engine: Engine, *, max_body: int = MAX_BODY,
+               purge_every_s: float = retention.PURGE_EVERY_S) -> FastAPI:
+    """The app over an engine whose database is already migrated (see ``db.migrate``). Served
+    with its lifespan, it purges as each venue's retention says (``retention.Purger``)."""
+    app = Hub(title="passgate hub", version=__version__, docs_url=None, redoc_url=None, lifespan=_purging)
     app.state.engine = engine
     app.state.sessions = db.session_factory(engine)
+    app.state.purger = retention.Purger(app.state.sessions, every_s=purge_every_s)
     app.state.snapshots = denylists.SnapshotCache()
     app.include_router(gates.router)
     app.include_router(admin.router)

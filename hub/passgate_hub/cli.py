@@ -4,6 +4,8 @@
     passgate-hub venue create arena
     passgate-hub gate create arena north-1 --zone floor      # prints the token once
     passgate-hub issue arena --count 100 --valid-until +8h --zone floor --out passes
+    passgate-hub venue set arena --retention-days 14 --window-hours 24
+    passgate-hub purge --dry-run                             # what the retention purge removes now
 
 The commands share ``passgate_hub.ops`` with the admin API, so both behave the same. The database
 is ``--database``, else ``$PASSGATE_HUB_DATABASE``, else ``passgate-hub.db`` here.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -29,7 +32,7 @@ from passgate import wire
 from passgate.batch import write_batch
 from passgate.times import FORMS, parse_time
 
-from . import apikeys, audit, db, denylists, keys, offline, ops, schemas, sealing
+from . import apikeys, audit, db, denylists, keys, offline, ops, retention, schemas, sealing
 from .scope import EVERYTHING, Role
 
 Handler = Callable[[Session, argparse.Namespace], Any]
@@ -247,6 +250,16 @@ def _seal_new_key(_session: Session | None, args: argparse.Namespace) -> Any:
 WITHOUT_DATABASE = ("seal new-key",)
 
 
+def _purge(session: Session, args: argparse.Namespace) -> Any:
+    if args.venue is not None:
+        ops.get_venue(session, args.venue)
+    removed, _ = retention.purge(session, venue=args.venue, dry_run=args.dry_run)
+    if not args.dry_run:
+        audit.record(session, "retention.purge", args.venue, venues=[ops.get_venue(session, args.venue)
+                                                                     if args.venue else None])
+    return {"dry_run": args.dry_run, "venues": {name: dataclasses.asdict(p) for name, p in removed.items()}}
+
+
 # "group-action" becomes ``passgate-hub group action``; a name without "-" is a top-level command.
 COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "apikey-create": (_apikey_create, [
@@ -269,6 +282,19 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                                                             "help": "an offline venue's deny-list "
                                                                     "public key"})]),
     "venue-list": (lambda s, a: ops.list_venues(s), []),
+    "venue-set": (lambda s, a: ops.set_venue(s, ops.get_venue(s, a.name), retention_days=a.retention_days,
+                                             window_hours=a.window_hours),
+                  [(("name",), {}),
+                   (("--retention-days",), {"type": int, "metavar": "N", "help": (
+                       f"keep events and alerts N days ({retention.RETENTION_DAYS[0]}.."
+                       f"{retention.RETENTION_DAYS[1]}; default {retention.DEFAULT_RETENTION_DAYS})")}),
+                   (("--window-hours",), {"type": int, "metavar": "N", "help": (
+                       f"keep pass ids N hours, unless a still-valid pass needs them "
+                       f"({retention.WINDOW_HOURS[0]}..{retention.WINDOW_HOURS[1]}; "
+                       f"default {retention.DEFAULT_WINDOW_HOURS})")})]),
+    "purge": (_purge, [(("--venue",), {"help": "only this venue"}),
+                       (("--dry-run",), {"action": "store_true",
+                                         "help": "count what would go, remove nothing"})]),
     "zone-create": (lambda s, a: {"zone": ops.create_zone(s, ops.get_venue(s, a.venue), a.name).name},
                     [(("venue",), {}), (("name",), {})]),
     "gate-create": (_gate_create, [(("venue",), {}), (("gate_id",), {}), (("--zone",), {}),
@@ -399,6 +425,8 @@ HELP = {
     "seal-new-key": "write a new sealing key file (mode 0600; needs no database)",
     "seal-status": "where the sealing key comes from and which keys it sealed",
     "seal-rotate": "re-seal every private key with a new sealing key, in one transaction",
+    "venue-set": "how long the hub keeps a venue's events (--retention-days) and pass ids (--window-hours)",
+    "purge": "remove what retention says is due now (the running hub does this every 5 minutes)",
 }
 
 

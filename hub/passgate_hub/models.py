@@ -2,7 +2,8 @@
 
 Pass ids are stored as 32 hex characters, tokens and API keys only as SHA-256 hex. ``Event.seq``
 is the hub's own sequence (admin paging); ``Event.pos`` the commit-safe key of the cursor gates use
-to pull other gates' redemptions.
+to pull other gates' redemptions. What each table holds and for how long is README's "Privacy"
+section (``retention`` enforces it; tests/test_privacy_claims.py checks the two agree).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ _HAS_PASS = text("pass_id IS NOT NULL")
 # PostgreSQL's ``Event.pos`` is the inserting transaction's id plus this, so it stays above every
 # ``seq`` a gate may hold as its cursor from before positions existed (a seq never reaches 2^40).
 POS_OFFSET = 2**40
+# A venue's retention unless the operator sets one (README "Privacy"; ``retention`` purges).
+DEFAULT_RETENTION_DAYS = 30
+DEFAULT_WINDOW_HOURS = 48
 
 
 class Base(DeclarativeBase):
@@ -51,6 +55,9 @@ class Venue(Base):
     created_at: Mapped[float] = mapped_column(Double)
     # offline issuer: the hub holds only public keys; passes and lists are signed elsewhere
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # how long the hub keeps the venue's events and alerts, and their pass ids (see ``retention``)
+    retention_days: Mapped[int] = mapped_column(Integer, server_default=text(str(DEFAULT_RETENTION_DAYS)))
+    window_hours: Mapped[int] = mapped_column(Integer, server_default=text(str(DEFAULT_WINDOW_HOURS)))
 
 
 class Zone(Base):
@@ -158,6 +165,7 @@ class IssuedPass(Base):
     """The optional record of a pass the hub issued (no personal data, as in the pass)."""
 
     __tablename__ = "passes"
+    __table_args__ = (Index("passes_venue_valid_until", "venue_id", "valid_until"),)
     pass_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
     kid: Mapped[str] = mapped_column(String(16))
@@ -226,6 +234,10 @@ class Event(Base):
         Index("events_venue_redemption_pos", "venue_id", "pos", "seq",
               sqlite_where=_IS_REDEMPTION, postgresql_where=_IS_REDEMPTION),
         Index("events_pass", "pass_id", sqlite_where=_HAS_PASS, postgresql_where=_HAS_PASS),
+        # the retention purge: oldest first, per venue (all rows; those still holding a pass id)
+        Index("events_venue_received", "venue_id", "received_at"),
+        Index("events_venue_received_pass", "venue_id", "received_at",
+              sqlite_where=_HAS_PASS, postgresql_where=_HAS_PASS),
     )
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -264,3 +276,15 @@ class Alert(Base):
     redemptions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # gate_id, t (hub), event_id
     apart_s: Mapped[float | None] = mapped_column(Double)  # from the one before, in hub time
     created_at: Mapped[float] = mapped_column(Double)
+
+
+class PassageCount(Base):
+    """Passages of purged events, per gate, UTC day (of ``Event.hub_t``) and direction: the
+    counts survive the events (``ops.zone_counts`` adds them to the live ones)."""
+
+    __tablename__ = "passage_counts"
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
+    gate_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01
+    direction: Mapped[str] = mapped_column(String(8), primary_key=True)
+    passages: Mapped[int] = mapped_column(BigInteger)

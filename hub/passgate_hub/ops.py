@@ -23,7 +23,8 @@ from passgate.keys import public_pem
 
 from . import audit, auth, denylists
 from .keys import held_key, seal_for
-from .models import Alert, DenyList, Event, Gate, IssuedPass, IssuerKey, Venue, Zone
+from .models import Alert, DenyList, Event, Gate, IssuedPass, IssuerKey, PassageCount, Venue, Zone
+from .retention import RETENTION_DAYS, WINDOW_HOURS
 
 # One passage is one event that ``wire.counts_as_passage``: the same rule, in SQL.
 _COUNTED = Event.kind.in_([str(k) for k in wire.COUNTED_KINDS]) & (
@@ -81,8 +82,28 @@ def list_venues(db: Session, only: Collection[int] | None = None) -> list[dict[s
         kid = db.scalar(select(IssuerKey.kid).where(IssuerKey.venue_id == venue.id,
                                                     IssuerKey.purpose == "denylist"))
         out.append({"name": venue.name, "zones": list(zones), "denylist_kid": kid,
-                    "offline": venue.offline})
+                    "offline": venue.offline, "retention_days": venue.retention_days,
+                    "window_hours": venue.window_hours})
     return out
+
+
+def set_venue(db: Session, venue: Venue, *, retention_days: int | None = None,
+              window_hours: int | None = None) -> dict[str, Any]:
+    """Change how long the hub keeps the venue's events and alerts (``retention_days``) and their
+    pass ids (``window_hours``; see ``retention``); ``None`` leaves one as it is. Returns the
+    venue as ``list_venues`` shows it."""
+    for name, value, (low, high) in (("retention_days", retention_days, RETENTION_DAYS),
+                                     ("window_hours", window_hours, WINDOW_HOURS)):
+        if value is not None and (isinstance(value, bool) or not low <= value <= high):
+            raise Invalid(f"{name} is from {low} to {high}, got {value}")
+    if retention_days is not None:
+        venue.retention_days = retention_days
+    if window_hours is not None:
+        venue.window_hours = window_hours
+    audit.record(db, "venue.set", venue.name, venues=[venue], retention_days=venue.retention_days,
+                 window_hours=venue.window_hours)
+    db.flush()
+    return next(v for v in list_venues(db) if v["name"] == venue.name)
 
 
 def create_zone(db: Session, venue: Venue, name: str) -> Zone:
@@ -434,9 +455,11 @@ def query_events(db: Session, venue: Venue, *, gate_id: str | None = None, kind:
 def zone_counts(db: Session, venue: Venue) -> list[dict[str, Any]]:
     """Live counts per zone: passages in and out through the zone's gates; inside = in − out.
     A scanned passage is its redemption; a passage without a scan has a detail saying which (a
-    protocol-1 gate also sent a detail-less ``passage`` for each redemption: not counted)."""
-    entries = func.sum(case((Event.direction == str(wire.Direction.ENTRY), 1), else_=0))
-    exits = func.sum(case((Event.direction == str(wire.Direction.EXIT), 1), else_=0))
+    protocol-1 gate also sent a detail-less ``passage`` for each redemption: not counted). The
+    passages of events the retention purge deleted are added from ``PassageCount``."""
+    entry, exit_ = str(wire.Direction.ENTRY), str(wire.Direction.EXIT)
+    entries = func.sum(case((Event.direction == entry, 1), else_=0))
+    exits = func.sum(case((Event.direction == exit_, 1), else_=0))
     rows = db.execute(
         select(Zone.name, entries, exits)
         .select_from(Zone)
@@ -445,8 +468,16 @@ def zone_counts(db: Session, venue: Venue) -> list[dict[str, Any]]:
         .where(Zone.venue_id == venue.id)
         .group_by(Zone.name).order_by(Zone.name)
     )
-    return [{"zone": name, "entries": int(e or 0), "exits": int(x or 0), "inside": int(e or 0) - int(x or 0)}
-            for name, e, x in rows]
+    counts = {name: [int(e or 0), int(x or 0)] for name, e, x in rows}
+    purged = db.execute(
+        select(Zone.name, PassageCount.direction, func.sum(PassageCount.passages))
+        .join(Gate, Gate.zone_id == Zone.id)
+        .join(PassageCount, (PassageCount.gate_id == Gate.gate_id) & (PassageCount.venue_id == venue.id))
+        .where(Zone.venue_id == venue.id)
+        .group_by(Zone.name, PassageCount.direction))
+    for name, direction, n in purged:
+        counts[name][0 if direction == entry else 1] += int(n)
+    return [{"zone": name, "entries": e, "exits": x, "inside": e - x} for name, (e, x) in counts.items()]
 
 
 def list_alerts(db: Session, venue: Venue, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from passgate import wire
 
+from .retention import RETENTION_DAYS, WINDOW_HOURS
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 PassIdHex = Annotated[str, StringConstraints(pattern=wire.HEX_ID)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -143,6 +145,17 @@ class VenueOut(BaseModel):
     zones: list[str]
     denylist_kid: str
     offline: bool = False
+    retention_days: int  # events and alerts are kept this long (README "Privacy")
+    window_hours: int  # pass ids are kept this long, unless a still-valid pass needs them
+
+
+class VenuePatch(Strict):
+    """How long the hub keeps the venue's data (``null`` or absent: unchanged); bounds as
+    ``passgate_hub.retention`` says."""
+
+    retention_days: Annotated[int, Field(strict=True, ge=RETENTION_DAYS[0],
+                                         le=RETENTION_DAYS[1])] | None = None
+    window_hours: Annotated[int, Field(strict=True, ge=WINDOW_HOURS[0], le=WINDOW_HOURS[1])] | None = None
 
 
 class ZoneIn(Strict):

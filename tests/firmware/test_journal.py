@@ -482,13 +482,16 @@ def test_purge_by_age_keeps_what_is_young_unsent_or_live(tmp_path: Path) -> None
     j.db.executemany("INSERT INTO events(event_id, gate_id, t, kind, sent) VALUES (?, 'g1', ?, 'state', ?)",
                      [("old-sent", 60 * 86400.0, 1), ("old-unsent", 60 * 86400.0, 0),
                       ("edge", 70 * 86400.0, 1), ("young", 80 * 86400.0, 1)])
-    j.db.executemany("INSERT INTO redemptions VALUES (?, 'p', 'g1', 'entry', 1.0, 'committed', ?)",
-                     [("expired", 60 * 86400.0), ("edge", 70 * 86400.0), ("live", 90 * 86400.0),
-                      ("unknown", None)])
+    j.db.executemany("INSERT INTO redemptions VALUES (?, 'p', 'g1', 'entry', ?, 'committed', ?)",
+                     [("expired", 1.0, 60 * 86400.0), ("edge", 1.0, 70 * 86400.0),
+                      ("live", 1.0, 90 * 86400.0),
+                      ("unknown-old", 60 * 86400.0, None), ("unknown-edge", 70 * 86400.0, None),
+                      ("unknown-young", 80 * 86400.0, None)])
     assert j.purge(30) == 1  # 30 days before now: day 70; the unsent one waits for the hub
     assert [e["event_id"] for e in j.events()] == ["old-unsent", "edge", "young"]
+    # a pass of unknown validity (another issuer's, redeemed at another gate) goes by age
     assert [r[0] for r in rows(j, "SELECT redemption_id FROM redemptions ORDER BY rowid")] == [
-        "edge", "live", "unknown"]
+        "edge", "live", "unknown-edge", "unknown-young"]
     assert j.purge(30, keep_unsent=False) == 1
     assert [e["event_id"] for e in j.events()] == ["edge", "young"]
 

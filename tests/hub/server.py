@@ -20,11 +20,15 @@ START_TIMEOUT_S = 15.0
 class HubServer:
     """``start()`` / ``stop()`` any number of times on the same port (an outage and a recovery)."""
 
-    def __init__(self, url: str, *, tls: tuple[str, str] | None = None) -> None:
-        """``tls``: (certificate file, key file) to serve HTTPS."""
+    def __init__(self, url: str, *, tls: tuple[str, str] | None = None,
+                 purge_every_s: float | None = None) -> None:
+        """``tls``: (certificate file, key file) to serve HTTPS; ``purge_every_s``: run the app's
+        lifespan, so its retention purge runs in rounds this far apart (else: no lifespan)."""
         self.engine = db.make_engine(url)
         db.migrate(self.engine)
-        self.app = hub_app.create_app(self.engine)
+        self.app = hub_app.create_app(self.engine, **({} if purge_every_s is None else
+                                                      {"purge_every_s": purge_every_s}))
+        self.lifespan = "off" if purge_every_s is None else "on"
         self.port = free_port()
         self.tls = tls
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -34,7 +38,7 @@ class HubServer:
     def start(self) -> HubServer:
         certfile, keyfile = self.tls or (None, None)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off", ssl_certfile=certfile, ssl_keyfile=keyfile)
+                                lifespan=self.lifespan, ssl_certfile=certfile, ssl_keyfile=keyfile)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

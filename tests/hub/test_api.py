@@ -93,7 +93,7 @@ def test_openapi_schema_names_every_operation(hub: HubServer) -> None:
     expected = {
         ("GET", "/v1/gates/{gate_id}/bundle"), ("POST", "/v1/gates/{gate_id}/events"),
         ("GET", "/v1/gates/{gate_id}/redemptions"), ("POST", "/v1/gates/{gate_id}/heartbeat"),
-        ("POST", "/v1/admin/venues"), ("GET", "/v1/admin/venues"),
+        ("POST", "/v1/admin/venues"), ("GET", "/v1/admin/venues"), ("PATCH", "/v1/admin/venues/{venue}"),
         ("POST", "/v1/admin/venues/{venue}/zones"), ("POST", "/v1/admin/venues/{venue}/gates"),
         ("PATCH", "/v1/admin/venues/{venue}/gates/{gate_id}"),
         ("GET", "/v1/admin/gates"), ("POST", "/v1/admin/venues/{venue}/keys"),

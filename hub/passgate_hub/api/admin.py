@@ -44,6 +44,7 @@ from ..schemas import (
     SignedListOut,
     VenueIn,
     VenueOut,
+    VenuePatch,
     ZoneCount,
     ZoneIn,
 )
@@ -64,6 +65,15 @@ def create_venue(*, body: VenueIn, access: HubAdmin, db: DB) -> VenueOut:
 def list_venues(*, access: Viewer, db: DB) -> list[VenueOut]:
     """The venues the key holds a grant on."""
     return [VenueOut(**v) for v in ops.list_venues(db, access.ids_with(Role.VIEWER))]
+
+
+@router.patch("/venues/{venue}", response_model=VenueOut)
+def set_venue(*, venue: Name, body: VenuePatch, access: Admin, db: DB) -> VenueOut:
+    """Set how long the hub keeps the venue's events and alerts (``retention_days``) and the pass
+    ids in them (``window_hours``); the next purge applies it."""
+    changed = ops.set_venue(db, ops.get_venue(db, venue), **body.model_dump())
+    db.commit()
+    return VenueOut(**changed)
 
 
 @router.post("/venues/{venue}/zones", response_model=ZoneIn, status_code=201)

@@ -1,0 +1,267 @@
+"""Retention: what the hub forgets, and when (README "Privacy" states it; tests/test_privacy_claims.py
+holds the two together).
+
+Per venue (``Venue.retention_days``, ``Venue.window_hours``), by the hub's clock at receipt
+(``received_at``: the only time the hub vouches for, and a late upload still gets the whole window
+to reach the other gates):
+
+- after the operational window, pass ids go: events and alerts keep their row without it. A pass
+  the hub issued keeps the ids of its redemptions and admit decisions while it is valid
+  (``valid_until`` plus the gates' largest clock skew): the gates' single-use and anti-passback
+  checks, a gate fetching its history again and the double-redemption alerts need them. A pass the
+  hub has no record of (another issuer's) keeps them only for the window.
+- after the retention, events and alerts are deleted (again except a still-valid issued pass's
+  redemptions and admits); each purged passage is first added to ``PassageCount``, so the counts
+  stay right. A pass record (``IssuedPass``) goes ``retention_days`` after its ``valid_until``.
+- two rows stay until a newer one comes (without pass id past the window): the venue's newest
+  redemption, whose position tells the redemption route a gate's cursor from one of a hub
+  restored from a backup; and on SQLite the hub's newest event, whose ``seq`` keeps SQLite from
+  numbering new rows (and positions, ``ingest._store``) below the cursors gates hold.
+
+The work is done in chunks of ``CHUNK`` rows, each its own short transaction (``purge``); the
+running hub does a bounded number of chunks a round (``Purger``), and ``passgate-hub purge`` all of
+them. A chunk's deletion returns the rows it deleted, and only those are counted: two purgers at
+once (two server workers) count nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, exists, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from passgate import wire
+
+from .models import (
+    DEFAULT_RETENTION_DAYS,
+    DEFAULT_WINDOW_HOURS,
+    REDEMPTION_KINDS,
+    Alert,
+    Event,
+    IssuedPass,
+    PassageCount,
+    Venue,
+)
+
+__all__ = ["DEFAULT_RETENTION_DAYS", "DEFAULT_WINDOW_HOURS", "Purged", "Purger", "purge"]
+
+log = logging.getLogger(__name__)
+DAY_S = 86400.0
+RETENTION_DAYS = (1, 3660)  # bounds of a venue's retention_days
+WINDOW_HOURS = (1, 8784)  # bounds of a venue's window_hours (a year)
+# A gate admits a pass up to its clock skew setting past ``valid_until``: the largest one allowed.
+VALIDITY_GRACE_S = float(wire.bounds(wire.GateSettings, "skew_seconds")["le"])
+CHUNK = 500  # rows a transaction: milliseconds, so ingest never waits long behind one
+CHUNKS_A_ROUND = 40  # the running hub's bound per round (20,000 rows)
+PURGE_EVERY_S = 300.0  # between rounds of the running hub (a round that did not finish: at once)
+_DIRECTIONS = frozenset(str(d) for d in wire.Direction)
+_ADMIT = (Event.kind == str(wire.EventKind.DECISION)) & (Event.decision == str(wire.Verdict.ADMIT))
+# In PostgreSQL's two-key advisory lock space: apart from the one-key locks ingest takes per pass.
+_PG_PURGE_LOCK = text("SELECT pg_try_advisory_xact_lock(1885824116, 1)")
+
+
+@dataclasses.dataclass
+class Purged:
+    """What one venue's purge removed."""
+
+    pass_ids_removed: int = 0  # events that lost their pass id
+    events_deleted: int = 0
+    passages_counted: int = 0  # of the events deleted: passages added to the counts
+    alert_pass_ids_removed: int = 0
+    alerts_deleted: int = 0
+    passes_deleted: int = 0  # records of issued passes
+
+    def __bool__(self) -> bool:
+        return any(dataclasses.astuple(self))
+
+
+def _kept(venue_id: int, now: float) -> ColumnElement[bool]:
+    """An event whose pass id the gates may still need: a redemption or an admit of a pass the
+    hub issued that is still valid."""
+    valid = exists().where(IssuedPass.pass_id == Event.pass_id, IssuedPass.venue_id == venue_id,
+                           IssuedPass.valid_until >= now - VALIDITY_GRACE_S)
+    return (Event.kind.in_(REDEMPTION_KINDS) | _ADMIT) & valid
+
+
+def _remove_pass_ids(db: Session, venue: Venue, now: float, limit: int) -> int:
+    cutoff = now - venue.window_hours * 3600.0
+    chosen = (select(Event.seq).where(Event.venue_id == venue.id, Event.received_at < cutoff,
+                                      Event.pass_id.is_not(None), ~_kept(venue.id, now))
+              .order_by(Event.received_at).limit(limit))
+    done = db.execute(update(Event).where(Event.seq.in_(chosen.scalar_subquery())).values(pass_id=None)
+                      .execution_options(synchronize_session=False))
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+def _newest(db: Session, venue: Venue) -> list[int]:
+    """The rows the purge leaves as marks (see the module's text)."""
+    marks = [db.scalar(select(Event.seq).where(Event.venue_id == venue.id, Event.kind.in_(REDEMPTION_KINDS))
+                       .order_by(Event.pos.desc(), Event.seq.desc()).limit(1))]
+    if db.get_bind().dialect.name == "sqlite":
+        marks.append(db.scalar(select(func.max(Event.seq))))
+    return [seq for seq in marks if seq is not None]
+
+
+def _delete_events(db: Session, venue: Venue, now: float, limit: int) -> tuple[int, int]:
+    """Delete a chunk of the venue's events past retention; the passages among the rows deleted
+    go to ``PassageCount`` in the same transaction. Returns (deleted, passages counted)."""
+    cutoff = now - venue.retention_days * DAY_S
+    chosen = (select(Event.seq).where(Event.venue_id == venue.id, Event.received_at < cutoff,
+                                      ~_kept(venue.id, now), Event.seq.not_in(_newest(db, venue)))
+              .order_by(Event.received_at).limit(limit))
+    gone = db.execute(delete(Event).where(Event.seq.in_(chosen.scalar_subquery()))
+                      .returning(Event.gate_id, Event.kind, Event.direction, Event.detail, Event.hub_t)
+                      .execution_options(synchronize_session=False)).all()
+    passages: Counter[tuple[str, int, str]] = Counter(
+        (row.gate_id, int(row.hub_t // DAY_S), row.direction) for row in gone
+        if row.direction in _DIRECTIONS and wire.counts_as_passage(row.kind, row.detail))
+    if passages:
+        insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(PassageCount)
+        db.execute(stmt.on_conflict_do_update(
+            index_elements=["venue_id", "gate_id", "day", "direction"],
+            set_={"passages": PassageCount.passages + stmt.excluded.passages}),
+            [{"venue_id": venue.id, "gate_id": gate_id, "day": day, "direction": direction,
+              "passages": n} for (gate_id, day, direction), n in passages.items()])
+    return len(gone), sum(passages.values())
+
+
+def _remove_alert_pass_ids(db: Session, venue: Venue, now: float, limit: int) -> int:
+    cutoff = now - venue.window_hours * 3600.0
+    chosen = (select(Alert.id).where(Alert.venue_id == venue.id, Alert.created_at < cutoff,
+                                     Alert.pass_id.is_not(None)).order_by(Alert.id).limit(limit))
+    done = db.execute(update(Alert).where(Alert.id.in_(chosen.scalar_subquery())).values(pass_id=None)
+                      .execution_options(synchronize_session=False))
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+def _delete_alerts(db: Session, venue: Venue, now: float, limit: int) -> int:
+    cutoff = now - venue.retention_days * DAY_S
+    chosen = (select(Alert.id).where(Alert.venue_id == venue.id, Alert.created_at < cutoff)
+              .order_by(Alert.id).limit(limit))
+    done = db.execute(delete(Alert).where(Alert.id.in_(chosen.scalar_subquery()))
+                      .execution_options(synchronize_session=False))
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+def _delete_passes(db: Session, venue: Venue, now: float, limit: int) -> int:
+    cutoff = now - venue.retention_days * DAY_S
+    chosen = (select(IssuedPass.pass_id).where(IssuedPass.venue_id == venue.id,
+                                               IssuedPass.valid_until < cutoff).limit(limit))
+    done = db.execute(delete(IssuedPass).where(IssuedPass.pass_id.in_(chosen.scalar_subquery()))
+                      .execution_options(synchronize_session=False))
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+def _steps(purged: Purged) -> list[tuple[Callable[[Session, Venue, float, int], Any], Callable[[Any], int]]]:
+    """The purge's steps in order, each with how it adds its chunk's result to ``purged`` (and
+    returns the rows it touched: a chunk short of ``CHUNK`` ends the step). Pass ids go first, so
+    the rows deleted afterwards never held one longer than the window."""
+
+    def add(field: str) -> Callable[[int], int]:
+        def to(n: int) -> int:
+            setattr(purged, field, getattr(purged, field) + n)
+            return n
+        return to
+
+    def events(result: tuple[int, int]) -> int:
+        purged.events_deleted += result[0]
+        purged.passages_counted += result[1]
+        return result[0]
+
+    return [(_remove_pass_ids, add("pass_ids_removed")),
+            (_remove_alert_pass_ids, add("alert_pass_ids_removed")), (_delete_events, events),
+            (_delete_alerts, add("alerts_deleted")),
+            (_delete_passes, add("passes_deleted"))]
+
+
+def purge(db: Session, *, now: float | None = None, venue: str | None = None, dry_run: bool = False,
+          max_chunks: int | None = None) -> tuple[dict[str, Purged], bool]:
+    """Purge every venue (or one) as its settings say, a chunk a transaction (committed on
+    ``db``; with ``dry_run`` all in one transaction, rolled back: what a purge would remove).
+    Stops after ``max_chunks``. Returns what went, per venue, and whether all that was due went."""
+    now = time.time() if now is None else now
+    query = select(Venue).order_by(Venue.name)
+    if venue is not None:
+        query = query.where(Venue.name == venue)
+    venues = list(db.scalars(query))
+    out = {v.name: Purged() for v in venues}
+    chunks = 0
+    try:
+        for target in venues:
+            for step, count in _steps(out[target.name]):
+                while True:
+                    if max_chunks is not None and chunks >= max_chunks:
+                        return out, False
+                    chunks += 1
+                    if not dry_run and not _lock(db):
+                        db.rollback()
+                        log.info("another purge is running: this one stops")
+                        return out, False
+                    n = count(step(db, target, now, CHUNK))
+                    if not dry_run:
+                        db.commit()
+                    if n < CHUNK:
+                        break
+    finally:
+        db.rollback()  # a dry run's changes; after a commit, nothing
+    return out, True
+
+
+def _lock(db: Session) -> bool:
+    """One purging transaction at a time across the hub's processes (PostgreSQL; SQLite has one
+    writer): another one running makes this purge stop, not wait."""
+    if db.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(db.scalar(_PG_PURGE_LOCK))
+
+
+class Purger:
+    """The running hub's purge: a round of at most ``CHUNKS_A_ROUND`` chunks every
+    ``PURGE_EVERY_S`` (at once again while a round leaves work), on a worker thread. A failing
+    round (the database unreachable) is one log line; the next round tries again."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, clock: Callable[[], float] = time.time,
+                 every_s: float = PURGE_EVERY_S) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.every_s = every_s
+        self.rounds = 0
+        self.done = threading.Condition()  # notified after each round (tests wait on it)
+
+    def round(self) -> bool:
+        """One bounded round; returns whether it finished what was due."""
+        try:
+            with self.sessions() as db:
+                removed, finished = purge(db, now=self.clock(), max_chunks=CHUNKS_A_ROUND)
+        except SQLAlchemyError as exc:  # the database down or restarting: one line
+            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            log.error("retention purge failed: %s", cause[0] if cause else type(exc).__name__)
+            finished = True  # wait the interval before trying again
+        except Exception:  # a fault of the purge itself: with its traceback, and the rounds go on
+            log.exception("retention purge failed")
+            finished = True
+        else:
+            for name, purged in removed.items():
+                if purged:
+                    log.info("retention purge of %s: %s", name, dataclasses.asdict(purged))
+        with self.done:
+            self.rounds += 1
+            self.done.notify_all()
+        return finished
+
+    async def run(self) -> None:
+        """Rounds until cancelled (the app's lifespan)."""
+        while True:
+            finished = await asyncio.to_thread(self.round)
+            await asyncio.sleep(self.every_s if finished else 0.0)
