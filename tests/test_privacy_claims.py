@@ -15,7 +15,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
 from passgate import wire
-from passgate_hub import db, ingest, ops, retention
+from passgate_hub import audit, db, ingest, ops, retention
 from passgate_hub.models import Alert, Base, Event, Gate, IssuedPass
 from passgated.config import parse_config
 from passgated.journal import Journal
@@ -116,7 +116,9 @@ def _admitted(pass_id: str, t: float) -> list[dict[str, Any]]:
 def _hub(db_url: str) -> Session:
     engine = db.make_engine(db_url)
     db.migrate(engine)
-    return db.session_factory(engine)()
+    session = db.session_factory(engine)()
+    audit.act_as(session, audit.Actor("test", None))
+    return session
 
 
 def _purge(s: Session, now: float) -> retention.Purged:
@@ -200,6 +202,19 @@ def test_hub_deny_lists_are_kept(db_url: str) -> None:
 def test_hub_setup_tables_hold_no_pass_id() -> None:
     for table in claims()["hub.setup"][0]:
         assert "pass_id" not in promised("hub.")[table]
+
+
+@claim("hub.audit")
+def test_the_audit_log_holds_no_pass_id(db_url: str) -> None:
+    with _hub(db_url) as s:
+        venue, _ = _arena(s)
+        revoked = "7a" * 16
+        ops.deny(s, venue, "revoked", [revoked], external=True, reason="lost")
+        s.commit()
+        entries = [str(row) for row in s.execute(text("SELECT * FROM audit_log"))]
+        assert any("revoked.add" in e for e in entries)
+        assert not any(revoked in e for e in entries)
+    assert "pass_id" not in promised("hub.")["audit_log"]
 
 
 # -- the gate's stores ---------------------------------------------------------------------------

@@ -15,9 +15,10 @@ depends_on = None
 
 def upgrade() -> None:
     # Existing venues get the documented defaults (30 days of events, pass ids for 48 hours).
-    with op.batch_alter_table("venues") as batch:
-        for column, default in (("retention_days", "30"), ("window_hours", "48")):
-            batch.add_column(sa.Column(column, sa.Integer(), nullable=False, server_default=sa.text(default)))
+    # (plain ADD COLUMN: SQLite's batch copy of a table other tables refer to breaks their keys)
+    for column, default in (("retention_days", "30"), ("window_hours", "48")):
+        op.add_column("venues", sa.Column(column, sa.Integer(), nullable=False,
+                                          server_default=sa.text(default)))
     op.create_table(
         "passage_counts",
         sa.Column("venue_id", sa.Integer(), sa.ForeignKey("venues.id"), nullable=False),
@@ -39,6 +40,5 @@ def downgrade() -> None:
     op.drop_index("events_venue_received_pass", table_name="events")
     op.drop_index("events_venue_received", table_name="events")
     op.drop_table("passage_counts")
-    with op.batch_alter_table("venues") as batch:
-        batch.drop_column("window_hours")
-        batch.drop_column("retention_days")
+    op.drop_column("venues", "window_hours")  # SQLite 3.35+ drops a column in place
+    op.drop_column("venues", "retention_days")
