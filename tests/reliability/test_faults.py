@@ -72,7 +72,7 @@ def test_a_small_full_filesystem(tmp_path: Path) -> None:
     """The journal on a 1 MiB tmpfs that fills up (SQLite: "database or disk is full")."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)],
                              capture_output=True).returncode == 0
     require_part(mounted, "a tmpfs mount (needs root)")
     try:
