@@ -313,17 +313,10 @@ def test_a_purge_leaves_ingest_and_the_redemption_cursor_working(hub: HubServer)
 def test_the_migration_keeps_existing_venues_and_events(db_url: str) -> None:
     """A database at the revision before retention, holding a venue and an event, migrates: the
     venue gets the documented defaults and the event stays (and counts)."""
-    from alembic import command
-    from alembic.config import Config
-
     from passgate_hub import db
 
     engine = db.make_engine(db_url)
-    config = Config()
-    config.set_main_option("script_location", str(db.MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0002")
+    db.migrate(engine, "0002")
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO venues (id, name, keys_rev, created_at) "
                                 "VALUES (1, 'arena', 0, 1)"))

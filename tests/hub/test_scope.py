@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-from alembic import command
-from alembic.config import Config
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
@@ -391,11 +389,7 @@ def test_cli_lifecycle_commands_and_audit(tmp_path: Path, capsys: pytest.Capture
 
 def test_keys_from_before_grants_become_hub_wide_admins(db_url: str) -> None:
     engine = db.make_engine(db_url)
-    config = Config()
-    config.set_main_option("script_location", str(db.MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0002")
+    db.migrate(engine, "0002")
     secret = "pga_from-before-grants"
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO venues (name, keys_rev, created_at) VALUES ('arena', 0, 1)"))
