@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from passgate import wire
 
+from .db import describe_error
 from .models import (
     DEFAULT_RETENTION_DAYS,
     DEFAULT_WINDOW_HOURS,
@@ -245,8 +246,7 @@ class Purger:
             with self.sessions() as db:
                 removed, finished = purge(db, now=self.clock(), max_chunks=CHUNKS_A_ROUND)
         except SQLAlchemyError as exc:  # the database down or restarting: one line
-            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            log.error("retention purge failed: %s", cause[0] if cause else type(exc).__name__)
+            log.error("retention purge failed: %s", describe_error(exc, str(self.sessions.kw["bind"].url)))
             finished = True  # wait the interval before trying again
         except Exception:  # a fault of the purge itself: with its traceback, and the rounds go on
             log.exception("retention purge failed")

@@ -6,9 +6,11 @@ bounded purge rounds."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -331,3 +333,18 @@ def test_the_migration_keeps_existing_venues_and_events(db_url: str) -> None:
         removed = retention.purge(s, now=40 * DAY)[0]["arena"]
         assert removed.pass_ids_removed == 1  # the one row is the venue's newest redemption: a mark
     engine.dispose()
+
+
+def test_a_round_against_a_database_that_is_gone_is_one_log_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from passgate_hub import db
+
+    sessions = db.session_factory(db.make_engine(f"sqlite:///{tmp_path / 'gone' / 'hub.db'}"))
+    purger = retention.Purger(sessions)
+    with caplog.at_level(logging.ERROR, logger="passgate_hub.retention"):
+        assert purger.round() is True  # the next round waits the interval, then tries again
+    assert purger.rounds == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and all(r.exc_info is None for r in caplog.records)
+    assert lines[0].startswith("retention purge failed: database sqlite:///")
+    assert "unable to open database file" in lines[0]
