@@ -310,7 +310,6 @@ class ControlServer:
         connection.sendall(_line(answer))
         _drain(connection)
 
-
     def _allow(self, peer: Peer) -> None:
         """The peer check behind the file mode: root, the daemon's user, or the socket's group."""
         if peer.uid in (0, os.geteuid()):

@@ -23,7 +23,7 @@ from passgate.scanners import Scan, ScannerSource, open_scanner
 
 from . import droplists, settings
 from .config import ExitMode, GateConfig
-from .control import Command, ControlRefused, ControlRequest, ControlServer, parse_request
+from .control import Command, ControlRefused, ControlRequest, ControlServer
 from .denylists import DenyLists, kinds_in_use
 from .display import GateMetrics, GuardDisplay
 from .effects import Effects
@@ -243,11 +243,6 @@ class Gate:
 
     def submit_scan(self, scan: Scan, direction: Direction = Direction.ENTRY) -> None:
         self.loop.submit_scan(scan, direction)
-
-    def control(self, command: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """``run_command`` for a command spelled as on the control socket (``"maintenance",
-        {"mode": "free"}``); raises ``ControlError`` for a malformed one."""
-        return self.run_command(parse_request({**(body or {}), "command": command}))
 
     def run_command(self, request: ControlRequest) -> dict[str, Any]:
         """An operator's command, from the control socket: handled by the control loop in order.

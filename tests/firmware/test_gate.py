@@ -151,10 +151,10 @@ def test_fire_loop_drives_release_before_anything_else(tmp_path, trust) -> None:
         assert gate.wait_settled(5)
         assert decisions[-1]["reason"] == "emergency" and release.state
         with pytest.raises(ControlRefused, match="fire loop is still open"):
-            gate.control("reset", {})  # the operator is told, not answered "ok"
+            gate.run_command(ControlRequest(Command.RESET))  # the operator is told, not answered "ok"
         assert gate.state is State.EMERGENCY and release.state
         fire.drive_low()
-        assert gate.control("reset", {})["state"] == "IDLE"
+        assert gate.run_command(ControlRequest(Command.RESET))["state"] == "IDLE"
         # the published state follows the applied outputs: IDLE is never seen with release still on
         assert gate.state is State.IDLE and not release.state
     finally:

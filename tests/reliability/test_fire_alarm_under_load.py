@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory
 from passgate import TrustStore, generate_private_key, issue_pass
 from passgate.scanners import Scan
 from passgated.config import load_config
-from passgated.control import ControlRefused
+from passgated.control import Command, ControlRefused, ControlRequest
 from passgated.gate import Gate
 from passgated.machine import State
 from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
@@ -55,11 +55,11 @@ def test_release_within_50ms_under_a_scan_flood(tmp_path: Path) -> None:
             time.sleep(0.02)  # scans keep arriving: nothing may undo the release
             held += bool(release.state and all(r.state for r in relays))
             with pytest.raises(ControlRefused):
-                gate.control("reset", {})  # refused: the loop is still open
+                gate.run_command(ControlRequest(Command.RESET))  # refused: the loop is still open
             assert gate.state is State.EMERGENCY and release.state
             fire.drive_low()
             assert gate.state is State.EMERGENCY  # latched until an operator resets
-            gate.control("reset", {})
+            gate.run_command(ControlRequest(Command.RESET))
             assert gate.state is not State.EMERGENCY and not release.state
     finally:
         stop.set()

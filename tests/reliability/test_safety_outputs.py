@@ -13,6 +13,7 @@ from gpiozero.pins.mock import MockFactory
 from passgate import TrustStore, generate_private_key, issue_pass
 from passgate.scanners import Scan
 from passgated.config import load_config
+from passgated.control import Command, ControlRequest
 from passgated.gate import Gate
 from passgated.io import GateIO
 from passgated.machine import SAFE, State
@@ -46,7 +47,7 @@ def test_stop_and_restart_during_an_emergency_keep_release_driven(tmp_path: Path
     again.start()
     try:
         assert again.state is State.EMERGENCY and again.io.release.pin.state
-        assert again.control("reset", {})["state"] == "IDLE"
+        assert again.run_command(ControlRequest(Command.RESET))["state"] == "IDLE"
         assert not again.io.release.pin.state
     finally:
         again.stop()
