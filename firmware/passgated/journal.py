@@ -109,21 +109,27 @@ class JournalDamaged(JournalError):
 
 
 @contextlib.contextmanager
-def _transaction(db: sqlite3.Connection, lock: threading.Lock) -> Iterator[None]:
+def _transaction(db: sqlite3.Connection, lock: threading.Lock, wait_s: float) -> Iterator[None]:
     """One durable write transaction under ``lock``; on any error it is rolled back, and SQLite's
-    errors leave as ``JournalError``. A transaction left open would refuse every later write."""
-    with lock:
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            yield
-            db.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise _cause(exc) from exc
-            raise
+    errors leave as ``JournalError``. A transaction left open would refuse every later write.
+
+    The lock is waited for at most ``wait_s`` (the write bound): another thread's write stalled in
+    fsync, or waiting for another process's lock, must not hold a scan past the bound."""
+    if not lock.acquire(timeout=wait_s):
+        raise JournalError(f"journal locked: another write held it over {wait_s:g} s")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        yield
+        db.execute("COMMIT")
+    except BaseException as exc:
+        with contextlib.suppress(sqlite3.Error):
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise _cause(exc) from exc
+        raise
+    finally:
+        lock.release()
 
 
 def _connect_read_only(path: str | Path) -> contextlib.closing[sqlite3.Connection]:
@@ -174,7 +180,8 @@ class Journal:
         self.write_timeout_s = write_timeout_s
         self.recover = recover
         self.recovered = 0
-        # Shared with the upkeep worker: a purge chunk waits for the loop's write, never the reverse.
+        # Shared with the upkeep worker, whose waits (for this lock and for SQLite's) have the same
+        # bound: a purge chunk waits for the loop's write, and the loop waits at most the bound.
         self.write_lock = threading.Lock()
         self._db: sqlite3.Connection | None = None  # set by _open
         self._closed = False
@@ -243,7 +250,7 @@ class Journal:
     def _tx(self) -> Iterator[None]:
         """One durable write transaction; SQLite's errors leave as ``JournalError``, rolled back."""
         db = self.db  # opened first: opening recovers reservations in a transaction of its own
-        with _transaction(db, self.write_lock):
+        with _transaction(db, self.write_lock, self.write_timeout_s):
             yield
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
@@ -443,7 +450,7 @@ class Journal:
         redemptions of passes expired longer ago than that, and redemptions older than that of passes
         whose validity the gate does not know (README "Privacy"). Returns events deleted."""
         deleted, _ = purge(self.db, self.write_lock, self.clock() - retention_days * 86400, keep_unsent,
-                           pause_s=0.0)
+                           wait_s=self.write_timeout_s, pause_s=0.0)
         return deleted
 
     def integrity_ok(self) -> bool:
@@ -476,7 +483,7 @@ def unsent_count(path: str | Path) -> int:
 
 
 def purge(db: sqlite3.Connection, lock: threading.Lock, cutoff: float, keep_unsent: bool, *,
-          pause_s: float = PURGE_PAUSE_S, max_chunks: int | None = None) -> tuple[int, bool]:
+          wait_s: float, pause_s: float = PURGE_PAUSE_S, max_chunks: int | None = None) -> tuple[int, bool]:
     """Delete old events, then the redemptions of passes expired before ``cutoff`` and those of
     passes of unknown validity (remote ones of another issuer's pass) made before it, in short
     transactions of ``PURGE_CHUNK`` rows, each under the control loop's write lock and followed by a
@@ -496,7 +503,7 @@ def purge(db: sqlite3.Connection, lock: threading.Lock, cutoff: float, keep_unse
             if max_chunks is not None and chunks >= max_chunks:
                 return deleted, False
             chunks += 1
-            with _transaction(db, lock):
+            with _transaction(db, lock, wait_s):
                 count = db.execute(statement, {"cutoff": cutoff}).rowcount
             if n == 0:
                 deleted += count

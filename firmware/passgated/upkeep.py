@@ -45,7 +45,10 @@ class JournalUpkeep:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            db = sqlite3.connect(self.journal.path, isolation_level=None, timeout=5, check_same_thread=False)
+            # SQLite's busy wait has the control loop's bound: a chunk waiting for another process's
+            # lock holds the loop's write lock meanwhile (the purge goes on at the next step).
+            db = sqlite3.connect(self.journal.path, isolation_level=None,
+                                 timeout=self.journal.write_timeout_s, check_same_thread=False)
             db.execute("PRAGMA synchronous=NORMAL")  # deletions: losing one to a power cut is harmless
             db.execute("PRAGMA wal_autocheckpoint=0")
             self._db = db
@@ -71,7 +74,7 @@ class JournalUpkeep:
             self._purging = True
             cutoff = self.clock() - self.retention_days * 86400
             deleted, finished = purge(db, self.journal.write_lock, cutoff, self.keep_unsent,
-                                      max_chunks=CHUNKS_A_STEP)
+                                      wait_s=self.journal.write_timeout_s, max_chunks=CHUNKS_A_STEP)
             self.purged += deleted
             if finished:
                 self._purging = False

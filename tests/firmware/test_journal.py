@@ -344,6 +344,45 @@ def test_a_write_slower_than_the_bound_is_refused_and_gives_the_entry_back(tmp_p
     assert rows(fast, "SELECT key FROM meta") == [("probe",)]
 
 
+def test_a_write_stalled_in_another_thread_refuses_the_scan_at_the_bound(tmp_path: Path) -> None:
+    """The upkeep's purge chunk holds the loop's write lock while it writes (or waits for another
+    process's lock): the loop waits for it only up to the bound, then the scan is refused. It used
+    to wait for the lock without limit: 5 s more when another process held SQLite's lock."""
+    j = Journal(tmp_path / "j.db", "g1", write_timeout_s=0.05)
+    outcome: list[BaseException | str | None] = []
+
+    def decide() -> None:
+        try:
+            outcome.append(j.record_decision(admit(), 1.0, reserve=True))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with j.write_lock:  # the stalled write
+        loop = threading.Thread(target=decide, daemon=True)
+        loop.start()
+        loop.join(timeout=30)  # a guard against a hang, not a timing: the bound is 0.05 s
+        assert not loop.is_alive(), "the control loop waited for the stalled write without limit"
+    assert len(outcome) == 1 and isinstance(outcome[0], JournalError)
+    assert str(outcome[0]) == "journal locked: another write held it over 0.05 s"
+    assert rows(j, "SELECT count(*) FROM redemptions") == [(0,)]  # nothing was reserved
+    assert j.record_decision(admit(), 1.0, reserve=True) is not None  # the lock is free again
+
+
+def test_every_connection_that_takes_the_write_lock_waits_for_sqlite_only_up_to_the_bound(
+        tmp_path: Path) -> None:
+    """SQLite's busy wait is per connection: one with Python's default 5 s, holding the loop's
+    write lock meanwhile, made a scan wait 6 s for its refusal (a CI run under load)."""
+    from passgated.upkeep import JournalUpkeep
+
+    j = Journal(tmp_path / "j.db", "g1", write_timeout_s=0.3)
+    upkeep = JournalUpkeep(j, retention_days=30, keep_unsent=False, damaged_marker=tmp_path / "damaged")
+    try:
+        assert rows(j, "PRAGMA busy_timeout") == [(300,)]
+        assert upkeep._connection().execute("PRAGMA busy_timeout").fetchone() == (300,)
+    finally:
+        upkeep.close()
+
+
 def test_sqlite_errors_become_causes_a_guard_can_read(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.db", "g1", write_timeout_s=0.05)
     other = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
@@ -505,15 +544,15 @@ def test_purge_in_chunks_with_a_pause_and_a_limit(tmp_path: Path, monkeypatch) -
                      [(f"e{n}",) for n in range(25)])
     j.db.executemany("INSERT INTO redemptions VALUES (?, 'p', 'g1', 'entry', 1.0, 'committed', 1.0)",
                      [(f"r{n}",) for n in range(12)])
-    assert purge(j.db, j.write_lock, 2.0, False, max_chunks=2) == (20, False)
+    assert purge(j.db, j.write_lock, 2.0, False, wait_s=1.0, max_chunks=2) == (20, False)
     assert slept == [0.01, 0.01] and j.backlog() == 0 and len(j.events()) == 5
-    assert purge(j.db, j.write_lock, 2.0, False) == (5, True)
+    assert purge(j.db, j.write_lock, 2.0, False, wait_s=1.0) == (5, True)
     assert rows(j, "SELECT count(*) FROM redemptions") == [(0,)] and len(slept) == 3
-    assert purge(j.db, j.write_lock, 2.0, False, pause_s=0) == (0, True)
+    assert purge(j.db, j.write_lock, 2.0, False, wait_s=1.0, pause_s=0) == (0, True)
     j.db.execute("INSERT INTO events(event_id, gate_id, t, kind, sent) VALUES ('x', 'g1', 1.0, 's', 1)")
     j.db.execute("PRAGMA query_only = 1")
     with pytest.raises(JournalError, match=r"^journal is read-only$"):
-        purge(j.db, j.write_lock, 2.0, False)
+        purge(j.db, j.write_lock, 2.0, False, wait_s=1.0)
     assert not j.db.in_transaction and not j.write_lock.locked()  # rolled back, lock given back
 
 

@@ -92,13 +92,10 @@ def test_giant_sparse_files_in_the_drop_folder(tmp_path: Path) -> None:
     # a valid signed header whose count claims far more than the file holds
     claims = sign_snapshot(LIST_KEY, [REVOKED], kind="revoked", scope="acme", version=1)
     drop(tmp_path, "claims.pgdl", claims[:-8])
-    started = time.monotonic()
-    with SimChild(config) as gate:
-        ready_s = time.monotonic() - started
+    with SimChild(config) as gate:  # reading a TiB would outlast its wait for READY by hours
         rejected = tmp_path / "lists" / "rejected"
         assert sorted(p.name for p in rejected.glob("*.pgdl")) == ["claims.pgdl", "gib.pgdl", "tib.pgdl"]
         assert "more than the limit" in (rejected / "tib.pgdl.why").read_text()
         assert gate.peak_rss_mb() < 300  # nothing was read into memory
         assert gate.scan(single_use()).decision["decision"] == "admit"
         assert gate.close() == 0
-    assert ready_s < 15  # no 5.8 s per GiB read: the child was up about as fast as always

@@ -105,17 +105,16 @@ def test_a_small_full_filesystem(tmp_path: Path) -> None:
 
 
 def test_a_journal_locked_by_another_process(tmp_path: Path) -> None:
-    """An SD card stalling in fsync looks the same: a write that waits past the bound is refused."""
+    """An SD card stalling in fsync looks the same: a write that waits past the bound is refused.
+    (That every wait on this path is bounded is test_journal's, without a stopwatch.)"""
     config = write_config(tmp_path, write_timeout_ms=300)  # the product's default bound
     passes = [single_use() for _ in range(4)]
     with SimChild(config) as gate:
         assert gate.scan(passes[0]).decision["decision"] == "admit"
         other = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # holds the write lock
-        started = time.monotonic()
         refused = gate.scan(passes[1])
         assert refused.decision["reason"] == "gate_fault" and refused.pulses == 0
-        assert time.monotonic() - started < 3  # the bound is 0.3 s, not SQLite's 10 s
         assert "locked" in gate.wait_state("FAULT")["fault"]
         other.execute("ROLLBACK")
         other.close()
