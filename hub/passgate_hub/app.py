@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -121,8 +122,14 @@ def check_scoped(app: FastAPI, prefix: str = admin.router.prefix) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _purging(app: FastAPI) -> AsyncIterator[None]:
-    """While the app serves, its retention purge runs in rounds (``retention.Purger``)."""
+async def _serving(app: FastAPI) -> AsyncIterator[None]:
+    """While the app serves, its retention purge runs in rounds (``retention.Purger``).
+
+    What the process built to start (modules, models, the app: a few hundred thousand objects) is
+    set aside from the garbage collector's full passes first: each pass walked all of it, about a
+    tenth of the hub's CPU under ingest load (``benchmarks/hub_ingest.py``). Given back when it
+    stops (an app served in a process that goes on, as in tests)."""
+    gc.freeze()
     task = asyncio.create_task(app.state.purger.run())
     try:
         yield
@@ -130,13 +137,14 @@ async def _purging(app: FastAPI) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        gc.unfreeze()
 
 
 def create_app(engine: Engine, *, max_body: int = MAX_BODY,
                purge_every_s: float = retention.PURGE_EVERY_S) -> FastAPI:
     """The app over an engine whose database is already migrated (see ``db.migrate``). Served
     with its lifespan, it purges as each venue's retention says (``retention.Purger``)."""
-    app = Hub(title="passgate hub", version=__version__, docs_url=None, redoc_url=None, lifespan=_purging)
+    app = Hub(title="passgate hub", version=__version__, docs_url=None, redoc_url=None, lifespan=_serving)
     app.state.engine = engine
     app.state.sessions = db.session_factory(engine)
     app.state.purger = retention.Purger(app.state.sessions, every_s=purge_every_s)
