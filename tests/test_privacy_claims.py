@@ -72,6 +72,7 @@ def test_the_defaults_are_the_codes() -> None:
     assert f"every {retention.PURGE_EVERY_S / 60:.0f} minutes" in SECTION
     assert f"at most {retention.CHUNKS_A_ROUND} transactions of {retention.CHUNK} rows" in SECTION
     assert retention.VALIDITY_GRACE_S == 3600 and "plus an hour" in SECTION
+    assert f"deleted **{retention.AUDIT_RETENTION_DAYS}** days after `at`" in SECTION
 
 
 def test_the_hub_holds_the_tables_and_columns_written_and_no_more(db_url: str) -> None:
@@ -214,6 +215,15 @@ def test_the_audit_log_holds_no_pass_id(db_url: str) -> None:
         entries = [str(row) for row in s.execute(text("SELECT * FROM audit_log"))]
         assert any("revoked.add" in e for e in entries)
         assert not any(revoked in e for e in entries)
+        # older than written: gone after a purge; the day before, kept
+        written = s.execute(text("SELECT max(at) FROM audit_log")).scalar()
+        kept_until = written + retention.AUDIT_RETENTION_DAYS * DAY
+        s.commit()
+        retention.purge(s, now=kept_until - 1)
+        held = text("SELECT count(*) FROM audit_log WHERE at = :at")
+        assert s.execute(held, {"at": written}).scalar() == 1
+        retention.purge(s, now=kept_until + 1)
+        assert s.execute(held, {"at": written}).scalar() == 0
     assert "pass_id" not in promised("hub.")["audit_log"]
 
 

@@ -257,7 +257,11 @@ def _purge(session: Session, args: argparse.Namespace) -> Any:
     if not args.dry_run:
         audit.record(session, "retention.purge", args.venue, venues=[ops.get_venue(session, args.venue)
                                                                      if args.venue else None])
-    return {"dry_run": args.dry_run, "venues": {name: dataclasses.asdict(p) for name, p in removed.items()}}
+    hub_wide = removed.pop(retention.HUB_WIDE, None)
+    out = {"dry_run": args.dry_run, "venues": {name: dataclasses.asdict(p) for name, p in removed.items()}}
+    if hub_wide is not None:
+        out["hub_wide"] = {"audit_deleted": hub_wide.audit_deleted}
+    return out
 
 
 # "group-action" becomes ``passgate-hub group action``; a name without "-" is a top-level command.

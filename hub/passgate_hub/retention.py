@@ -13,6 +13,8 @@ to reach the other gates):
 - after the retention, events and alerts are deleted (again except a still-valid issued pass's
   redemptions and admits); each purged passage is first added to ``PassageCount``, so the counts
   stay right. A pass record (``IssuedPass``) goes ``retention_days`` after its ``valid_until``.
+- the audit log (operators' names and addresses: people too) is deleted ``AUDIT_RETENTION_DAYS``
+  after each entry, a venue's with the venue's purge and the hub-wide entries under ``HUB_WIDE``.
 - two rows stay until a newer one comes (without pass id past the window): the venue's newest
   redemption, whose position tells the redemption route a gate's cursor from one of a hub
   restored from a backup; and on SQLite the hub's newest event, whose ``seq`` keeps SQLite from
@@ -48,18 +50,23 @@ from .models import (
     DEFAULT_WINDOW_HOURS,
     REDEMPTION_KINDS,
     Alert,
+    AuditEntry,
     Event,
     IssuedPass,
     PassageCount,
     Venue,
 )
 
-__all__ = ["DEFAULT_RETENTION_DAYS", "DEFAULT_WINDOW_HOURS", "Purged", "Purger", "purge"]
+__all__ = ["AUDIT_RETENTION_DAYS", "DEFAULT_RETENTION_DAYS", "DEFAULT_WINDOW_HOURS", "HUB_WIDE", "Purged",
+           "Purger", "purge"]
 
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
 RETENTION_DAYS = (1, 3660)  # bounds of a venue's retention_days
 WINDOW_HOURS = (1, 8784)  # bounds of a venue's window_hours (a year)
+# Who changed what stays long enough to look back over a year's seasons, then goes.
+AUDIT_RETENTION_DAYS = 400
+HUB_WIDE = "(hub-wide)"  # ``purge``'s key for what belongs to no venue (not a venue name: no parentheses)
 # A gate admits a pass up to its clock skew setting past ``valid_until``: the largest one allowed.
 VALIDITY_GRACE_S = float(wire.bounds(wire.GateSettings, "skew_seconds")["le"])
 CHUNK = 500  # rows a transaction: milliseconds, so ingest never waits long behind one
@@ -81,6 +88,7 @@ class Purged:
     alert_pass_ids_removed: int = 0
     alerts_deleted: int = 0
     passes_deleted: int = 0  # records of issued passes
+    audit_deleted: int = 0  # audit log entries
 
     def __bool__(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -164,10 +172,24 @@ def _delete_passes(db: Session, venue: Venue, now: float, limit: int) -> int:
     return int(done.rowcount)  # type: ignore[attr-defined]
 
 
-def _steps(purged: Purged) -> list[tuple[Callable[[Session, Venue, float, int], Any], Callable[[Any], int]]]:
+def _delete_audit(db: Session, venue: Venue | None, now: float, limit: int) -> int:
+    """Audit entries older than ``AUDIT_RETENTION_DAYS``: the venue's, or (None) the hub-wide ones."""
+    of = AuditEntry.venue_id.is_(None) if venue is None else AuditEntry.venue_id == venue.id
+    chosen = (select(AuditEntry.id).where(of, AuditEntry.at < now - AUDIT_RETENTION_DAYS * DAY_S)
+              .order_by(AuditEntry.id).limit(limit))
+    done = db.execute(delete(AuditEntry).where(AuditEntry.id.in_(chosen.scalar_subquery()))
+                      .execution_options(synchronize_session=False))
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+Step = Callable[[Session, Any, float, int], Any]
+
+
+def _steps(purged: Purged, venue: Venue | None) -> list[tuple[Step, Callable[[Any], int]]]:
     """The purge's steps in order, each with how it adds its chunk's result to ``purged`` (and
     returns the rows it touched: a chunk short of ``CHUNK`` ends the step). Pass ids go first, so
-    the rows deleted afterwards never held one longer than the window."""
+    the rows deleted afterwards never held one longer than the window. (No venue: the hub-wide
+    audit entries alone.)"""
 
     def add(field: str) -> Callable[[int], int]:
         def to(n: int) -> int:
@@ -180,27 +202,32 @@ def _steps(purged: Purged) -> list[tuple[Callable[[Session, Venue, float, int], 
         purged.passages_counted += result[1]
         return result[0]
 
+    if venue is None:
+        return [(_delete_audit, add("audit_deleted"))]
     return [(_remove_pass_ids, add("pass_ids_removed")),
             (_remove_alert_pass_ids, add("alert_pass_ids_removed")), (_delete_events, events),
             (_delete_alerts, add("alerts_deleted")),
-            (_delete_passes, add("passes_deleted"))]
+            (_delete_passes, add("passes_deleted")), (_delete_audit, add("audit_deleted"))]
 
 
 def purge(db: Session, *, now: float | None = None, venue: str | None = None, dry_run: bool = False,
           max_chunks: int | None = None) -> tuple[dict[str, Purged], bool]:
     """Purge every venue (or one) as its settings say, a chunk a transaction (committed on
     ``db``; with ``dry_run`` all in one transaction, rolled back: what a purge would remove).
-    Stops after ``max_chunks``. Returns what went, per venue, and whether all that was due went."""
+    Stops after ``max_chunks``. Returns what went, per venue (and, purging every venue, what
+    belonged to none under ``HUB_WIDE``), and whether all that was due went."""
     now = time.time() if now is None else now
     query = select(Venue).order_by(Venue.name)
     if venue is not None:
         query = query.where(Venue.name == venue)
-    venues = list(db.scalars(query))
-    out = {v.name: Purged() for v in venues}
+    targets: list[tuple[str, Venue | None]] = [(v.name, v) for v in db.scalars(query)]
+    if venue is None:
+        targets.append((HUB_WIDE, None))
+    out = {name: Purged() for name, _ in targets}
     chunks = 0
     try:
-        for target in venues:
-            for step, count in _steps(out[target.name]):
+        for name, target in targets:
+            for step, count in _steps(out[name], target):
                 while True:
                     if max_chunks is not None and chunks >= max_chunks:
                         return out, False

@@ -215,7 +215,8 @@ def test_purge_command_and_venue_set(hub: HubServer, db_url: str, capsys: pytest
     assert shown == {**dry, "dry_run": False}
     assert {**shown["venues"]["arena"], "events_deleted": 0, "passages_counted": 0} == {
         "pass_ids_removed": 5, "events_deleted": 0, "passages_counted": 0, "alert_pass_ids_removed": 0,
-        "alerts_deleted": 0, "passes_deleted": 0}
+        "alerts_deleted": 0, "passes_deleted": 0, "audit_deleted": 0}
+    assert shown["hub_wide"] == {"audit_deleted": 0}
     only_marks_left(hub, left)
     assert counts(hub, admin)[1]["entries"] == 1
     changed = run_cli(db_url, capsys, "venue", "set", "arena", "--retention-days", "7")
@@ -228,6 +229,35 @@ def test_purge_command_and_venue_set(hub: HubServer, db_url: str, capsys: pytest
         assert cli.main(["--database", db_url, *argv]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and why in err, err
+
+
+def test_the_audit_log_is_deleted_after_its_retention(hub: HubServer, db_url: str,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Operators are people too: who changed what goes after ``AUDIT_RETENTION_DAYS``, a venue's
+    entries and the hub-wide ones, in chunks; a younger entry stays."""
+    admin = hub.admin()
+    setup_venue(hub, admin)
+    run_cli(db_url, capsys, "venue", "create", "stadium")
+    with hub.session() as s:
+        venues = dict(s.execute(text("SELECT name, id FROM venues")).all())
+        before = s.execute(text("SELECT count(*) FROM audit_log")).scalar()
+        old = time.time() - (retention.AUDIT_RETENTION_DAYS + 1) * DAY
+        for n, venue_id in enumerate([venues["arena"]] * 5 + [venues["stadium"]] * 2 + [None] * 3):
+            s.execute(text("INSERT INTO audit_log (at, actor, source, action, venue_id, target, detail) "
+                           "VALUES (:at, 'apikey:old', '192.0.2.1', 'gate.create', :venue, :n, '{}')"),
+                      {"at": old, "venue": venue_id, "n": f"g{n}"})
+        s.commit()
+    only = run_cli(db_url, capsys, "purge", "--venue", "stadium")
+    assert only["venues"]["stadium"]["audit_deleted"] == 2 and "hub_wide" not in only
+    monkeypatch.setattr(retention, "CHUNK", 2)  # chunks: 2 + 2 + 1 for the arena
+    shown = run_cli(db_url, capsys, "purge")
+    assert shown["venues"]["arena"]["audit_deleted"] == 5 and shown["hub_wide"] == {"audit_deleted": 3}
+    with hub.session() as s:
+        kept = s.execute(text("SELECT actor, action FROM audit_log ORDER BY id")).all()
+    assert "apikey:old" not in {actor for actor, _ in kept}
+    assert len(kept) == before + 2  # the younger entries, and the two purges' own
+    assert [action for _, action in kept[-2:]] == ["retention.purge", "retention.purge"]
 
 
 def test_the_running_hub_purges_in_bounded_rounds(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
