@@ -21,6 +21,7 @@ from passgate import KeyFileError, TrustStore, wire
 from passgate.denylist import DEFAULT_MAX_BYTES, KINDS
 from passgate.scanners import ScannerSpecError, check_scanner
 
+from . import texts
 from .journal import DEFAULT_WRITE_TIMEOUT_S
 from .machine import Timing
 from .policy import Direction, PolicyConfig, StaleListPolicy
@@ -114,6 +115,8 @@ class GateConfig:
     journal_write_timeout_s: float
     display_listen: str | None
     display_hosts: tuple[str, ...]  # names besides its addresses the display answers to (Host)
+    display_language: str  # the guard page's words (``passgated.texts``)
+    display_sound: bool  # the guard page beeps for admit and refuse (switchable on the page)
     control_socket: Path | None  # None: control.sock beside the journal (passgated.layout)
     hub: HubSpec | None
     given: frozenset[str] = frozenset()  # the keys set in the file or on the command line ("gate.zones")
@@ -128,7 +131,7 @@ SECTIONS = {
     "timing": {"relay_pulse_ms", "passage_timeout_ms", "refusal_display_ms", "glitch_filter_ms"},
     "policy": {"anti_passback", "anti_passback_minutes", "skew_seconds", "commit_at_grant"},
     "journal": {"path", "retention_days", "write_timeout_ms"},
-    "display": {"listen", "hosts", "control_from"},
+    "display": {"listen", "hosts", "control_from", "language", "sound"},
     "control": {"socket"},
     "hub": {"url", "token", "ca_bundle", "interval_seconds"},
 }
@@ -368,6 +371,10 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
     for name in hosts:
         if not isinstance(name, str) or not _HOSTNAME.fullmatch(name):
             raise ConfigError(f"display.hosts: {name!r} is not a host name")
+    language = _get(display, "language", str, "display", texts.REFERENCE)
+    if language not in texts.languages():
+        raise ConfigError(f"display.language: one of {', '.join(texts.languages())}, got {language!r} "
+                          "(passgated/texts.py says how to add one)")
     socket_path = _get(sections["control"], "socket", str, "control", None)
     if socket_path is not None and not socket_path:
         raise ConfigError("control.socket: must be a path")
@@ -420,6 +427,8 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
             20, 5000, "journal.write_timeout_ms", " ms") / 1000,
         display_listen=listen or None,
         display_hosts=tuple(dict.fromkeys(name.lower() for name in hosts)),
+        display_language=language,
+        display_sound=_get(display, "sound", bool, "display", True),
         control_socket=path_of(socket_path),
         hub=hub,
         given=frozenset(f"{name}.{key}" for name, table in sections.items() for key in table),

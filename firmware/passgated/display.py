@@ -2,7 +2,8 @@
 
 One small HTTP server on the gate (loopback unless the config says otherwise):
 
-- ``/`` a full-screen page for the monitor beside the gate (ADMIT / REFUSED and why, live over SSE);
+- ``/`` a full-screen page for the monitor beside the gate (ADMIT / REFUSED and why, the last
+  decisions, today's counts, live over SSE), in the gate's language (``passgated.texts``);
 - ``/events`` the server-sent event stream that page reads;
 - ``/status`` the daemon's status dict as JSON; ``/metrics`` Prometheus text.
 
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import html
 import ipaddress
 import itertools
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -43,6 +46,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from passgate import Reason
+
+from . import texts
 
 __all__ = ["ROUTES", "STATES", "GateMetrics", "GuardDisplay"]
 
@@ -74,6 +79,12 @@ KEEPALIVE_S = 15.0
 
 RETRY_MS = 1000
 """How soon a browser reconnects after the stream drops (EventSource's default is ~3 s)."""
+
+RECENT = 5
+"""Decisions the page lists under the big one (a guard who looked away sees what happened)."""
+
+RECENT_FIELDS = ("decision", "reason", "text", "detail", "direction", "t", "product", "guard_check")
+"""What the page itself carries of each: what the screen shows, whatever else an event holds."""
 
 REQUEST_TIMEOUT_S = 10.0
 """Socket timeout for every connection: a client that stalls while sending or receiving is dropped."""
@@ -202,11 +213,19 @@ class GuardDisplay:
         host: str = "127.0.0.1",
         port: int = 8080,
         hosts: Sequence[str] = (),
+        gate_name: str = "",
+        language: str = texts.REFERENCE,
+        sound: bool = True,
     ) -> None:
         self._status = status
         self._metrics = metrics
         self._hosts = frozenset(name.lower().rstrip(".") for name in hosts)
-        self._page_html = resources.files(__package__).joinpath("guard_page.html").read_bytes()
+        self._page_html = resources.files(__package__).joinpath("guard_page.html").read_text(encoding="utf-8")
+        self._gate_name = gate_name
+        self._language = language
+        self._texts = texts.catalog(language)  # raises for a language not shipped: at start, not per page
+        self._sound = sound
+        self._recent: collections.deque[dict] = collections.deque(maxlen=RECENT)
         self._lock = threading.Condition()
         self._streams: set[_Stream] = set()
         self._last: str | None = None
@@ -264,7 +283,10 @@ class GuardDisplay:
         data = json.dumps(event, default=str, separators=(",", ":"))
         with self._lock:
             frame = f"id: {next(self._ids)}\ndata: {data}\n\n"
-            self._last = frame
+            if event.get("kind") == "decision":
+                self._recent.append(event)
+            if event.get("kind") != "counts":  # the screen a page that connects later shows
+                self._last = frame
             for stream in self._streams:
                 stream.put(frame)
 
@@ -297,6 +319,21 @@ class GuardDisplay:
         self.close()
 
     # Used by _Handler, on the server's threads.
+
+    def page(self) -> bytes:
+        """The guard page as it is now: the gate's name, language and words in the HTML itself, the
+        last decisions and the sound setting for its script to draw at once (no wait for /status)."""
+        with self._lock:
+            recent = [{key: event.get(key) for key in RECENT_FIELDS} for event in reversed(self._recent)]
+        setup = {"gate": self._gate_name, "language": self._language, "sound": self._sound,
+                 "recent": recent, "texts": self._texts}
+        values = {"LANG": html.escape(self._language), "GATE": html.escape(self._gate_name or "–"),
+                  "GATE_LABEL": html.escape(self._texts["label"]["gate"]),
+                  "CONNECTING": html.escape(self._texts["headline"]["CONNECTING"]),
+                  "SETUP": _script_json(setup)}
+        # One pass: a value (a gate named "__SETUP__") is never read as a placeholder again.
+        page = _PLACEHOLDER.sub(lambda found: values[found.group(1)], self._page_html)
+        return page.encode()
 
     def _open_stream(self, connection: socket.socket) -> _Stream | None:
         """Register a client, seeded with the last event; None when closed or too many are open."""
@@ -391,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _get_page(self) -> None:
         self._send(
             HTTPStatus.OK,
-            self.server.display._page_html,
+            self.server.display.page(),
             "text/html; charset=utf-8",
             # The page is offline by design: allow nothing but itself and its own inline code.
             {"Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
@@ -454,6 +491,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+_PLACEHOLDER = re.compile(r"__(LANG|GATE|GATE_LABEL|CONNECTING|SETUP)__")
+
+
+def _script_json(value: Any) -> str:
+    """JSON to put inside a ``<script type="application/json">``: no ``</script>`` can end it early."""
+    return json.dumps(value, default=str, ensure_ascii=False).replace("<", "\\u003c")
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -134,10 +134,10 @@ class Gate:
         if display and config.display_listen:
             host, port = config.display_listen.rsplit(":", 1)
             self.display = GuardDisplay(status=self.status, metrics=self.metrics, host=host, port=int(port),
-                                        hosts=config.display_hosts)
+                                        hosts=config.display_hosts, gate_name=config.gate_id,
+                                        language=config.display_language, sound=config.display_sound)
         self.effects = Effects(self.journal, self.io, announce=self._announce, show=self._show,
-                               wall=clock.wall, passed=lambda direction: self.answers.passed(direction,
-                                                                                             clock.wall()))
+                               wall=clock.wall, passed=self._passed)
         if self.journal.unavailable:  # e.g. a full disk at boot: out of service, and it keeps trying
             self.effects.fault, self.effects.fault_since = self.journal.unavailable, clock.wall()
         self.loop = ControlLoop(self.machine, self.effects, decide=self._decide, health=self._health,
@@ -317,6 +317,11 @@ class Gate:
                               "decision": decision.verdict, "reason": event["reason"],
                               "text": decision.text, "guard_check": decision.guard_check,
                               "latency_ms": round(latency_ms, 3)})
+
+    def _passed(self, direction: str) -> None:
+        counts = self.answers.passed(direction, self.clock.wall())
+        if self.display is not None:
+            self.display.publish(counts)
 
     def _show(self, event: dict[str, Any]) -> None:
         if event.get("kind") == "state":

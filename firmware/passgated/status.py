@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from passgate import Reason
+
 from .journal import JournalError, unsent_count
 from .policy import Decision
 
@@ -38,9 +40,17 @@ class Answers:
         if day != self._day:
             self._day, self.counts, self.passages = day, Counter(), Counter()
 
-    def passed(self, direction: str, t: float) -> None:
+    def passed(self, direction: str, t: float) -> dict[str, Any]:
+        """Count one passage; returns the event that updates the guard page's counts."""
         self._today(t)
         self.passages[direction] += 1
+        return {"kind": "counts", "today": self.today(), "t": t}
+
+    def today(self) -> dict[str, int]:
+        """Today's counts as the guard page shows them."""
+        admitted = self.counts[str(Reason.ADMIT)]
+        return {"admitted": admitted, "refused": sum(self.counts.values()) - admitted,
+                "entries": self.passages["entry"], "exits": self.passages["exit"]}
 
     def add(self, decision: Decision, t: float) -> dict[str, Any]:
         """Count one answer; returns the event the guard page shows. It carries no pass id: the
@@ -50,9 +60,12 @@ class Answers:
             "kind": "decision", "decision": decision.verdict, "reason": str(decision.reason),
             "text": decision.text, "detail": decision.detail, "direction": str(decision.direction),
             "t": t, "guard_check": decision.guard_check,
+            # the product a pass was sold as ("Season ticket"): the guard checks it fits the holder
+            "product": decision.pass_.product if decision.admit and decision.pass_ else None,
         }
         self._today(t)
         self.counts[str(decision.reason)] += 1
+        event["today"] = self.today()
         self.last = event
         return event
 

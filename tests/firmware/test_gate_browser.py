@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import requests
 from playwright.sync_api import Page, expect
 
 from passgate import TrustStore, generate_private_key, issue_pass
@@ -27,15 +28,22 @@ def test_simulated_gate_page_turns_from_admit_to_refused(browser_page: Page, tmp
         browser_page.goto(gate.display.url)
         expect(browser_page.locator("#connection")).to_have_text("live")
         expect(browser_page.locator("#headline")).to_have_text("READY")
-        valid = issue_pass(key, valid_from=time.time() - 60, valid_until=time.time() + 3600, zones=["A"])
+        assert f'<b id="gate">{config.gate_id}</b>' in requests.get(gate.display.url, timeout=10).text
+        valid = issue_pass(key, valid_from=time.time() - 60, valid_until=time.time() + 3600, zones=["A"],
+                           product="Day pass")
         scanner = threading.Thread(target=feed, args=(gate, [valid]))
         scanner.start()
         expect(browser_page.locator("#headline")).to_have_text("ADMIT")
+        expect(browser_page.locator("#product")).to_have_text("Day pass")  # the guard checks it fits
+        expect(browser_page.locator("#today")).to_contain_text("1 admitted")
+        expect(browser_page.locator("#today")).to_contain_text("1 in")  # once the holder walked through
         scanner.join(timeout=10)
         zone_b = issue_pass(key, valid_from=time.time() - 60, valid_until=time.time() + 3600, zones=["B"])
         feed(gate, [zone_b])
         expect(browser_page.locator("#headline")).to_have_text("REFUSED")
         expect(browser_page.locator("#reason")).to_have_text("Pass for zone B")
+        expect(browser_page.locator("#recent li")).to_have_count(2)
+        expect(browser_page.locator("#recent li").nth(1)).to_contain_text("ENTRY · Day pass")
         browser_page.screenshot(path="/tmp/passgate-gate-refused.png", animations="disabled")
 
         feed(gate, [valid[:20] + "::" + valid[22:]])  # a damaged code: the guard reads plain words
