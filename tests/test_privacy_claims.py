@@ -7,6 +7,7 @@ code's; rows older than it says are kept must be gone after a purge (with an inj
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,42 @@ def test_hub_deny_lists_are_kept(db_url: str) -> None:
 def test_hub_setup_tables_hold_no_pass_id() -> None:
     for table in claims()["hub.setup"][0]:
         assert "pass_id" not in promised("hub.")[table]
+
+
+@claim("hub.operators")
+def test_operators_hold_no_password_nor_second_factor_and_sessions_end(db_url: str) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    import pyotp
+
+    from passgate_hub import console, operators
+    from passgate_hub.models import ConsoleSession, Operator
+    from passgate_hub.scope import EVERYTHING, Role
+
+    password = "a password of the test"
+    with _hub(db_url) as s:
+        _arena(s)
+        made = operators.create(s, "alice", role=Role.VIEWER, venues=["arena"], password=password,
+                                by=EVERYTHING)
+        s.commit()
+        secret = parse_qs(urlsplit(made.totp_uri).query)["secret"][0]
+        person = operators.sign_in(s, "alice", password, pyotp.TOTP(secret).now())
+        stored = " ".join(str(row) for row in s.execute(text("SELECT * FROM operators")))
+        assert password not in stored and secret not in stored and secret.encode().hex() not in stored
+        now = time.time()
+        for started in (now - console.MAX_S - 1, now - console.IDLE_S - 1, now):  # expired, idle, live
+            s.add(ConsoleSession(token_hash=f"{started:064.0f}"[-64:],
+                                 operator_id=person.id, created_at=started,
+                                 last_seen_at=started, expires_at=started + console.MAX_S))
+        s.commit()
+        removed, _ = retention.purge(s, now=now)
+        assert removed[retention.HUB_WIDE].sessions_deleted == 2
+        assert s.execute(text("SELECT count(*) FROM console_sessions")).scalar() == 1
+        operators.delete(s, "alice", by=EVERYTHING)
+        s.commit()
+        assert s.scalar(select(Operator.id)) is None
+        assert s.execute(text("SELECT count(*) FROM console_sessions")).scalar() == 0
+        assert s.execute(text("SELECT count(*) FROM principals")).scalar() == 0
 
 
 @claim("hub.audit")

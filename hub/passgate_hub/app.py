@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, auth, db, denylists, ops, retention, scope, sealing
+from . import __version__, auth, console, db, denylists, ops, retention, scope, sealing
 from .api import admin, gates
 from .schemas import PARSED_BY_ROUTE
 
@@ -151,6 +151,7 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY,
     app.state.snapshots = denylists.SnapshotCache()
     app.include_router(gates.router)
     app.include_router(admin.router)
+    app.include_router(console.router)
     check_scoped(app)
     handlers: dict[Any, Any] = {RequestValidationError: _invalid, OperationalError: _database_unavailable,
                                 scope.Forbidden: _error(403), ops.NotFound: _error(404),

@@ -32,7 +32,7 @@ from passgate import wire
 from passgate.batch import write_batch
 from passgate.times import FORMS, parse_time
 
-from . import apikeys, audit, db, denylists, keys, offline, ops, retention, schemas, sealing
+from . import apikeys, audit, db, denylists, keys, offline, operators, ops, retention, schemas, sealing
 from .scope import EVERYTHING, Role
 
 Handler = Callable[[Session, argparse.Namespace], Any]
@@ -171,6 +171,16 @@ def _apikey_create(session: Session, args: argparse.Namespace) -> Any:
     return {"name": args.name, "key": secret}
 
 
+def _operator_create(session: Session, args: argparse.Namespace) -> Any:
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    made = operators.create(session, args.name, role=Role(args.role), venues=args.venue,
+                            all_venues=args.all_venues, password=password, by=EVERYTHING)
+    out = {"name": made.name, "totp_uri": made.totp_uri}
+    if made.password is not None:
+        out["password"] = made.password
+    return out
+
+
 def _gate_state(disabled: bool) -> Handler:
     return lambda s, a: ops.disable_gate(s, ops.get_venue(s, a.venue), a.gate_id, disabled=disabled)
 
@@ -260,7 +270,8 @@ def _purge(session: Session, args: argparse.Namespace) -> Any:
     hub_wide = removed.pop(retention.HUB_WIDE, None)
     out = {"dry_run": args.dry_run, "venues": {name: dataclasses.asdict(p) for name, p in removed.items()}}
     if hub_wide is not None:
-        out["hub_wide"] = {"audit_deleted": hub_wide.audit_deleted}
+        out["hub_wide"] = {"audit_deleted": hub_wide.audit_deleted,
+                           "sessions_deleted": hub_wide.sessions_deleted}
     return out
 
 
@@ -278,6 +289,22 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "apikey-rotate": (lambda s, a: {"name": a.name, "key": apikeys.rotate(s, a.name, by=EVERYTHING)},
                       [(("name",), {})]),
     "apikey-revoke": (lambda s, a: apikeys.revoke(s, a.name, by=EVERYTHING), [(("name",), {})]),
+    "operator-create": (_operator_create, [
+        (("name",), {}),
+        (("--role",), {"required": True, "choices": [r.value for r in Role],
+                       "help": "what the operator may do in the console (as for API keys)"}),
+        (("--venue",), {"action": "append", "default": [], "help": "a venue of the operator (repeat)"}),
+        (("--all-venues",), {"action": "store_true", "help": "every venue, also those created later"}),
+        (("--password-stdin",), {"action": "store_true",
+                                 "help": "read the password from the first line of stdin (else one is "
+                                         "chosen and printed once)"})]),
+    "operator-list": (lambda s, a: operators.list_operators(s, by=EVERYTHING), []),
+    "operator-unlock": (lambda s, a: operators.unlock(s, a.name, by=EVERYTHING), [(("name",), {})]),
+    "operator-disable": (lambda s, a: operators.set_disabled(s, a.name, True, by=EVERYTHING),
+                         [(("name",), {})]),
+    "operator-enable": (lambda s, a: operators.set_disabled(s, a.name, False, by=EVERYTHING),
+                        [(("name",), {})]),
+    "operator-delete": (lambda s, a: operators.delete(s, a.name, by=EVERYTHING), [(("name",), {})]),
     "venue-create": (_venue_create, [(("name",), {}),
                                      (("--offline",), {"action": "store_true",
                                                        "help": "offline issuer: the hub holds only "
@@ -414,6 +441,13 @@ HELP = {
     "apikey-list": "API keys: name, grants, created, last used, revoked (never the secret)",
     "apikey-rotate": "a new secret for an API key (printed once); the old one stops at once",
     "apikey-revoke": "revoke an API key: it stops at once",
+    "operator": "people who sign in to the console (/console)",
+    "operator-create": "create an operator; prints its authenticator URI (and a chosen password) once",
+    "operator-list": "operators: grants, last sign-in, lock-out, disabled",
+    "operator-unlock": "end an operator's lock-out after failed sign-ins",
+    "operator-disable": "disable an operator: its sessions end at once",
+    "operator-enable": "enable a disabled operator again",
+    "operator-delete": "delete an operator: its name, password hash, second factor and sessions go",
     "gate-disable": "refuse a gate's token until enabled again (nothing is deleted)",
     "gate-enable": "accept a disabled gate's token again",
     "gate-delete": "delete a gate (its events and counts stay; its id cannot be reused)",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from passgate.cose import PrivateKey
 
 from . import audit, sealing
-from .models import IssuerKey, Venue
+from .models import IssuerKey, Operator, Venue
 
 
 def kek_for(db: Session, *, create: bool = False) -> sealing.Kek:
@@ -18,18 +18,23 @@ def kek_for(db: Session, *, create: bool = False) -> sealing.Kek:
     return sealing.load_kek(db.get_bind().engine.url, create=create)
 
 
-def seal_for(db: Session, kid: str, key: PrivateKey) -> bytes:
-    """A private key sealed for storage in ``IssuerKey.private_sealed``, with the sealing key that
-    sealed the keys held already: a hub whose sealing key went missing or was swapped must not
-    seal new keys with another one (the default file is made only for a first key)."""
-    held = db.scalar(select(IssuerKey.private_sealed).where(IssuerKey.private_sealed.is_not(None))
-                     .limit(1))
+def sealing_kek(db: Session) -> sealing.Kek:
+    """The sealing key to seal a new secret with: the one that sealed those held already (issuer
+    keys, operators' second factors). A hub whose sealing key went missing or was swapped must not
+    seal new secrets with another one; the default file is made only for the first."""
+    held = (db.scalar(select(IssuerKey.private_sealed).where(IssuerKey.private_sealed.is_not(None)).limit(1))
+            or db.scalar(select(Operator.totp_sealed).limit(1)))
     kek = kek_for(db, create=held is None)
     if held is not None and sealing.blob_kek_id(held) != kek.kek_id:
         raise sealing.SealingError(f"this hub's keys are sealed with sealing key "
                                    f"{sealing.blob_kek_id(held).hex()}, but {kek.source} is sealing "
                                    f"key {kek.kek_id.hex()}")
-    return sealing.seal(kek, kid, key)
+    return kek
+
+
+def seal_for(db: Session, kid: str, key: PrivateKey) -> bytes:
+    """A private key sealed for storage in ``IssuerKey.private_sealed`` (see ``sealing_kek``)."""
+    return sealing.seal(sealing_kek(db), kid, key)
 
 
 def held_key(db: Session, venue: Venue, purpose: str) -> PrivateKey | None:
@@ -49,7 +54,8 @@ def held_key(db: Session, venue: Venue, purpose: str) -> PrivateKey | None:
 
 
 def reseal(db: Session, new: sealing.Kek) -> int:
-    """Rotate the sealing key: open every sealed key with the current one and seal it with ``new``,
+    """Rotate the sealing key: open every sealed key (and operator's second factor) with the current
+    one and seal it with ``new``,
     in the caller's transaction (all rows or none); returns how many. Rows are locked, so a key
     added meanwhile waits and is not left under the old sealing key."""
     old = kek_for(db)
@@ -58,8 +64,12 @@ def reseal(db: Session, new: sealing.Kek) -> int:
     for row in rows:
         assert row.private_sealed is not None
         row.private_sealed = sealing.seal(new, row.kid, sealing.open_sealed(old, row.kid, row.private_sealed))
-    audit.record(db, "seal.rotate", None, kek_id=new.kek_id.hex(), resealed=len(rows))
-    return len(rows)
+    operators = list(db.scalars(select(Operator).order_by(Operator.id).with_for_update()))
+    for person in operators:
+        person.totp_sealed = sealing.seal_secret(new, person.name,
+                                                 sealing.open_secret(old, person.name, person.totp_sealed))
+    audit.record(db, "seal.rotate", None, kek_id=new.kek_id.hex(), resealed=len(rows) + len(operators))
+    return len(rows) + len(operators)
 
 
 def seal_status(db: Session) -> dict[str, object]:
@@ -71,7 +81,9 @@ def seal_status(db: Session) -> dict[str, object]:
     except sealing.SealingError as exc:
         kek_id, problem = None, str(exc)
     by_kek: dict[str, int] = {}
-    for blob in db.scalars(select(IssuerKey.private_sealed).where(IssuerKey.private_sealed.is_not(None))):
+    blobs = [*db.scalars(select(IssuerKey.private_sealed).where(IssuerKey.private_sealed.is_not(None))),
+             *db.scalars(select(Operator.totp_sealed))]
+    for blob in blobs:
         assert blob is not None
         sealed_by = sealing.blob_kek_id(blob).hex()
         by_kek[sealed_by] = by_kek.get(sealed_by, 0) + 1

@@ -122,6 +122,37 @@ class ApiKey(Base):
     revoked_at: Mapped[float | None] = mapped_column(Double)  # refused from then on (401)
 
 
+class Operator(Base):
+    """A person who signs in to the console: a principal (grants as an API key has them), an
+    argon2 password hash, a TOTP secret sealed like the private keys (``sealing``), and what the
+    lock-out counts. ``totp_step`` is the last time step used: a code works once."""
+
+    __tablename__ = "operators"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    totp_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    totp_step: Mapped[int | None] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # in a row, since the last sign-in or lock
+    locked_until: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[float] = mapped_column(Double)
+    last_login_at: Mapped[float | None] = mapped_column(Double)
+    disabled_at: Mapped[float | None] = mapped_column(Double)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser: the cookie's token, only as SHA-256."""
+
+    __tablename__ = "console_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    last_seen_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
 class AuditEntry(Base):
     """One change by an operator: who (``actor``: "apikey:NAME", "cli:USER"), what (``action``,
     ``target``, ``detail``: never a secret), when, from where (the client's address, or the host

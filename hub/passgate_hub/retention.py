@@ -51,6 +51,7 @@ from .models import (
     REDEMPTION_KINDS,
     Alert,
     AuditEntry,
+    ConsoleSession,
     Event,
     IssuedPass,
     PassageCount,
@@ -89,6 +90,7 @@ class Purged:
     alerts_deleted: int = 0
     passes_deleted: int = 0  # records of issued passes
     audit_deleted: int = 0  # audit log entries
+    sessions_deleted: int = 0  # console sessions that ended (hub-wide only)
 
     def __bool__(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -182,6 +184,18 @@ def _delete_audit(db: Session, venue: Venue | None, now: float, limit: int) -> i
     return int(done.rowcount)  # type: ignore[attr-defined]
 
 
+def _delete_sessions(db: Session, venue: None, now: float, limit: int) -> int:
+    """Console sessions that ended (expired, or idle past ``console.IDLE_S``) but were never used
+    again to be deleted on the spot."""
+    from .console import IDLE_S  # (the console imports the hub's modules; not the other way at import)
+
+    ended = (ConsoleSession.expires_at <= now) | (ConsoleSession.last_seen_at <= now - IDLE_S)
+    chosen = select(ConsoleSession.id).where(ended).order_by(ConsoleSession.id).limit(limit)
+    done = db.execute(delete(ConsoleSession).where(ConsoleSession.id.in_(chosen.scalar_subquery()))
+                      .execution_options(synchronize_session=False))
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
 Step = Callable[[Session, Any, float, int], Any]
 
 
@@ -203,7 +217,7 @@ def _steps(purged: Purged, venue: Venue | None) -> list[tuple[Step, Callable[[An
         return result[0]
 
     if venue is None:
-        return [(_delete_audit, add("audit_deleted"))]
+        return [(_delete_audit, add("audit_deleted")), (_delete_sessions, add("sessions_deleted"))]
     return [(_remove_pass_ids, add("pass_ids_removed")),
             (_remove_alert_pass_ids, add("alert_pass_ids_removed")), (_delete_events, events),
             (_delete_alerts, add("alerts_deleted")),

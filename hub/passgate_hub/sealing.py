@@ -160,9 +160,38 @@ def seal(kek: Kek, kid: str, private_key: PrivateKey) -> bytes:
     """The sealed blob of a private key, bound to its ``kid``."""
     der = private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
+    return _seal(kek, _aad(kid), der)
+
+
+def _seal(kek: Kek, aad: bytes, data: bytes) -> bytes:
     nonce = os.urandom(NONCE_SIZE)
-    sealed = AESGCM(kek.key).encrypt(nonce, der, _aad(kid))
-    return bytes([VERSION]) + kek.kek_id + nonce + sealed
+    return bytes([VERSION]) + kek.kek_id + nonce + AESGCM(kek.key).encrypt(nonce, data, aad)
+
+
+def _open(kek: Kek, what: str, aad: bytes, blob: bytes) -> bytes:
+    sealed_by = blob_kek_id(blob)
+    if sealed_by != kek.kek_id:
+        raise SealingError(f"{what} was sealed with sealing key {sealed_by.hex()}, but "
+                           f"{kek.source} is sealing key {kek.kek_id.hex()}")
+    start = 1 + KEK_ID_SIZE
+    try:
+        return AESGCM(kek.key).decrypt(blob[start:start + NONCE_SIZE], blob[start + NONCE_SIZE:], aad)
+    except InvalidTag:
+        raise SealingError(f"{what}: the sealed secret does not open (damaged, or moved from "
+                           "another row)") from None
+
+
+def _secret_aad(owner: str) -> bytes:
+    return b"passgate-hub sealed secret v1\x00" + owner.encode()
+
+
+def seal_secret(kek: Kek, owner: str, secret: bytes) -> bytes:
+    """Another secret the database must not leak (an operator's TOTP secret), bound to ``owner``."""
+    return _seal(kek, _secret_aad(owner), secret)
+
+
+def open_secret(kek: Kek, owner: str, blob: bytes) -> bytes:
+    return _open(kek, f"the secret of {owner}", _secret_aad(owner), blob)
 
 
 def blob_kek_id(blob: bytes) -> bytes:
@@ -175,15 +204,5 @@ def blob_kek_id(blob: bytes) -> bytes:
 def open_sealed(kek: Kek, kid: str, blob: bytes) -> PrivateKey:
     """The private key in ``blob``, in memory; refused when another KEK sealed it, or the blob was
     changed or belongs to another key."""
-    sealed_by = blob_kek_id(blob)
-    if sealed_by != kek.kek_id:
-        raise SealingError(f"key {kid} was sealed with sealing key {sealed_by.hex()}, but "
-                           f"{kek.source} is sealing key {kek.kek_id.hex()}")
-    start = 1 + KEK_ID_SIZE
-    try:
-        der = AESGCM(kek.key).decrypt(blob[start:start + NONCE_SIZE], blob[start + NONCE_SIZE:],
-                                      _aad(kid))
-    except InvalidTag:
-        raise SealingError(f"key {kid}: the sealed key does not open (damaged, or moved from "
-                           "another row)") from None
+    der = _open(kek, f"key {kid}", _aad(kid), blob)
     return serialization.load_der_private_key(der, password=None)  # type: ignore[return-value]

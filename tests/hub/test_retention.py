@@ -215,8 +215,8 @@ def test_purge_command_and_venue_set(hub: HubServer, db_url: str, capsys: pytest
     assert shown == {**dry, "dry_run": False}
     assert {**shown["venues"]["arena"], "events_deleted": 0, "passages_counted": 0} == {
         "pass_ids_removed": 5, "events_deleted": 0, "passages_counted": 0, "alert_pass_ids_removed": 0,
-        "alerts_deleted": 0, "passes_deleted": 0, "audit_deleted": 0}
-    assert shown["hub_wide"] == {"audit_deleted": 0}
+        "alerts_deleted": 0, "passes_deleted": 0, "audit_deleted": 0, "sessions_deleted": 0}
+    assert shown["hub_wide"] == {"audit_deleted": 0, "sessions_deleted": 0}
     only_marks_left(hub, left)
     assert counts(hub, admin)[1]["entries"] == 1
     changed = run_cli(db_url, capsys, "venue", "set", "arena", "--retention-days", "7")
@@ -252,7 +252,8 @@ def test_the_audit_log_is_deleted_after_its_retention(hub: HubServer, db_url: st
     assert only["venues"]["stadium"]["audit_deleted"] == 2 and "hub_wide" not in only
     monkeypatch.setattr(retention, "CHUNK", 2)  # chunks: 2 + 2 + 1 for the arena
     shown = run_cli(db_url, capsys, "purge")
-    assert shown["venues"]["arena"]["audit_deleted"] == 5 and shown["hub_wide"] == {"audit_deleted": 3}
+    assert shown["venues"]["arena"]["audit_deleted"] == 5
+    assert shown["hub_wide"] == {"audit_deleted": 3, "sessions_deleted": 0}
     with hub.session() as s:
         kept = s.execute(text("SELECT actor, action FROM audit_log ORDER BY id")).all()
     assert "apikey:old" not in {actor for actor, _ in kept}

@@ -1,0 +1,170 @@
+"""The operator console: server-rendered pages (Jinja2) under ``/console``, forms that work without
+JavaScript.
+
+Signing in (``operators.sign_in``) starts a session: a random token in an HttpOnly, SameSite=Strict
+cookie (Secure over HTTPS), kept in the database only as its hash, ended after ``IDLE_S`` without
+a request or ``MAX_S`` after it began, at sign-out, or when the operator is disabled. Every form
+carries a CSRF token: before sign-in the same random value in a cookie and in the form (double
+submit), after it one derived from the session's token (nothing more to store, the same in
+every tab); a form without the right one is
+refused (403) and changes nothing. A request whose ``Origin`` is another site is refused too.
+What an operator sees is what its grants (``scope``) allow; everything done lands in the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .. import audit, operators, scope
+from ..auth import hash_secret
+from ..models import ConsoleSession, Operator
+
+PREFIX = "/console"
+SESSION_COOKIE = "passgate_session"
+CSRF_COOKIE = "passgate_csrf"
+IDLE_S = 30 * 60.0
+MAX_S = 12 * 3600.0
+SEEN_EVERY_S = 60.0  # a session's last_seen_at is written at most this often (one write a minute)
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                               "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # "no-referrer" makes a browser send "Origin: null" with forms
+    "Cache-Control": "no-store",
+}
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    operator: Operator
+    session: ConsoleSession
+    scope: scope.Scope
+    csrf: str  # what this session's forms carry
+
+
+def _csrf_of(token: str) -> str:
+    return hashlib.sha256(b"passgate console csrf\x00" + token.encode()).hexdigest()
+
+
+def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, template, context, status_code=status)
+    response.headers.update(HEADERS)
+    return response
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser names the page a form came from in ``Origin``: it must be this hub (none: a client
+    that is no browser, which carries no ambient cookie of ours either)."""
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def signed_in(request: Request, db: Session, *, now: float | None = None) -> SignedIn | None:
+    """The operator this request's session cookie belongs to, if the session still holds."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    now = time.time() if now is None else now
+    session = db.scalar(select(ConsoleSession).where(ConsoleSession.token_hash == hash_secret(token)))
+    if session is None:
+        return None
+    person = db.get(Operator, session.operator_id)
+    if (person is None or person.disabled_at is not None or session.expires_at <= now
+            or session.last_seen_at + IDLE_S <= now):
+        db.delete(session)
+        db.commit()
+        return None
+    if now - session.last_seen_at >= SEEN_EVERY_S:
+        session.last_seen_at = now
+        db.commit()
+    return SignedIn(person, session, scope.load(db, person.principal_id), _csrf_of(token))
+
+
+def _actor(request: Request, name: str) -> audit.Actor:
+    return audit.Actor(name, request.client.host if request.client else None)
+
+
+@router.get("", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        grants = [{"venue": name, "role": str(role)} for name, role in sorted(who.scope.venues.items())]
+        return _page(request, "home.html", operator=who.operator.name, hub_wide=who.scope.hub_wide,
+                     grants=grants, csrf=who.csrf)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> Response:
+    return _login_page(request)
+
+
+def _login_page(request: Request, *, error: str | None = None, name: str = "", status: int = 200) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = _page(request, "login.html", status, csrf=token, error=error, name=name)
+    _set_cookie(request, response, CSRF_COOKIE, token, max_age=3600)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, name: Annotated[str, Form(max_length=64)],
+          password: Annotated[str, Form(max_length=256)], code: Annotated[str, Form(max_length=16)],
+          csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not (_same_origin(request) and csrf and cookie and secrets.compare_digest(csrf, cookie)):
+        return _login_page(request, error="The form expired or came from elsewhere: sign in again.",
+                           name=name, status=403)
+    with request.app.state.sessions() as db:
+        audit.act_as(db, _actor(request, "console"))
+        try:
+            person = operators.sign_in(db, name, password, code)
+        except operators.SignInRefused as refused:
+            db.commit()  # the failure counts
+            return _login_page(request, error=str(refused), name=name, status=401)
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        db.add(ConsoleSession(token_hash=hash_secret(token), operator_id=person.id, created_at=now,
+                              last_seen_at=now, expires_at=now + MAX_S))
+        db.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))  # others' old ones
+        db.commit()
+    response = RedirectResponse(PREFIX, status_code=303)
+    _set_cookie(request, response, SESSION_COOKIE, token, max_age=int(MAX_S))
+    response.delete_cookie(CSRF_COOKIE, path=PREFIX)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        if not (_same_origin(request) and csrf and secrets.compare_digest(csrf, who.csrf)):
+            return _page(request, "refused.html", 403, operator=who.operator.name)
+        audit.act_as(db, _actor(request, f"operator:{who.operator.name}"))
+        audit.record(db, "console.sign_out", who.operator.name)
+        db.delete(who.session)
+        db.commit()
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    return response
