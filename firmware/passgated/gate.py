@@ -213,9 +213,19 @@ class Gate:
             lists=self.lists, trust_dir=self.layout.hub_trust_dir,
             list_trust_dir=self.layout.hub_list_trust_dir, on_trust_changed=self._reload_trust,
             settings_path=self.layout.hub_settings, on_settings=self._hub_settings_changed,
-            gate_state=lambda: str(self.loop.state), clock=self.clock.wall,
+            gate_state=lambda: str(self.loop.state), gate_health=self._heartbeat_health,
+            clock=self.clock.wall,
         )
         self.sync.start()
+
+    def _heartbeat_health(self) -> dict[str, Any]:
+        """What the hub's fleet page shows of this gate beside its state: why it is out of service,
+        its scanners, whether its lists are stale (bounded: a heartbeat is small)."""
+        fault = self.machine.fault
+        return {"fault": fault[:200] if fault else None,
+                "scanners": [{"source": str(h.get("source"))[:64], "connected": bool(h.get("connected"))}
+                             for h in (source.health() for source, _ in self.sources[:8])],
+                "lists_stale": self.lists.stale(self.clock.wall())}
 
     def _reload_trust(self) -> None:
         self.trust = load_gate_trust(self.config, self.layout)

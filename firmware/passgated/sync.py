@@ -173,6 +173,7 @@ class SyncClient:
         settings_path: Path | None = None,
         on_settings: Callable[[wire.GateSettings], None] | None = None,
         gate_state: Callable[[], str] | None = None,
+        gate_health: Callable[[], dict[str, Any]] | None = None,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] | None = None,
@@ -181,7 +182,8 @@ class SyncClient:
         """``trust_dir`` belongs to this client: it holds exactly the hub's pass-issuer keys;
         ``list_trust_dir`` the keys that sign deny lists (to rebuild a damaged local copy).
         ``settings_path`` keeps the hub's settings for this gate, ``on_settings`` hears them;
-        ``gate_state`` tells the gate's state for the heartbeat.
+        ``gate_state`` tells the gate's state for the heartbeat, ``gate_health`` what else the
+        console's fleet page shows of it (its fault, its scanners, whether its lists are stale).
         ``sleep`` waits between rounds (default: an Event wait that ``close`` interrupts);
         ``backoff``: first and longest wait after failed rounds, in seconds."""
         self.hub = hub
@@ -193,6 +195,7 @@ class SyncClient:
         self.settings_path = settings_path
         self.on_settings = on_settings
         self.gate_state = gate_state
+        self.gate_health = gate_health
         self.clock = clock
         self.backoff = backoff
         self.session = session or _session(hub)
@@ -466,7 +469,7 @@ class SyncClient:
             t=now, version=__version__, protocol=wire.PROTOCOL_VERSION, backlog=backlog,
             state=self.gate_state() if self.gate_state is not None else None,
             lists={kind: wire.ListHealth(**value) for kind, value in self._list_status(now).items()},
-            health={"journal_ok": True})
+            health={"journal_ok": True, **(self.gate_health() if self.gate_health is not None else {})})
         sent = self.clock()
         answer = wire.parse(wire.HeartbeatAck, self._call("POST", "heartbeat", json=wire.dump(beat)).json())
         received = self.clock()

@@ -409,9 +409,10 @@ def deny(db: Session, venue: Venue, kind: str, pass_ids: Iterable[str], *, remov
 
 
 def list_gates(db: Session, venue: Venue | None = None, *, only: Collection[int] | None = None,
-               now: float | None = None) -> list[dict[str, Any]]:
+               now: float | None = None, with_health: bool = False) -> list[dict[str, Any]]:
     """Gates (not deleted; of ``venue``, or of the venues ``only`` names by id) with what their
-    last heartbeat said: backlog, version, list ages (aged to now)."""
+    last heartbeat said: backlog, version, list ages (aged to now); ``with_health`` adds the
+    heartbeat's ``health`` (fault, scanners, stale lists: the console's fleet page)."""
     now = time.time() if now is None else now
     query = (select(Gate, Venue.name, Zone.name).join(Venue, Gate.venue_id == Venue.id)
              .outerjoin(Zone, Gate.zone_id == Zone.id).where(Gate.deleted_at.is_(None))
@@ -433,6 +434,8 @@ def list_gates(db: Session, venue: Venue | None = None, *, only: Collection[int]
                     "protocol": gate.protocol, "state": health.get("state"),
                     "settings": gate.config, "disabled_at": gate.disabled_at,
                     "has_token": gate.token_hash is not None, "token_changed_at": gate.token_changed_at})
+        if with_health:
+            out[-1]["health"] = health.get("health") if isinstance(health.get("health"), dict) else {}
     return out
 
 

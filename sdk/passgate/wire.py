@@ -38,6 +38,7 @@ __all__ = [
     "EventKind",
     "EventRejected",
     "GateSettings",
+    "GateState",
     "Heartbeat",
     "HeartbeatAck",
     "KeyPurpose",
@@ -112,6 +113,32 @@ class Direction(StrEnum):
 class Verdict(StrEnum):
     ADMIT = "admit"
     REFUSE = "refuse"
+
+
+class GateState(StrEnum):
+    """A gate's state as its heartbeat names it (``passgated.machine.State`` has the same values)."""
+
+    BOOT = "BOOT"
+    IDLE = "IDLE"
+    GRANTED = "GRANTED"
+    REFUSED = "REFUSED"
+    EMERGENCY = "EMERGENCY"
+    FAULT = "FAULT"
+    MAINTENANCE_FREE = "MAINTENANCE_FREE"
+    MAINTENANCE_LOCKED = "MAINTENANCE_LOCKED"
+
+    @property
+    def words(self) -> str:
+        """The state written for a person (the console's fleet page)."""
+        return _STATE_WORDS[self]
+
+
+_STATE_WORDS = {
+    GateState.BOOT: "Starting", GateState.IDLE: "Ready", GateState.GRANTED: "Admitting",
+    GateState.REFUSED: "Refused", GateState.EMERGENCY: "Emergency: free passage",
+    GateState.FAULT: "Fault: out of service", GateState.MAINTENANCE_FREE: "Maintenance: free passage",
+    GateState.MAINTENANCE_LOCKED: "Maintenance: closed",
+}
 
 
 class StaleListPolicy(StrEnum):

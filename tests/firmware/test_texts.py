@@ -60,3 +60,12 @@ def test_a_language_not_shipped_is_a_config_error() -> None:
         parse_config({"display": {"sound": "loud"}})
     with pytest.raises(ValueError, match="no guard page texts for language 'xx'"):
         texts.catalog("xx")
+
+
+def test_the_states_a_heartbeat_names_are_the_machines() -> None:
+    """The hub reads a gate's state from its heartbeat as ``wire.GateState``: one set of names."""
+    from passgate import wire
+    from passgated.machine import State
+
+    assert {str(s) for s in State} == {str(s) for s in wire.GateState} == set(STATES)
+    assert all(wire.GateState(s).words for s in STATES)

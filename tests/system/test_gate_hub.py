@@ -10,18 +10,22 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
+import pyotp
 import pytest
 import requests
 
 from tests.hub.fixtures import db_url
 from tests.hub.pgcluster import shared_cluster
 
-from .procs import GateProcess, HubProcess, hub_json, run_hub_cli
+from .procs import BIN, GateProcess, HubProcess, hub_json, run_hub_cli
 
 _names = itertools.count()
 __all__ = ["db_url"]  # the hub's database fixture, on SQLite and PostgreSQL
@@ -158,3 +162,31 @@ def test_after_a_restore_from_an_older_backup_single_use_still_holds(venue: Venu
     status = g2.status()
     assert status["lists"]["revoked"]["version"] > ahead  # the restored hub moved on to a new epoch
     assert all(part["ok"] for part in status["sync"]["parts"].values())
+
+
+def test_the_console_fleet_shows_the_gates_as_they_beat(venue: Venue) -> None:
+    """The console's fleet page over real processes: two gates syncing with the hub, signed in to
+    as an operator made with the CLI (its password from stdin, the code from its authenticator URI)."""
+    g1, g2 = venue.gate("north-1"), venue.gate("north-2")
+    for gate in (g1, g2):
+        gate.wait_status(lambda s: s["state"] == "IDLE" and s["zones"] == ["floor"])
+        gate.synced()  # a heartbeat after READY: the state and the scanners are on the hub
+    made = subprocess.run([str(BIN / "passgate-hub"), "--database", venue.database, "operator", "create",
+                           "ops", "--role", "viewer", "--venue", "arena", "--password-stdin"],
+                          input="a long enough password\n", capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    secret = parse_qs(urlsplit(json.loads(made.stdout)["totp_uri"]).query)["secret"][0]
+    browser = requests.Session()
+    form = browser.get(f"{venue.hub.url}/console/login", timeout=10).text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    signed = browser.post(f"{venue.hub.url}/console/login", timeout=10, allow_redirects=False, data={
+        "name": "ops", "password": "a long enough password", "code": pyotp.TOTP(secret).now(), "csrf": csrf})
+    assert signed.status_code == 303, signed.text
+    page = browser.get(f"{venue.hub.url}/console/fleet", timeout=10).text
+    row = re.compile(r'<tr data-gate="([^"]+)"[^>]*>(.*?)</tr>', re.S)
+    rows = {m.group(1): m.group(2) for m in row.finditer(page)}
+    assert set(rows) == {"north-1", "north-2"}
+    for row in rows.values():
+        assert "online" in row and "Ready" in row and "✓ serial:" in row  # the gate's own scanner
+    assert "2 gates: 2 online, 0 offline, 0 never seen, 0 disabled." in page
+    assert 'id="no-alerts"' in page

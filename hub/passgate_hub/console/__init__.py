@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .. import audit, operators, scope
+from .. import audit, fleet, operators, scope
 from ..auth import hash_secret
 from ..models import ConsoleSession, Operator
 
@@ -112,6 +112,59 @@ def home(request: Request) -> Response:
         grants = [{"venue": name, "role": str(role)} for name, role in sorted(who.scope.venues.items())]
         return _page(request, "home.html", operator=who.operator.name, hub_wide=who.scope.hub_wide,
                      grants=grants, csrf=who.csrf)
+
+
+def ago(seconds: float | None) -> str:
+    """A duration as a person reads it: "12 s", "5 min", "3 h", "2 days"."""
+    if seconds is None:
+        return "–"
+    seconds = abs(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def when(t: float | None) -> str:
+    """A moment as a date a person reads (the hub's time zone, named)."""
+    return "never" if t is None else time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
+
+
+templates.env.filters["ago"] = ago
+templates.env.filters["when"] = when
+
+
+@router.get("/fleet", response_class=HTMLResponse)
+def fleet_page(request: Request, venue: Annotated[str, Query(max_length=64)] = "",
+               status: Annotated[str, Query(pattern="^(|alerting|" + "|".join(fleet.STATUSES) + ")$")] = "",
+               q: Annotated[str, Query(max_length=64)] = "",
+               sort: Annotated[str, Query(pattern="^(" + "|".join(fleet.SORTS) + ")$")] = "gate",
+               order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+               offline_minutes: Annotated[int, Query(ge=1, le=10080)] = fleet.DEFAULT_OFFLINE_MINUTES,
+               ) -> Response:
+    """Every gate of the operator's venues with its health, alerts on top; filters and sorting are
+    links and a GET form (no script needed)."""
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        venue_ids = None if who.scope.hub_wide is not None else set(who.scope.venue_ids.values())
+        now = time.time()
+        gates = fleet.rows(db, venue_ids, now=now)
+        alerts = fleet.alerts(db, gates, venue_ids, offline_minutes=offline_minutes, now=now)
+        alerting = {gate for alert in alerts for gate in alert.gates}
+        shown = fleet.select_rows(gates, alerting, venue=venue or None, status=status or None, q=q, sort=sort,
+                                  descending=order == "desc")
+        counts = {s: sum(1 for g in gates if g.status == s) for s in fleet.STATUSES}
+        return _page(request, "fleet.html", operator=who.operator.name, csrf=who.csrf, now=now,
+                     gates=shown, total=len(gates), counts=counts, alerts=alerts,
+                     venues=sorted({g.venue for g in gates}),
+                     filters={"venue": venue, "status": status, "q": q, "sort": sort, "order": order,
+                              "offline_minutes": offline_minutes},
+                     sorts=fleet.SORTS, statuses=("alerting", *fleet.STATUSES))
 
 
 @router.get("/login", response_class=HTMLResponse)
