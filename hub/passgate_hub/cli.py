@@ -314,7 +314,7 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                                                                     "public key"})]),
     "venue-list": (lambda s, a: ops.list_venues(s), []),
     "venue-set": (lambda s, a: ops.set_venue(s, ops.get_venue(s, a.name), retention_days=a.retention_days,
-                                             window_hours=a.window_hours),
+                                             window_hours=a.window_hours, timezone=a.timezone),
                   [(("name",), {}),
                    (("--retention-days",), {"type": int, "metavar": "N", "help": (
                        f"keep events and alerts N days ({retention.RETENTION_DAYS[0]}.."
@@ -322,7 +322,10 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                    (("--window-hours",), {"type": int, "metavar": "N", "help": (
                        f"keep pass ids N hours, unless a still-valid pass needs them "
                        f"({retention.WINDOW_HOURS[0]}..{retention.WINDOW_HOURS[1]}; "
-                       f"default {retention.DEFAULT_WINDOW_HOURS})")})]),
+                       f"default {retention.DEFAULT_WINDOW_HOURS})")}),
+                   (("--timezone",), {"metavar": "ZONE", "help": "the venue's IANA time zone (e.g. "
+                                                                "Europe/Berlin; default UTC): the console's "
+                                                                "times and days"})]),
     "purge": (_purge, [(("--venue",), {"help": "only this venue"}),
                        (("--dry-run",), {"action": "store_true",
                                          "help": "count what would go, remove nothing"})]),
@@ -463,7 +466,7 @@ HELP = {
     "seal-new-key": "write a new sealing key file (mode 0600; needs no database)",
     "seal-status": "where the sealing key comes from and which keys it sealed",
     "seal-rotate": "re-seal every private key with a new sealing key, in one transaction",
-    "venue-set": "how long the hub keeps a venue's events (--retention-days) and pass ids (--window-hours)",
+    "venue-set": "a venue's retention (--retention-days, --window-hours) and time zone (--timezone)",
     "purge": "remove what retention says is due now (the running hub does this every 5 minutes)",
 }
 

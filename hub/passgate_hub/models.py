@@ -58,6 +58,8 @@ class Venue(Base):
     # how long the hub keeps the venue's events and alerts, and their pass ids (see ``retention``)
     retention_days: Mapped[int] = mapped_column(Integer, server_default=text(str(DEFAULT_RETENTION_DAYS)))
     window_hours: Mapped[int] = mapped_column(Integer, server_default=text(str(DEFAULT_WINDOW_HOURS)))
+    # the IANA time zone the console shows the venue's times in, and whose midnight starts its day
+    timezone: Mapped[str] = mapped_column(String(64), server_default=text("'UTC'"))
 
 
 class Zone(Base):

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import case, func, select
@@ -83,27 +84,38 @@ def list_venues(db: Session, only: Collection[int] | None = None) -> list[dict[s
                                                     IssuerKey.purpose == "denylist"))
         out.append({"name": venue.name, "zones": list(zones), "denylist_kid": kid,
                     "offline": venue.offline, "retention_days": venue.retention_days,
-                    "window_hours": venue.window_hours})
+                    "window_hours": venue.window_hours, "timezone": venue.timezone})
     return out
 
 
 def set_venue(db: Session, venue: Venue, *, retention_days: int | None = None,
-              window_hours: int | None = None) -> dict[str, Any]:
+              window_hours: int | None = None, timezone: str | None = None) -> dict[str, Any]:
     """Change how long the hub keeps the venue's events and alerts (``retention_days``) and their
-    pass ids (``window_hours``; see ``retention``); ``None`` leaves one as it is. Returns the
-    venue as ``list_venues`` shows it."""
+    pass ids (``window_hours``; see ``retention``), and the venue's time zone (an IANA name such
+    as "Europe/Berlin"); ``None`` leaves one as it is. Returns the venue as ``list_venues`` shows it."""
     for name, value, (low, high) in (("retention_days", retention_days, RETENTION_DAYS),
                                      ("window_hours", window_hours, WINDOW_HOURS)):
         if value is not None and (isinstance(value, bool) or not low <= value <= high):
             raise Invalid(f"{name} is from {low} to {high}, got {value}")
+    if timezone is not None:
+        venue.timezone = check_timezone(timezone)
     if retention_days is not None:
         venue.retention_days = retention_days
     if window_hours is not None:
         venue.window_hours = window_hours
     audit.record(db, "venue.set", venue.name, venues=[venue], retention_days=venue.retention_days,
-                 window_hours=venue.window_hours)
+                 window_hours=venue.window_hours, timezone=venue.timezone)
     db.flush()
     return next(v for v in list_venues(db) if v["name"] == venue.name)
+
+
+def check_timezone(name: str) -> str:
+    """An IANA time zone name this machine knows (``Invalid`` otherwise)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin or UTC)") from None
+    return name
 
 
 def create_zone(db: Session, venue: Venue, name: str) -> Zone:
@@ -481,6 +493,22 @@ def zone_counts(db: Session, venue: Venue) -> list[dict[str, Any]]:
     for name, direction, n in purged:
         counts[name][0 if direction == entry else 1] += int(n)
     return [{"zone": name, "entries": e, "exits": x, "inside": e - x} for name, (e, x) in counts.items()]
+
+
+def entries_per_minute(db: Session, venue: Venue, start: float, end: float) -> list[int]:
+    """Passages in (the rule of ``zone_counts``) at the venue's gates in each minute from ``start``
+    to ``end``, by hub time. Read through the received-time index: what happened after ``start``
+    was received after it too."""
+    minute = func.floor((Event.hub_t - start) / 60)
+    rows = db.execute(select(minute, func.count())
+                      .where(Event.venue_id == venue.id, Event.received_at >= start, Event.hub_t >= start,
+                             Event.hub_t < end, Event.direction == str(wire.Direction.ENTRY), _COUNTED)
+                      .group_by(minute))
+    out = [0] * max(1, int((end - start + 59) // 60))
+    for m, n in rows:
+        if m is not None and 0 <= int(m) < len(out):
+            out[int(m)] = int(n)
+    return out
 
 
 def list_alerts(db: Session, venue: Venue, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:

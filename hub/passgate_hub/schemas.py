@@ -147,6 +147,7 @@ class VenueOut(BaseModel):
     offline: bool = False
     retention_days: int  # events and alerts are kept this long (README "Privacy")
     window_hours: int  # pass ids are kept this long, unless a still-valid pass needs them
+    timezone: str = "UTC"  # the console's times and days for this venue
 
 
 class VenuePatch(Strict):
@@ -156,6 +157,7 @@ class VenuePatch(Strict):
     retention_days: Annotated[int, Field(strict=True, ge=RETENTION_DAYS[0],
                                          le=RETENTION_DAYS[1])] | None = None
     window_hours: Annotated[int, Field(strict=True, ge=WINDOW_HOURS[0], le=WINDOW_HOURS[1])] | None = None
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 class ZoneIn(Strict):

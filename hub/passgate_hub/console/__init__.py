@@ -13,22 +13,29 @@ What an operator sees is what its grants (``scope``) allow; everything done land
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
+import fastapi
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .. import audit, fleet, operators, scope
+from .. import audit, fleet, operators, ops, scope
 from ..auth import hash_secret
-from ..models import ConsoleSession, Operator
+from ..models import ConsoleSession, Operator, Venue
+from . import charts
 
 PREFIX = "/console"
 SESSION_COOKIE = "passgate_session"
@@ -165,6 +172,116 @@ def fleet_page(request: Request, venue: Annotated[str, Query(max_length=64)] = "
                      filters={"venue": venue, "status": status, "q": q, "sort": sort, "order": order,
                               "offline_minutes": offline_minutes},
                      sorts=fleet.SORTS, statuses=("alerting", *fleet.STATUSES))
+
+
+STREAM_POLL_S = 0.5  # how soon a count change reaches an open live page
+STREAM_S = 600.0  # a stream ends after this (the browser opens the next one): sessions are re-read
+STATIC = Path(__file__).with_name("static")
+
+
+@router.get("/static/{name}")
+def static(name: Annotated[str, fastapi.Path(pattern=r"^[a-z]+\.js$")]) -> Response:
+    """The console's few scripts (``static/``): the pages work without them, they make pages live."""
+    path = STATIC / name
+    if not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return Response(path.read_bytes(), media_type="text/javascript",
+                    headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
+def _venue_for(db: Session, who: SignedIn, name: str) -> Venue | None:
+    """The venue ``name`` if the operator may see it; with no name, its first venue."""
+    names = sorted(who.scope.venues) if who.scope.hub_wide is None else list(
+        db.scalars(select(Venue.name).order_by(Venue.name)))
+    if not name:
+        name = names[0] if names else ""
+    if name not in names:
+        return None
+    return ops.get_venue(db, name)
+
+
+def _totals(zones: list[dict[str, Any]]) -> dict[str, int]:
+    return {key: sum(z[key] for z in zones) for key in ("entries", "exits", "inside")}
+
+
+def _live(db: Session, venue: Venue, now: float) -> dict[str, Any]:
+    """What the live page shows of a venue now: counts per zone and in all, and the day's chart."""
+    tz = ZoneInfo(venue.timezone)
+    start, end = charts.day_bounds(tz, now)
+    per_minute = ops.entries_per_minute(db, venue, start, end)
+    zones = ops.zone_counts(db, venue)
+    return {"zones": zones, "total": _totals(zones), "entries_today": sum(per_minute),
+            "chart": charts.entries_per_minute_svg(per_minute, start, tz, now),
+            "as_of": datetime.fromtimestamp(now, tz).strftime("%H:%M:%S %Z")}
+
+
+@router.get("/live", response_class=HTMLResponse)
+def live_page(request: Request, venue: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """Per zone, inside / entries / exits now, and entries per minute over the venue's day (drawn
+    here as SVG); a script keeps both current over server-sent events."""
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        target = _venue_for(db, who, venue)
+        if target is None:
+            return _page(request, "refused.html", 403 if venue else 200, operator=who.operator.name,
+                         csrf=who.csrf, why="no venue of yours by that name" if venue else "no venue yet")
+        names = sorted(who.scope.venues) if who.scope.hub_wide is None else list(
+            db.scalars(select(Venue.name).order_by(Venue.name)))
+        return _page(request, "live.html", operator=who.operator.name, csrf=who.csrf, page="live",
+                     venue=target.name, venues=names, timezone=target.timezone,
+                     **_live(db, target, time.time()))
+
+
+@router.get("/live/chart")
+def live_chart(request: Request, venue: Annotated[str, Query(max_length=64)] = "") -> Response:
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        target = _venue_for(db, who, venue) if who is not None else None
+        if target is None:
+            return Response("", status_code=403)
+        svg = _live(db, target, time.time())["chart"]
+    return Response(svg, media_type="image/svg+xml", headers=HEADERS)
+
+
+@router.get("/live/stream")
+async def live_stream(request: Request, venue: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """Server-sent events: the venue's counts each time they change (polled every
+    ``STREAM_POLL_S``), while the session holds; ends after ``STREAM_S``."""
+    def read() -> dict[str, Any] | None:
+        with request.app.state.sessions() as db:
+            who = signed_in(request, db)
+            target = _venue_for(db, who, venue) if who is not None else None
+            if target is None:
+                return None
+            zones = ops.zone_counts(db, target)
+            return {"zones": zones, "total": _totals(zones)}
+
+    first = await run_in_threadpool(read)
+    if first is None:
+        return Response("", status_code=403)
+
+    async def frames() -> Any:
+        last: dict[str, Any] | None = None
+        loop = asyncio.get_running_loop()
+        ends, quiet = loop.time() + STREAM_S, 0.0
+        counts: dict[str, Any] | None = first
+        while counts is not None and loop.time() < ends:
+            if counts != last:
+                yield f"data: {json.dumps(counts)}\n\n"
+                last, quiet = counts, 0.0
+            elif quiet >= 15.0:
+                yield ": still here\n\n"  # a vanished client is noticed at the next write
+                quiet = 0.0
+            await asyncio.sleep(STREAM_POLL_S)
+            quiet += STREAM_POLL_S
+            if await request.is_disconnected():
+                return
+            counts = await run_in_threadpool(read)
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.get("/login", response_class=HTMLResponse)
