@@ -453,11 +453,20 @@ def list_gates(db: Session, venue: Venue | None = None, *, only: Collection[int]
 
 def query_events(db: Session, venue: Venue, *, gate_id: str | None = None, kind: str | None = None,
                  after: int = 0, since: float | None = None, until: float | None = None,
-                 limit: int = 1000) -> list[Event]:
-    """Events of a venue in hub order (``seq``), filtered; page with ``after`` = last seq."""
+                 limit: int = 1000, zone: str | None = None, pass_id: str | None = None,
+                 reason: str | None = None) -> list[Event]:
+    """Events of a venue in hub order (``seq``), filtered; page with ``after`` = last seq.
+    ``since`` and ``until`` bound the gate's time ``t``; ``zone``: events of the zone's gates."""
     query = select(Event).where(Event.venue_id == venue.id, Event.seq > after)
     if gate_id is not None:
         query = query.where(Event.gate_id == gate_id)
+    if zone is not None:
+        query = query.where(Event.gate_id.in_(select(Gate.gate_id).join(Zone, Gate.zone_id == Zone.id)
+                                              .where(Zone.venue_id == venue.id, Zone.name == zone)))
+    if pass_id is not None:
+        query = query.where(Event.pass_id == pass_id)
+    if reason is not None:
+        query = query.where(Event.reason == reason)
     if kind is not None:
         query = query.where(Event.kind == kind)
     if since is not None:

@@ -1,5 +1,4 @@
-"""Firmware test fixtures: guard displays on free ports, and a real browser for the guard page
-(``tests.browser``)."""
+"""Firmware test fixtures: guard displays on free ports (the browser is the root conftest's)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from passgated.display import GateMetrics, GuardDisplay
-from tests.browser import browser_page, chromium_browser  # noqa: F401  (Debian's chromium)
 from tests.hub.fixtures import db_url, hub  # noqa: F401  (a real hub, on SQLite and PostgreSQL)
 
 

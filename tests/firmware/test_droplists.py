@@ -133,7 +133,8 @@ def test_cli_add_reaches_a_running_gate(tmp_path: Path, monkeypatch) -> None:
                                 "--config", str(config_file)], capture_output=True, text=True, timeout=60)
         assert added.returncode == 0, added.stderr
         assert "revoked list 'acme', snapshot v1, 1 entries" in added.stdout
-        assert wait_for(lambda: gate.status()["lists"]["revoked"]["version"] == 1, timeout=10)
+        # (no "revoked" entry at all until the drop folder's worker has taken the file)
+        assert wait_for(lambda: gate.status()["lists"].get("revoked", {}).get("version") == 1, timeout=10)
         feed(gate, [text])
         assert decisions[-1]["reason"] == "revoked"
         bad = tmp_path / "bad.pgdl"

@@ -18,11 +18,8 @@ from sqlalchemy import text
 
 from passgate_hub import console, operators
 from passgate_hub.scope import Role
-from tests.browser import browser_page, chromium_browser
 
 from .server import HubServer
-
-__all__ = ["browser_page", "chromium_browser"]
 
 SHOTS = Path("/tmp")
 PASSWORD = "correct horse battery staple"

@@ -17,13 +17,10 @@ from passgate import wire
 from passgate_hub import ops
 from passgate_hub.models import Alert, Gate
 from passgate_hub.scope import Role
-from tests.browser import browser_page, chromium_browser
 
 from .server import HubServer
 from .test_api import TIMEOUT, gate_client, setup_venue
 from .test_console import PASSWORD, SIZES, make_operator, sign_in
-
-__all__ = ["browser_page", "chromium_browser"]
 
 SHOTS = Path("/tmp")
 

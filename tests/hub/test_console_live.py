@@ -16,14 +16,11 @@ from playwright.sync_api import Page, expect
 from passgate_hub import ops
 from passgate_hub.console import charts
 from passgate_hub.scope import Role
-from tests.browser import browser_page, chromium_browser
 
 from .server import HubServer
 from .test_api import TIMEOUT, setup_venue
 from .test_console import PASSWORD, SIZES, make_operator, sign_in
 from .test_ingest_trust import admitted, beat, post
-
-__all__ = ["browser_page", "chromium_browser"]
 
 SHOTS = Path("/tmp")
 

@@ -14,7 +14,9 @@ What an operator sees is what its grants (``scope``) allow; everything done land
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
+import io
 import json
 import secrets
 import time
@@ -282,6 +284,164 @@ async def live_stream(request: Request, venue: Annotated[str, Query(max_length=6
 
     return StreamingResponse(frames(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+EVENT_PAGE = 100  # rows a page of the events list
+EXPORT_CHUNK = 5000  # rows read at a time by the CSV export (it streams: any size)
+EVENT_COLUMNS = ("seq", "time", "gate_id", "kind", "direction", "pass_id", "decision", "reason", "detail",
+                 "entries", "latency_ms", "t", "hub_t")
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    gate: str = ""
+    zone: str = ""
+    pass_id: str = ""
+    reason: str = ""
+    since: str = ""  # datetime-local text, in the venue's time zone
+    until: str = ""
+
+    def query(self, tz: ZoneInfo) -> dict[str, Any]:
+        """``ops.query_events``'s arguments (``ValueError`` for a time that is not one)."""
+        def moment(text: str) -> float | None:
+            return datetime.fromisoformat(text).replace(tzinfo=tz).timestamp() if text else None
+
+        return {"gate_id": self.gate or None, "zone": self.zone or None,
+                "pass_id": self.pass_id.lower() or None, "reason": self.reason or None,
+                "since": moment(self.since), "until": moment(self.until)}
+
+
+def _event_filter(gate: str, zone: str, pass_id: str, reason: str, since: str, until: str) -> EventFilter:
+    return EventFilter(*(text.strip() for text in (gate, zone, pass_id, reason, since, until)))
+
+
+Text64 = Annotated[str, Query(max_length=64)]
+
+
+def _event_row(event: Any, tz: ZoneInfo) -> dict[str, Any]:
+    return {"seq": event.seq, "time": datetime.fromtimestamp(event.t, tz).strftime("%Y-%m-%d %H:%M:%S"),
+            "gate_id": event.gate_id, "kind": event.kind, "direction": event.direction,
+            "pass_id": event.pass_id, "decision": event.decision, "reason": event.reason,
+            "detail": event.detail, "entries": event.entries, "latency_ms": event.latency_ms,
+            "t": event.t, "hub_t": event.hub_t}
+
+
+@router.get("/events", response_class=HTMLResponse)
+def events_page(request: Request, venue: Text64 = "", gate: Text64 = "", zone: Text64 = "",
+                pass_id: Annotated[str, Query(max_length=32)] = "", reason: Text64 = "",
+                since: Annotated[str, Query(max_length=32)] = "",
+                until: Annotated[str, Query(max_length=32)] = "",
+                after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Response:
+    """A venue's events, filtered by gate, zone, pass, reason and time (the gate's clock, in the
+    venue's time zone), a page at a time; the same filters export as CSV."""
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        target = _venue_for(db, who, venue)
+        if target is None:
+            return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf,
+                         why="no venue of yours by that name")
+        tz = ZoneInfo(target.timezone)
+        chosen = _event_filter(gate, zone, pass_id, reason, since, until)
+        error, rows = None, []
+        try:
+            rows = [_event_row(e, tz) for e in ops.query_events(db, target, after=after, limit=EVENT_PAGE,
+                                                                 **chosen.query(tz))]
+        except ValueError:
+            error = "a time is written as 2026-12-24T18:00"
+        return _page(request, "events.html", 400 if error else 200, operator=who.operator.name, csrf=who.csrf,
+                     page="events", venue=target.name, venues=_venue_names(db, who), timezone=target.timezone,
+                     rows=rows, filters=chosen, error=error, after=after,
+                     next_after=rows[-1]["seq"] if len(rows) == EVENT_PAGE else None,
+                     zones=[z["zone"] for z in ops.zone_counts(db, target)])
+
+
+@router.get("/events.csv")
+def events_csv(request: Request, venue: Text64 = "", gate: Text64 = "", zone: Text64 = "",
+               pass_id: Annotated[str, Query(max_length=32)] = "", reason: Text64 = "",
+               since: Annotated[str, Query(max_length=32)] = "",
+               until: Annotated[str, Query(max_length=32)] = "") -> Response:
+    """Every event the filters keep, as CSV, streamed (recorded in the audit log: it names passes)."""
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        target = _venue_for(db, who, venue) if who is not None else None
+        if who is None or target is None:
+            return Response("not signed in, or not your venue\n", status_code=403, media_type="text/plain")
+        tz = ZoneInfo(target.timezone)
+        chosen = _event_filter(gate, zone, pass_id, reason, since, until)
+        try:
+            query = chosen.query(tz)
+        except ValueError:
+            return Response("a time is written as 2026-12-24T18:00\n", status_code=400,
+                            media_type="text/plain")
+        audit.act_as(db, _actor(request, f"operator:{who.operator.name}"))
+        audit.record(db, "events.export", target.name, venues=[target],
+                     **{k: v for k, v in chosen.__dict__.items() if v})
+        db.commit()
+        venue_id = target.id
+
+    def lines() -> Any:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(EVENT_COLUMNS)
+        after = 0
+        while True:
+            with request.app.state.sessions() as db:
+                venue_row = db.get(Venue, venue_id)
+                assert venue_row is not None
+                chunk = ops.query_events(db, venue_row, after=after, limit=EXPORT_CHUNK, **query)
+            for event in chunk:
+                row = _event_row(event, tz)
+                writer.writerow([row[c] if row[c] is not None else "" for c in EVENT_COLUMNS])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if len(chunk) < EXPORT_CHUNK:
+                return
+            after = chunk[-1].seq
+
+    name = f"events-{target.name}-{datetime.now(tz):%Y%m%d-%H%M}.csv"
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                      "Cache-Control": "no-store"})
+
+
+def _venue_names(db: Session, who: SignedIn) -> list[str]:
+    if who.scope.hub_wide is not None:
+        return list(db.scalars(select(Venue.name).order_by(Venue.name)))
+    return sorted(who.scope.venues)
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, venue: Text64 = "",
+               after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Response:
+    """The audit log of the venues the operator administers (every entry for a hub-wide admin),
+    oldest first, a page at a time; times in each venue's time zone."""
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        ids = who.scope.ids_with(scope.Role.ADMIN)
+        if ids == set():
+            return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf,
+                         why="the audit log is for admins")
+        chosen = None
+        if venue:
+            chosen = _venue_for(db, who, venue)
+            if chosen is None or (ids is not None and chosen.id not in ids):
+                return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf,
+                             why="you do not administer that venue")
+        zones = {name: ZoneInfo(tz) for name, tz in db.execute(select(Venue.name, Venue.timezone))}
+        entries = audit.entries(db, ids, venue=chosen, after=after, limit=EVENT_PAGE)
+        for entry in entries:
+            tz = zones.get(entry["venue"]) or ZoneInfo("UTC")
+            entry["when"] = datetime.fromtimestamp(entry["at"], tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return _page(request, "audit.html", operator=who.operator.name, csrf=who.csrf, page="audit",
+                     entries=entries, venue=venue,
+                     next_after=entries[-1]["id"] if len(entries) == EVENT_PAGE else None,
+                     venues=[v for v in _venue_names(db, who) if ids is None
+                             or (v in who.scope.venues and who.scope.venues[v].covers(scope.Role.ADMIN))])
 
 
 @router.get("/login", response_class=HTMLResponse)
