@@ -24,7 +24,7 @@ from passgate.keys import public_pem
 
 from . import audit, auth, denylists
 from .keys import held_key, seal_for
-from .models import Alert, DenyList, Event, Gate, IssuedPass, IssuerKey, PassageCount, Venue, Zone
+from .models import Alert, DenyEntry, DenyList, Event, Gate, IssuedPass, IssuerKey, PassageCount, Venue, Zone
 from .retention import RETENTION_DAYS, WINDOW_HOURS
 
 # One passage is one event that ``wire.counts_as_passage``: the same rule, in SQL.
@@ -418,6 +418,27 @@ def deny(db: Session, venue: Venue, kind: str, pass_ids: Iterable[str], *, remov
     audit.record(db, f"{kind}.{'remove' if remove else 'add'}", venue.name, venues=[venue],
                  version=version, changed=changed, external=external, reason=reason)
     return version, changed
+
+
+def pass_record(db: Session, venue: Venue, pass_id: str) -> dict[str, Any]:
+    """What the hub knows of one pass at a venue: its record (if the hub issued it), which deny
+    lists hold it and why, and its events at every gate (oldest first)."""
+    pass_id = pass_id.strip().lower()
+    if not re.fullmatch(wire.HEX_ID, pass_id):
+        raise Invalid(f"not a pass id: {pass_id[:40]!r} (give 32 hex characters)")
+    issued = db.scalar(select(IssuedPass).where(IssuedPass.pass_id == pass_id,
+                                                IssuedPass.venue_id == venue.id))
+    listed = db.execute(select(DenyEntry.kind, DenyEntry.reason, DenyEntry.version_added)
+                        .where(DenyEntry.venue_id == venue.id, DenyEntry.pass_id == pass_id,
+                               DenyEntry.version_removed.is_(None))).all()
+    return {"pass_id": pass_id,
+            "issued": None if issued is None else {
+                "product": issued.product, "zones": issued.zones, "entries": issued.entries,
+                "valid_from": issued.valid_from, "valid_until": issued.valid_until,
+                "issued_at": issued.issued_at},
+            "lists": [{"kind": kind, "reason": reason, "version": version}
+                      for kind, reason, version in listed],
+            "events": query_events(db, venue, pass_id=pass_id, limit=1000)}
 
 
 def list_gates(db: Session, venue: Venue | None = None, *, only: Collection[int] | None = None,

@@ -14,12 +14,14 @@ What an operator sees is what its grants (``scope``) allow; everything done land
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import hashlib
 import io
 import json
 import secrets
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +36,11 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .. import audit, fleet, operators, ops, scope
+from passgate import wire
+from passgate.batch import CSV_FIELDS, CSV_NAME
+from passgate.qr import make_qr
+
+from .. import audit, fleet, operators, ops, scope, sealing
 from ..auth import hash_secret
 from ..models import ConsoleSession, Operator, Venue
 from . import charts
@@ -442,6 +448,153 @@ def audit_page(request: Request, venue: Text64 = "",
                      next_after=entries[-1]["id"] if len(entries) == EVENT_PAGE else None,
                      venues=[v for v in _venue_names(db, who) if ids is None
                              or (v in who.scope.venues and who.scope.venues[v].covers(scope.Role.ADMIN))])
+
+
+DENY_ACTIONS = {"revoke": ("revoked", False), "block": ("blocked", False), "unblock": ("blocked", True)}
+MAX_ISSUE = 1000  # passes one form issues (a ZIP of their QR codes)
+
+
+def _passes_page(request: Request, db: Session, who: SignedIn, target: Venue, *, pass_id: str = "",
+                 message: str | None = None, error: str | None = None, status: int = 200) -> Response:
+    tz = ZoneInfo(target.timezone)
+    record = None
+    if pass_id and error is None:
+        try:
+            record = ops.pass_record(db, target, pass_id)
+        except ops.Invalid as exc:
+            error, status = str(exc), 400
+    if record is not None:
+        record["events"] = [_event_row(e, tz) for e in record["events"]]
+        if record["issued"]:
+            for key in ("valid_from", "valid_until", "issued_at"):
+                record["issued"][key] = datetime.fromtimestamp(record["issued"][key], tz).strftime(
+                    "%Y-%m-%d %H:%M %Z")
+    role = who.scope.role_in(target.name)
+    return _page(request, "passes.html", status, operator=who.operator.name, csrf=who.csrf, page="passes",
+                 venue=target.name, venues=_venue_names(db, who), timezone=target.timezone, record=record,
+                 pass_id=pass_id, message=message, error=error,
+                 may_change=role is not None and role.covers(scope.Role.OPERATOR),
+                 today=datetime.now(tz).strftime("%Y-%m-%dT%H:%M"))
+
+
+@router.get("/passes", response_class=HTMLResponse)
+def passes_page(request: Request, venue: Text64 = "",
+                pass_id: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """Look a pass up (its record, the lists it is on, its history at every gate); revoke, block
+    or unblock it with a reason; issue passes (operators)."""
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        target = _venue_for(db, who, venue)
+        if target is None:
+            return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf,
+                         why="no venue of yours by that name")
+        return _passes_page(request, db, who, target, pass_id=pass_id)
+
+
+def _operator_of(request: Request, db: Session, venue: str, csrf: str) -> tuple[SignedIn, Venue] | Response:
+    """The signed-in operator and the venue a form changes, or the page that refuses it: no
+    session, a wrong CSRF token or another site (403), a venue not theirs or a role below
+    operator (403)."""
+    who = signed_in(request, db)
+    if who is None:
+        return RedirectResponse(f"{PREFIX}/login", status_code=303)
+    if not (_same_origin(request) and csrf and secrets.compare_digest(csrf, who.csrf)):
+        return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf)
+    target = _venue_for(db, who, venue)
+    role = who.scope.role_in(target.name) if target is not None else None
+    if target is None or role is None or not role.covers(scope.Role.OPERATOR):
+        return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf,
+                     why="changing passes needs the operator role on the venue")
+    audit.act_as(db, _actor(request, f"operator:{who.operator.name}"))
+    return who, target
+
+
+@router.post("/passes/deny", response_class=HTMLResponse)
+def passes_deny(request: Request, venue: Annotated[str, Form(max_length=64)],
+                pass_id: Annotated[str, Form(max_length=64)],
+                action: Annotated[str, Form(pattern="^(revoke|block|unblock)$")],
+                reason: Annotated[str, Form(max_length=200)] = "",
+                external: Annotated[bool, Form()] = False,
+                csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """Revoke, block or unblock one pass (every gate refuses or admits it again from its next sync)."""
+    with request.app.state.sessions() as db:
+        checked = _operator_of(request, db, venue, csrf)
+        if isinstance(checked, Response):
+            return checked
+        who, target = checked
+        kind, remove = DENY_ACTIONS[action]
+        try:
+            version, changed = ops.deny(db, target, kind, [pass_id], remove=remove, external=external,
+                                        reason=reason.strip() or None)
+        except (ops.Invalid, ops.NotFound) as exc:
+            db.rollback()
+            return _passes_page(request, db, who, target, pass_id=pass_id, error=str(exc), status=400)
+        db.commit()
+        done = {"revoke": "revoked", "block": "blocked", "unblock": "unblocked"}[action]
+        message = (f"Pass {done}: the {kind} list is at version {version & 0xFFFFFFFF}; gates refuse or "
+                   "admit it from their next sync." if changed
+                   else f"Nothing changed: the pass was already {done}.")
+        return _passes_page(request, db, who, target, pass_id=pass_id, message=message)
+
+
+@router.post("/passes/issue")
+def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
+                 valid_from: Annotated[str, Form(max_length=32)],
+                 valid_until: Annotated[str, Form(max_length=32)],
+                 count: Annotated[int, Form(ge=1, le=MAX_ISSUE)] = 1,
+                 product: Annotated[str, Form(max_length=64)] = "",
+                 zones: Annotated[str, Form(max_length=512)] = "",
+                 entries: Annotated[str, Form(max_length=6)] = "",
+                 csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """Issue passes with the venue's hub-held key: one pass comes back as a page with its QR code
+    (and a PNG to download), several as a ZIP of QR PNGs with passes.csv."""
+    with request.app.state.sessions() as db:
+        checked = _operator_of(request, db, venue, csrf)
+        if isinstance(checked, Response):
+            return checked
+        who, target = checked
+        tz = ZoneInfo(target.timezone)
+        try:
+            start, end = (datetime.fromisoformat(t).replace(tzinfo=tz).timestamp()
+                          for t in (valid_from, valid_until))
+            limit = int(entries) if entries.strip() else None
+            if limit is not None and not 1 <= limit <= wire.MAX_ENTRIES:
+                raise ops.Invalid(f"entries is from 1 to {wire.MAX_ENTRIES}")
+            kid, passes = ops.issue(db, target, count=count, valid_from=start, valid_until=end,
+                                    zones=[z.strip() for z in zones.split(",") if z.strip()], entries=limit,
+                                    product=product.strip() or None)
+        except (ops.Conflict, sealing.SealingError) as exc:  # an offline venue; no sealing key
+            db.rollback()
+            return _passes_page(request, db, who, target, error=f"Not issued: {exc}", status=409)
+        except ValueError as exc:  # ops.Invalid is one; so is a date fromisoformat cannot read
+            db.rollback()
+            why = str(exc) if isinstance(exc, ops.Invalid) else "a time is written as 2026-12-24T18:00"
+            return _passes_page(request, db, who, target, error=f"Not issued: {why}", status=400)
+        db.commit()
+        if count == 1:
+            (pass_id, text), = passes
+            png = io.BytesIO()
+            make_qr(text).save(png, kind="png", scale=8, border=4)
+            return _page(request, "issued.html", operator=who.operator.name, csrf=who.csrf, page="passes",
+                         venue=target.name, pass_id=pass_id, text=text, kid=kid,
+                         png=base64.b64encode(png.getvalue()).decode())
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        rows = io.StringIO()
+        writer = csv.writer(rows)
+        writer.writerow(CSV_FIELDS)
+        for pass_id, text in passes:
+            png = io.BytesIO()
+            make_qr(text).save(png, kind="png", scale=8, border=4)
+            zipped.writestr(f"{pass_id}.png", png.getvalue())
+            writer.writerow([pass_id, text, f"{pass_id}.png"])
+        zipped.writestr(CSV_NAME, rows.getvalue())
+    name = f"passes-{target.name}-{datetime.now(tz):%Y%m%d-%H%M%S}.zip"
+    return Response(archive.getvalue(), media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Cache-Control": "no-store"})
 
 
 @router.get("/login", response_class=HTMLResponse)

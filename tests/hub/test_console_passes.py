@@ -1,0 +1,121 @@
+"""The console's passes page against a real hub: issue one pass (its QR code on the page, decoded
+back to the pass) or a batch (a ZIP of QR PNGs and passes.csv), look a pass up with its history at
+every gate, revoke, block and unblock it with a reason (the gate's bundle carries the change), and
+who may: viewers look, operators change; forms need their CSRF token."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import time
+import zipfile
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from PIL import Image
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from passgate import TrustStore, verify_pass
+from passgate.decode import decode_image
+from passgate_hub.models import IssuerKey
+from passgate_hub.scope import Role
+
+from .server import HubServer
+from .test_api import TIMEOUT, setup_venue
+from .test_console import PASSWORD, SIZES, make_operator, sign_in
+from .test_ingest_trust import admitted, beat, post
+
+
+def test_issue_look_up_revoke_and_unblock(browser_page: Page, hub: HubServer) -> None:
+    admin = hub.admin()
+    tokens = setup_venue(hub, admin)
+    totp = make_operator(hub, "olly", Role.OPERATOR, venues=("arena",))
+    sign_in(browser_page, hub, "olly", PASSWORD, totp.now())
+    browser_page.click("nav >> text=Passes")
+    browser_page.fill("#product", "Day ticket")
+    browser_page.fill("#zones", "floor")
+    browser_page.fill("#entries", "1")
+    browser_page.fill("#valid_until", "2099-12-31T23:00")
+    browser_page.click("#issue button[type=submit]")
+    expect(browser_page.locator("h1")).to_have_text("Pass issued")
+    pass_id = browser_page.locator("#issued-pass-id").text_content() or ""
+    png = base64.b64decode((browser_page.locator("#qr").get_attribute("src") or "").split(",", 1)[1])
+    [code] = decode_image(Image.open(io.BytesIO(png)))  # the QR holds the pass itself
+    trust = TrustStore()
+    with hub.session() as s:
+        for pem in s.scalars(select(IssuerKey.public_pem).where(IssuerKey.purpose == "passes")):
+            trust.add(load_pem_public_key(pem.encode()))  # type: ignore[arg-type]
+    checked = verify_pass(code.text or "", trust)
+    assert checked.pass_id.hex() == pass_id and checked.product == "Day ticket"
+    assert checked.zones == ("floor",)
+    browser_page.screenshot(path="/tmp/passgate-console-issued-wide.png")
+
+    assert beat(hub, tokens["g1"], "g1", time.time()).status_code == 200
+    post(hub, tokens["g1"], "g1", admitted("g1", pass_id))
+    browser_page.click("text=Its page")
+    expect(browser_page.locator("#record h2")).to_contain_text(pass_id)
+    expect(browser_page.locator("#record")).to_contain_text("Day ticket")
+    expect(browser_page.locator("#history tbody tr")).to_have_count(2)  # its decision and redemption at g1
+    expect(browser_page.locator("#lists")).to_have_text("On no deny list.")
+    browser_page.fill("#reason", "reported stolen")
+    browser_page.click("#deny button[value=revoke]")
+    expect(browser_page.locator("#message")).to_contain_text("Pass revoked")
+    expect(browser_page.locator("#lists")).to_contain_text("On the revoked list: reported stolen.")
+    for size, viewport in SIZES.items():
+        browser_page.set_viewport_size(viewport)
+        browser_page.screenshot(path=f"/tmp/passgate-console-pass-{size}.png", full_page=True)
+    bundle = requests.get(f"{hub.url}/v1/gates/arena-g1/bundle", timeout=TIMEOUT,
+                          headers={"Authorization": f"Bearer {tokens['g1']}",
+                                   "Passgate-Protocol": "2"}).json()
+    assert bundle["denylists"]["revoked"]["updates"]  # the gates get it at their next sync
+
+    browser_page.click("#deny button[value=block]")
+    expect(browser_page.locator("#lists")).to_contain_text("On the blocked list")
+    browser_page.click("#deny button[value=unblock]")
+    expect(browser_page.locator("#lists")).not_to_contain_text("blocked")
+    browser_page.click("#deny button[value=unblock]")
+    expect(browser_page.locator("#message")).to_have_text("Nothing changed: the pass was already unblocked.")
+
+    browser_page.fill("#pass_id", "not-a-pass")
+    browser_page.click("text=Look up")
+    expect(browser_page.locator("#error")).to_contain_text("give 32 hex characters")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_batch_comes_as_a_zip_and_a_viewer_may_only_look(browser_page: Page, hub: HubServer) -> None:
+    setup_venue(hub, hub.admin())
+    totp = make_operator(hub, "bea", Role.OPERATOR, venues=("arena",))
+    sign_in(browser_page, hub, "bea", PASSWORD, totp.now())
+    browser_page.goto(f"{hub.url}/console/passes")
+    browser_page.fill("#count", "3")
+    browser_page.fill("#valid_until", "2099-12-31T23:00")
+    with browser_page.expect_download() as download:
+        browser_page.click("#issue button[type=submit]")
+    with zipfile.ZipFile(download.value.path()) as zipped:
+        rows = list(csv.DictReader(io.StringIO(zipped.read("passes.csv").decode())))
+        assert len(rows) == 3 and all(zipped.read(r["qr_file"]).startswith(b"\x89PNG") for r in rows)
+    cookies = {c["name"]: c["value"] for c in browser_page.context.cookies()}
+    csrf = browser_page.locator("#issue input[name=csrf]").get_attribute("value")
+    r = requests.post(f"{hub.url}/console/passes/issue", cookies=cookies, timeout=TIMEOUT, data={
+        "csrf": csrf, "venue": "arena", "valid_from": "now", "valid_until": "31.12.2099"})
+    assert r.status_code == 400 and "Not issued: a time is written as 2026-12-24T18:00" in r.text
+
+    browser_page.context.clear_cookies()
+    viewer = make_operator(hub, "val", Role.VIEWER, venues=("arena",))
+    sign_in(browser_page, hub, "val", PASSWORD, viewer.now())
+    browser_page.goto(f"{hub.url}/console/passes?pass_id={rows[0]['pass_id']}")
+    expect(browser_page.locator("#record")).to_be_visible()
+    expect(browser_page.locator("#deny")).to_have_count(0)  # no buttons for a viewer
+    expect(browser_page.locator("#issue")).to_have_count(0)
+    cookies = {c["name"]: c["value"] for c in browser_page.context.cookies()}
+    page = requests.get(f"{hub.url}/console/passes", cookies=cookies, timeout=TIMEOUT).text
+    csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    r = requests.post(f"{hub.url}/console/passes/deny", cookies=cookies, timeout=TIMEOUT, data={
+        "csrf": csrf, "venue": "arena", "pass_id": rows[0]["pass_id"], "action": "revoke"})
+    assert r.status_code == 403 and "needs the operator role" in r.text  # the form alone is no right
+    r = requests.post(f"{hub.url}/console/passes/deny", cookies=cookies, timeout=TIMEOUT, data={
+        "venue": "arena", "pass_id": rows[0]["pass_id"], "action": "revoke"})
+    assert r.status_code == 403  # and without its token, nobody
