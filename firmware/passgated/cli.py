@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="while the hub cannot be reached, keep trying for up to S seconds (default 0)")
     p.set_defaults(run=cmd_sync)
 
+    p = sub.add_parser("enroll", help="join the hub with the one-time code an operator was shown, and "
+                                      "write this gate's config")
+    p.add_argument("code", metavar="CODE", help="the enrollment code (ABCDE-FGHJK-MNPQR)")
+    p.add_argument("--hub", required=True, metavar="URL", help="the hub's URL")
+    p.add_argument("--config", metavar="FILE",
+                   help="where to write the config (default /etc/passgate/gate.toml)")
+    p.add_argument("--ca-bundle", metavar="FILE", help="the CA that signed the hub's certificate")
+    p.add_argument("--force", action="store_true", help="replace an existing config (kept as .bak)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="S",
+                   help="while the hub cannot be reached, keep trying for up to S seconds (default 0)")
+    p.set_defaults(run=cmd_enroll)
+
     p = sub.add_parser("denylist", help="deny lists on a gate without a hub")
     p.add_argument("action", choices=("add",), help="add: verify signed files and drop them in")
     p.add_argument("files", nargs="+", metavar="FILE", help="signed snapshots or deltas (.pgdl)")
@@ -210,6 +222,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         if not len(load_gate_trust(config, layout)):
             print("no keys yet: the gate will refuse every pass (gate_fault, 'waiting for the hub') "
                   "until the hub's first bundle arrives")
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from .enroll import DEFAULT_CONFIG, EnrollError, exchange, write_config
+
+    path = Path(args.config) if args.config else DEFAULT_CONFIG
+    try:
+        if path.exists() and not args.force:  # before the code is used up
+            raise EnrollError(f"{path} exists: --force replaces it (the old one is kept as .bak), or "
+                              "--config names another file")
+        enrolled = exchange(args.code, args.hub, ca_bundle=args.ca_bundle, wait_s=args.wait)
+        kept = write_config(path, enrolled, args.hub, ca_bundle=args.ca_bundle, force=args.force)
+    except EnrollError as exc:
+        print(f"passgated enroll: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"enrolled as gate {enrolled.gate_id} of venue {enrolled.venue}; wrote {path} (mode 0600)"
+          + (f", the old config kept as {kept}" if kept else ""))
+    print(f"next: passgated sync --config {path}, then start the gate (systemctl restart passgated)")
     return 0
 
 

@@ -185,6 +185,12 @@ def _gate_state(disabled: bool) -> Handler:
     return lambda s, a: ops.disable_gate(s, ops.get_venue(s, a.venue), a.gate_id, disabled=disabled)
 
 
+def _gate_enroll_code(session: Session, args: argparse.Namespace) -> Any:
+    code, expires = ops.enrollment_code(session, ops.get_venue(session, args.venue), args.gate_id)
+    return {"gate_id": args.gate_id, "code": code, "expires_at": expires,
+            "on_the_gate": f"passgated enroll {code} --hub https://HUB"}
+
+
 def _gate_delete(session: Session, args: argparse.Namespace) -> Any:
     ops.delete_gate(session, ops.get_venue(session, args.venue), args.gate_id)
     return {"gate_id": args.gate_id, "deleted": True}
@@ -344,6 +350,7 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "gate-disable": (_gate_state(disabled=True), _GATE),
     "gate-enable": (_gate_state(disabled=False), _GATE),
     "gate-delete": (_gate_delete, _GATE),
+    "gate-enroll-code": (_gate_enroll_code, _GATE),
     "gate-rotate-token": (lambda s, a: {"gate_id": a.gate_id, "token": ops.rotate_gate_token(
         s, ops.get_venue(s, a.venue), a.gate_id)}, _GATE),
     "gate-revoke-token": (lambda s, a: ops.revoke_gate_token(s, ops.get_venue(s, a.venue), a.gate_id), _GATE),
@@ -454,6 +461,7 @@ HELP = {
     "gate-disable": "refuse a gate's token until enabled again (nothing is deleted)",
     "gate-enable": "accept a disabled gate's token again",
     "gate-delete": "delete a gate (its events and counts stay; its id cannot be reused)",
+    "gate-enroll-code": "a one-time code (a day) the gate exchanges for its token: passgated enroll CODE",
     "gate-rotate-token": "a new token for a gate (printed once); the old one stops at once",
     "gate-revoke-token": "revoke a gate's token: it stops at once",
     "audit": "changes made by operators: who, what, when, from where",

@@ -89,6 +89,9 @@ class Gate(Base):
     # A deleted gate is kept as a tombstone (its token void, gone from lists): its events keep
     # its id and zone, so counts and alerts stay right, and the id is not given out again.
     deleted_at: Mapped[float | None] = mapped_column(Double)
+    # a one-time enrollment code (its hash) an operator hands the gate instead of its token
+    enroll_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    enroll_expires_at: Mapped[float | None] = mapped_column(Double)
 
 
 class Principal(Base):

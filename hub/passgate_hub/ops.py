@@ -177,6 +177,47 @@ def create_gate(db: Session, venue: Venue, gate_id: str, zone: str | None = None
     return token
 
 
+ENROLL_S = 24 * 3600.0  # an enrollment code works this long, once
+_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base 32: no I, L, O, U to misread
+
+
+def _normal_code(code: str) -> str:
+    return code.upper().translate(str.maketrans("OIL", "011", "- "))
+
+
+def enrollment_code(db: Session, venue: Venue, gate_id: str, *,
+                    now: float | None = None) -> tuple[str, float]:
+    """A one-time code the gate exchanges for a new token (``passgated enroll``): returned once,
+    kept as its hash; it works for ``ENROLL_S`` and replaces any code given before. The gate's
+    current token keeps working until the code is used."""
+    gate = get_gate(db, venue, gate_id)
+    now = time.time() if now is None else now
+    code = "".join(_CODE_ALPHABET[b % 32] for b in os.urandom(15))  # 75 bits
+    gate.enroll_hash, gate.enroll_expires_at = auth.hash_secret(_normal_code(code)), now + ENROLL_S
+    audit.record(db, "gate.enroll_code", f"{venue.name}/{gate_id}", venues=[venue],
+                 expires_at=now + ENROLL_S)
+    return "-".join(code[i:i + 5] for i in range(0, 15, 5)), now + ENROLL_S
+
+
+def enroll(db: Session, code: str, *, now: float | None = None) -> tuple[Gate, str, str]:
+    """Exchange an enrollment code for the gate's new token: ``(gate, venue name, token)``. The
+    code is used up; the gate's previous token is refused from the commit on. ``NotFound`` for a
+    code that is wrong, used or expired (all alike); ``Conflict`` for a disabled gate."""
+    now = time.time() if now is None else now
+    gate = db.scalar(select(Gate).where(Gate.enroll_hash == auth.hash_secret(_normal_code(code)),
+                                        Gate.deleted_at.is_(None)).with_for_update())
+    if gate is None or gate.enroll_expires_at is None or gate.enroll_expires_at <= now:
+        raise NotFound("no such enrollment code (wrong, used or expired: ask for a new one)")
+    venue = db.get(Venue, gate.venue_id)
+    assert venue is not None
+    if gate.disabled_at is not None:
+        raise Conflict(f"gate {gate.gate_id!r} is disabled: an operator must enable it first")
+    token, gate.token_hash = auth.new_secret(auth.GATE_PREFIX)
+    gate.token_changed_at, gate.enroll_hash, gate.enroll_expires_at = now, None, None
+    audit.record(db, "gate.enroll", f"{venue.name}/{gate.gate_id}", venues=[venue])
+    return gate, venue.name, token
+
+
 def get_gate(db: Session, venue: Venue, gate_id: str) -> Gate:
     """A gate of the venue that is not deleted."""
     gate = db.scalar(select(Gate).where(Gate.venue_id == venue.id, Gate.gate_id == gate_id,

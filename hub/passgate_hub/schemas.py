@@ -85,6 +85,14 @@ class EventBatch(derive(wire.EventBatch, request=True)):  # type: ignore[misc]
     """A batch of journal events, oldest first."""
 
 
+class EnrollRequest(derive(wire.EnrollRequest, request=True)):  # type: ignore[misc]
+    """The one-time code an operator was shown for the gate."""
+
+
+class Enrolled(derive(wire.Enrolled)):  # type: ignore[misc]
+    """The gate's id, venue and token (this once)."""
+
+
 class Heartbeat(derive(wire.Heartbeat, request=True)):  # type: ignore[misc]
     """The gate's health and wall clock."""
 

@@ -32,6 +32,8 @@ __all__ = [
     "REDEMPTION_KINDS",
     "Bundle",
     "Direction",
+    "EnrollRequest",
+    "Enrolled",
     "Event",
     "EventAck",
     "EventBatch",
@@ -239,6 +241,22 @@ class Heartbeat:
     state: str | None = limits(max_length=32, default=None)
     lists: dict[str, ListHealth] = limits(max_length=8, factory=dict)
     health: dict[str, Any] = limits(max_length=64, factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollRequest:
+    """A gate joining its hub with the one-time code an operator was shown (``POST /v1/enroll``)."""
+
+    code: str = limits(min_length=8, max_length=32, pattern=r"^[0-9A-Za-z -]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    """The hub's answer to an enrollment: who the gate is and its token (sent this once)."""
+
+    gate_id: str = _name()
+    venue: str = _name()
+    token: str = limits(max_length=128)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,13 @@ from sqlalchemy import func, select
 
 from passgate import wire
 
-from .. import denylists, ingest, sealing
+from .. import audit, denylists, ingest, ops, sealing
 from ..auth import DB, CurrentGate, uploading_gate
 from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
 from ..schemas import (
     Bundle,
+    Enrolled,
+    EnrollRequest,
     EventAck,
     EventBatch,
     Heartbeat,
@@ -210,3 +212,17 @@ def heartbeat(*, beat: Heartbeat, gate: CurrentGate, protocol: Protocol, db: DB)
     gate.health = {**beat.model_dump(), "received": now}
     db.commit()
     return wire.dump(wire.HeartbeatAck(server_time=now))
+
+
+enroll_router = APIRouter(prefix="/v1", tags=["gate"])
+
+
+@enroll_router.post("/enroll", response_model=Enrolled)
+def enroll(*, body: EnrollRequest, request: Request, db: DB) -> Any:
+    """A gate joins its hub: the one-time code an operator was shown (console or ``passgate-hub
+    gate enroll-code``) for the gate's id, venue and a new token. The code works once and for a
+    day; a wrong, used or expired one is 404, a disabled gate 409."""
+    audit.act_as(db, audit.Actor("enroll", request.client.host if request.client else None))
+    gate, venue, token = ops.enroll(db, body.code)
+    db.commit()
+    return wire.dump(wire.Enrolled(gate_id=gate.gate_id, venue=venue, token=token))

@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import secrets
 import time
 import zipfile
@@ -29,6 +30,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import fastapi
+import segno
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -42,7 +44,7 @@ from passgate.qr import make_qr
 
 from .. import audit, fleet, operators, ops, scope, sealing
 from ..auth import hash_secret
-from ..models import ConsoleSession, Operator, Venue
+from ..models import ConsoleSession, Gate, Operator, Venue, Zone
 from . import charts
 
 PREFIX = "/console"
@@ -493,10 +495,11 @@ def passes_page(request: Request, venue: Text64 = "",
         return _passes_page(request, db, who, target, pass_id=pass_id)
 
 
-def _operator_of(request: Request, db: Session, venue: str, csrf: str) -> tuple[SignedIn, Venue] | Response:
+def _operator_of(request: Request, db: Session, venue: str, csrf: str,
+                 needed: scope.Role = scope.Role.OPERATOR) -> tuple[SignedIn, Venue] | Response:
     """The signed-in operator and the venue a form changes, or the page that refuses it: no
     session, a wrong CSRF token or another site (403), a venue not theirs or a role below
-    operator (403)."""
+    ``needed`` (403)."""
     who = signed_in(request, db)
     if who is None:
         return RedirectResponse(f"{PREFIX}/login", status_code=303)
@@ -504,9 +507,9 @@ def _operator_of(request: Request, db: Session, venue: str, csrf: str) -> tuple[
         return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf)
     target = _venue_for(db, who, venue)
     role = who.scope.role_in(target.name) if target is not None else None
-    if target is None or role is None or not role.covers(scope.Role.OPERATOR):
+    if target is None or role is None or not role.covers(needed):
         return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf,
-                     why="changing passes needs the operator role on the venue")
+                     why=f"this needs the {needed} role on the venue")
     audit.act_as(db, _actor(request, f"operator:{who.operator.name}"))
     return who, target
 
@@ -595,6 +598,84 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
     return Response(archive.getvalue(), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "Cache-Control": "no-store"})
+
+
+def _gates_page(request: Request, db: Session, who: SignedIn, target: Venue, *, error: str | None = None,
+                status: int = 200, enrolment: dict[str, Any] | None = None) -> Response:
+    tz = ZoneInfo(target.timezone)
+    now = time.time()
+    zone_names = {zone_id: name for zone_id, name in
+                  db.execute(select(Zone.id, Zone.name).where(Zone.venue_id == target.id))}
+    gates = []
+    for gate in db.scalars(select(Gate).where(Gate.venue_id == target.id, Gate.deleted_at.is_(None))
+                           .order_by(Gate.gate_id)):
+        pending = gate.enroll_expires_at is not None and gate.enroll_expires_at > now
+        gates.append({"gate_id": gate.gate_id,
+                      "zone": zone_names.get(gate.zone_id) if gate.zone_id is not None else None,
+                      "disabled": gate.disabled_at is not None, "has_token": gate.token_hash is not None,
+                      "last_seen": gate.last_seen,
+                      "token_changed": when_in(gate.token_changed_at or gate.created_at, tz),
+                      "enroll_until": when_in(gate.enroll_expires_at, tz) if pending else None})
+    role = who.scope.role_in(target.name)
+    zones = list(db.scalars(select(Zone.name).where(Zone.venue_id == target.id).order_by(Zone.name)))
+    return _page(request, "gates.html", status, operator=who.operator.name, csrf=who.csrf, page="gates",
+                 venue=target.name, venues=_venue_names(db, who), gates=gates, zones=zones, error=error,
+                 enrolment=enrolment, now=now, hub_url=str(request.base_url).rstrip("/"),
+                 may_change=role is not None and role.covers(scope.Role.ADMIN))
+
+
+def when_in(t: float | None, tz: ZoneInfo) -> str:
+    return "–" if t is None else datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@router.get("/gates", response_class=HTMLResponse)
+def gates_page(request: Request, venue: Text64 = "") -> Response:
+    """A venue's gates: create one and enroll it by a one-time code (no token is ever shown), give
+    a gate a new code (its token is replaced when the code is used), disable and enable (admins)."""
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        target = _venue_for(db, who, venue)
+        if target is None:
+            return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf,
+                         why="no venue of yours by that name")
+        return _gates_page(request, db, who, target)
+
+
+@router.post("/gates", response_class=HTMLResponse)
+def gates_change(request: Request, venue: Annotated[str, Form(max_length=64)],
+                 action: Annotated[str, Form(pattern="^(create|enroll|disable|enable)$")],
+                 gate_id: Annotated[str, Form(max_length=64)], zone: Annotated[str, Form(max_length=64)] = "",
+                 csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    with request.app.state.sessions() as db:
+        checked = _operator_of(request, db, venue, csrf, scope.Role.ADMIN)
+        if isinstance(checked, Response):
+            return checked
+        who, target = checked
+        gate_id = gate_id.strip()
+        try:
+            if action == "create":
+                if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", gate_id):
+                    raise ops.Invalid("a gate id is letters, digits, '.', '_' and '-'")
+                ops.create_gate(db, target, gate_id, zone or None)  # its first token is never shown
+            if action in ("create", "enroll"):
+                code, expires = ops.enrollment_code(db, target, gate_id)
+                enrolment = {"gate_id": gate_id, "code": code,
+                             "until": when_in(expires, ZoneInfo(target.timezone))}
+            else:
+                ops.disable_gate(db, target, gate_id, disabled=action == "disable")
+                enrolment = None
+        except (ops.Invalid, ops.Conflict, ops.NotFound) as exc:
+            db.rollback()
+            return _gates_page(request, db, who, target, error=str(exc), status=400)
+        db.commit()
+        if enrolment is not None:
+            link = f"passgate-enroll:{str(request.base_url).rstrip('/')}#{enrolment['code']}"
+            png = io.BytesIO()
+            segno.make_qr(link, error="m").save(png, kind="png", scale=6, border=4)
+            enrolment["qr"] = base64.b64encode(png.getvalue()).decode()
+        return _gates_page(request, db, who, target, enrolment=enrolment)
 
 
 @router.get("/login", response_class=HTMLResponse)
