@@ -59,6 +59,7 @@ def test_the_live_page_counts_and_charts_passages_as_they_arrive(browser_page: P
     for size, viewport in SIZES.items():
         browser_page.set_viewport_size(viewport)
         browser_page.screenshot(path=SHOTS / f"passgate-console-live-{size}.png", full_page=True)
+    browser_page.goto("about:blank")  # the stream ends with the page (else the hub waits for it to stop)
 
 
 def test_the_live_page_shows_its_data_without_a_script_and_only_the_operators_venues(

@@ -209,7 +209,7 @@ def test_the_fault_is_on_metrics_too(tmp_path: Path) -> None:
     import re
     import urllib.request
 
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, write_timeout_ms=300)  # the product's bound: each locked write waits that
     with SimChild(config) as gate:
         other = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")

@@ -164,6 +164,7 @@ def test_after_a_restore_from_an_older_backup_single_use_still_holds(venue: Venu
     assert all(part["ok"] for part in status["sync"]["parts"].values())
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the page's queries: tests/hub, on both
 def test_the_console_fleet_shows_the_gates_as_they_beat(venue: Venue) -> None:
     """The console's fleet page over real processes: two gates syncing with the hub, signed in to
     as an operator made with the CLI (its password from stdin, the code from its authenticator URI)."""
