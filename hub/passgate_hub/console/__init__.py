@@ -678,6 +678,67 @@ def gates_change(request: Request, venue: Annotated[str, Form(max_length=64)],
         return _gates_page(request, db, who, target, enrolment=enrolment)
 
 
+def _keys_page(request: Request, db: Session, who: SignedIn, target: Venue, *, error: str | None = None,
+               message: str | None = None, status: int = 200) -> Response:
+    tz = ZoneInfo(target.timezone)
+    keys = [{"kid": k.kid, "purpose": k.purpose, "issuer": k.issuer, "held": k.has_private,
+             "created": when_in(k.created_at, tz),
+             "retired": when_in(k.retired_at, tz) if k.retired_at else None,
+             "revoked": when_in(k.revoked_at, tz) if k.revoked_at else None}
+            for k in ops.list_keys(db, target)]
+    role = who.scope.role_in(target.name)
+    return _page(request, "keys.html", status, operator=who.operator.name, csrf=who.csrf, page="keys",
+                 venue=target.name, venues=_venue_names(db, who), keys=keys, error=error, message=message,
+                 offline=target.offline, may_change=role is not None and role.covers(scope.Role.ADMIN))
+
+
+@router.get("/keys", response_class=HTMLResponse)
+def keys_page(request: Request, venue: Text64 = "") -> Response:
+    """A venue's keys: pass issuers the gates trust and the deny-list key; generate a hub-held
+    issuing key, trust a public key (another issuer, or an offline venue's), retire or revoke one
+    (admins)."""
+    with request.app.state.sessions() as db:
+        who = signed_in(request, db)
+        if who is None:
+            return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        target = _venue_for(db, who, venue)
+        if target is None:
+            return _page(request, "refused.html", 403, operator=who.operator.name, csrf=who.csrf,
+                         why="no venue of yours by that name")
+        return _keys_page(request, db, who, target)
+
+
+@router.post("/keys", response_class=HTMLResponse)
+def keys_change(request: Request, venue: Annotated[str, Form(max_length=64)],
+                action: Annotated[str, Form(pattern="^(generate|upload|retire|revoke)$")],
+                kid: Annotated[str, Form(max_length=64)] = "",
+                issuer: Annotated[str, Form(max_length=128)] = "",
+                public_pem: Annotated[str, Form(max_length=4096)] = "",
+                csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    with request.app.state.sessions() as db:
+        checked = _operator_of(request, db, venue, csrf, scope.Role.ADMIN)
+        if isinstance(checked, Response):
+            return checked
+        who, target = checked
+        try:
+            if action in ("generate", "upload"):
+                row = ops.add_key(db, target, generate=action == "generate", issuer=issuer.strip() or None,
+                                  public_pem_text=public_pem if action == "upload" else None)
+                message = f"Key {row.kid} added: the gates trust it from their next sync."
+            elif action == "retire":
+                ops.retire_key(db, target, kid)
+                message = (f"Key {kid} retired: passes it issued before now stay valid, later ones are "
+                           "refused.")
+            else:
+                ops.revoke_key(db, target, kid)
+                message = f"Key {kid} revoked: every pass under it is refused from the gates' next sync."
+        except (ValueError, LookupError, sealing.SealingError) as exc:  # Invalid, Conflict, NotFound
+            db.rollback()
+            return _keys_page(request, db, who, target, error=str(exc), status=400)
+        db.commit()
+        return _keys_page(request, db, who, target, message=message)
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> Response:
     return _login_page(request)
