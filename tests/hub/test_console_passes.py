@@ -97,6 +97,13 @@ def test_a_batch_comes_as_a_zip_and_a_viewer_may_only_look(browser_page: Page, h
     with zipfile.ZipFile(download.value.path()) as zipped:
         rows = list(csv.DictReader(io.StringIO(zipped.read("passes.csv").decode())))
         assert len(rows) == 3 and all(zipped.read(r["qr_file"]).startswith(b"\x89PNG") for r in rows)
+    browser_page.fill("#count", "13")
+    browser_page.fill("#product", "Season 2027")
+    browser_page.select_option("#sheet", "pdf")
+    with browser_page.expect_download() as download:
+        browser_page.click("#issue button[type=submit]")
+    sheet = open(download.value.path(), "rb").read()  # noqa: SIM115
+    assert sheet.startswith(b"%PDF") and sheet.count(b"/Type /Page") - sheet.count(b"/Type /Pages") == 2
     cookies = {c["name"]: c["value"] for c in browser_page.context.cookies()}
     csrf = browser_page.locator("#issue input[name=csrf]").get_attribute("value")
     r = requests.post(f"{hub.url}/console/passes/issue", cookies=cookies, timeout=TIMEOUT, data={
@@ -119,3 +126,17 @@ def test_a_batch_comes_as_a_zip_and_a_viewer_may_only_look(browser_page: Page, h
     r = requests.post(f"{hub.url}/console/passes/deny", cookies=cookies, timeout=TIMEOUT, data={
         "venue": "arena", "pass_id": rows[0]["pass_id"], "action": "revoke"})
     assert r.status_code == 403  # and without its token, nobody
+
+
+def test_a_printable_sheet_holds_each_pass_readable_twelve_a_page() -> None:
+    from passgate import generate_private_key, issue_pass
+    from passgate_hub.console import sheets
+
+    key = generate_private_key()
+    passes = [(f"{n:032x}", issue_pass(key, valid_from=0, valid_until=2**31, product="Season 2027"))
+              for n in range(13)]
+    pages = sheets.sheet_pages(passes, "Season 2027")
+    assert len(pages) == 2 and pages[0].size == sheets.PAGE
+    read = [sorted(c.text or "" for c in decode_image(page)) for page in pages]
+    assert [len(r) for r in read] == [12, 1]
+    assert sorted(read[0] + read[1]) == sorted(text for _, text in passes)  # every pass, readable

@@ -45,7 +45,7 @@ from passgate.qr import make_qr
 from .. import audit, fleet, operators, ops, scope, sealing
 from ..auth import hash_secret
 from ..models import ConsoleSession, Gate, Operator, Venue, Zone
-from . import charts
+from . import charts, sheets
 
 PREFIX = "/console"
 SESSION_COOKIE = "passgate_session"
@@ -550,9 +550,11 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
                  product: Annotated[str, Form(max_length=64)] = "",
                  zones: Annotated[str, Form(max_length=512)] = "",
                  entries: Annotated[str, Form(max_length=6)] = "",
+                 sheet: Annotated[str, Form(pattern="^(zip|pdf)$")] = "zip",
                  csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
     """Issue passes with the venue's hub-held key: one pass comes back as a page with its QR code
-    (and a PNG to download), several as a ZIP of QR PNGs with passes.csv."""
+    (and a PNG to download), several as a ZIP of QR PNGs with passes.csv or (``sheet=pdf``) a
+    printable PDF, 12 a page."""
     with request.app.state.sessions() as db:
         checked = _operator_of(request, db, venue, csrf)
         if isinstance(checked, Response):
@@ -583,6 +585,12 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
             return _page(request, "issued.html", operator=who.operator.name, csrf=who.csrf, page="passes",
                          venue=target.name, pass_id=pass_id, text=text, kid=kid,
                          png=base64.b64encode(png.getvalue()).decode())
+    if sheet == "pdf":
+        name = f"passes-{target.name}-{datetime.now(tz):%Y%m%d-%H%M%S}.pdf"
+        pdf = sheets.pdf_sheet(passes, product.strip() or target.name)
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                 "Cache-Control": "no-store"})
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         rows = io.StringIO()
