@@ -55,6 +55,7 @@ def fleet_of_arena(hub: HubServer) -> None:
     with hub.session() as s:
         s.execute(text("UPDATE gates SET last_seen = last_seen - 600 WHERE gate_id = 'arena-g4'"))
         venue = ops.get_venue(s, "arena")
+        ops.set_venue(s, venue, timezone="Europe/Berlin")
         ops.disable_gate(s, venue, "arena-g7", disabled=True)
         s.add(Alert(venue_id=venue.id, kind="double_redemption", pass_id="ab" * 16, event_id="e1", entries=1,
                     redemptions=[], apart_s=3.0, created_at=time.time()))
@@ -88,6 +89,8 @@ def test_the_fleet_shows_every_gate_and_what_needs_a_person_first(browser_page: 
     expect(g1).to_contain_text("online")
     expect(g1).to_contain_text("revoked v7 · 2 min")
     expect(g1).to_contain_text("✓ serial:/dev/ttyACM0")
+    berlin = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d CES?T$")  # the venue's time zone
+    expect(g1.locator("td").nth(5)).to_have_attribute("title", berlin)
     expect(browser_page.locator("tr[data-gate=arena-g3]")).to_contain_text("✗ serial:/dev/ttyACM0")
     expect(browser_page.locator("tr[data-gate=arena-g6]")).to_contain_text("never seen")
     assert "stadium" not in browser_page.content()

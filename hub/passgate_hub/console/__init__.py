@@ -145,13 +145,7 @@ def ago(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def when(t: float | None) -> str:
-    """A moment as a date a person reads (the hub's time zone, named)."""
-    return "never" if t is None else time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
-
-
 templates.env.filters["ago"] = ago
-templates.env.filters["when"] = when
 
 
 @router.get("/fleet", response_class=HTMLResponse)
@@ -176,8 +170,10 @@ def fleet_page(request: Request, venue: Annotated[str, Query(max_length=64)] = "
         shown = fleet.select_rows(gates, alerting, venue=venue or None, status=status or None, q=q, sort=sort,
                                   descending=order == "desc")
         counts = {s: sum(1 for g in gates if g.status == s) for s in fleet.STATUSES}
+        zones = {name: ZoneInfo(tz) for name, tz in db.execute(select(Venue.name, Venue.timezone))}
+        seen = {g.gate_id: when_in(g.last_seen, zones.get(g.venue, ZoneInfo("UTC"))) for g in shown}
         return _page(request, "fleet.html", operator=who.operator.name, csrf=who.csrf, now=now,
-                     gates=shown, total=len(gates), counts=counts, alerts=alerts,
+                     gates=shown, total=len(gates), counts=counts, alerts=alerts, seen=seen,
                      venues=sorted({g.venue for g in gates}),
                      filters={"venue": venue, "status": status, "q": q, "sort": sort, "order": order,
                               "offline_minutes": offline_minutes},
@@ -633,6 +629,7 @@ def _gates_page(request: Request, db: Session, who: SignedIn, target: Venue, *, 
 
 
 def when_in(t: float | None, tz: ZoneInfo) -> str:
+    """A moment as a date a person reads, in the venue's time zone (named)."""
     return "–" if t is None else datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
