@@ -53,10 +53,18 @@ def event(gate_id: str, kind: str = "decision", **fields: object) -> dict[str, o
             "latency_ms": None, "detail": None, **fields}
 
 
+# The one route without a credential: the one-time enrollment code in its body is the credential
+# (tests/hub/test_enroll.py: a wrong, used or expired code is a 404, a malformed one a 422).
+WITHOUT_CREDENTIAL = {("POST", "/v1/enroll")}
+
+
 def routes(hub: HubServer) -> list[tuple[str, str]]:
-    """Every (method, path template) of the API, from the served OpenAPI schema."""
+    """Every (method, path template) of the API that takes a credential, from the served OpenAPI
+    schema."""
     schema = requests.get(f"{hub.url}/openapi.json", timeout=TIMEOUT).json()
-    return [(method.upper(), path) for path, item in schema["paths"].items() for method in item]
+    every = [(method.upper(), path) for path, item in schema["paths"].items() for method in item]
+    assert WITHOUT_CREDENTIAL <= set(every)
+    return [route for route in every if route not in WITHOUT_CREDENTIAL]
 
 
 def fill(path: str, gate_id: str = "arena-g1") -> str:
