@@ -100,6 +100,7 @@ def test_the_export_streams_every_row_in_chunks(hub: HubServer, monkeypatch: pyt
     assert requests.get(f"{hub.url}/console/events.csv", timeout=TIMEOUT).status_code == 403
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # its queries: on both beside it
 def test_the_audit_log_page_is_for_admins_of_their_venues(browser_page: Page, hub: HubServer) -> None:
     arena_with_events(hub)
     with hub.session() as s:

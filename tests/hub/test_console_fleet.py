@@ -64,6 +64,7 @@ def fleet_of_arena(hub: HubServer) -> None:
         s.commit()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # its queries: on both beside it
 def test_the_fleet_shows_every_gate_and_what_needs_a_person_first(browser_page: Page, hub: HubServer) -> None:
     fleet_of_arena(hub)
     totp = make_operator(hub, "olga", Role.VIEWER, venues=("arena",))

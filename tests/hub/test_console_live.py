@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 import requests
 from playwright.sync_api import Page, expect
 
@@ -62,6 +63,7 @@ def test_the_live_page_counts_and_charts_passages_as_they_arrive(browser_page: P
     browser_page.goto("about:blank")  # the stream ends with the page (else the hub waits for it to stop)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # its queries: on both beside it
 def test_the_live_page_shows_its_data_without_a_script_and_only_the_operators_venues(
     hub: HubServer, browser_page: Page
 ) -> None:

@@ -416,6 +416,7 @@ def test_keys_from_before_grants_become_hub_wide_admins(db_url: str) -> None:
 # -- a running multi-worker server ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # what production runs several workers on
 def test_a_revoked_or_rotated_credential_is_refused_at_once_by_every_worker(db_url: str) -> None:
     hub_json(db_url, "venue", "create", "arena")
     token = hub_json(db_url, "gate", "create", "arena", "north-1")["token"]
