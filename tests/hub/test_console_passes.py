@@ -29,6 +29,17 @@ from .test_console import PASSWORD, SIZES, make_operator, sign_in
 from .test_ingest_trust import admitted, beat, post
 
 
+def pdf_page(path: object) -> Image.Image:
+    """The page image of a one-page PDF the console made (Pillow writes a page as one JPEG
+    stream; Pillow cannot read PDFs back, so the stream is taken out)."""
+    with open(str(path), "rb") as f:
+        data = f.read()
+    assert data.startswith(b"%PDF") and data.count(b"/DCTDecode") == 1
+    start = data.index(b"stream", data.index(b"/DCTDecode")) + len(b"stream")
+    jpeg = data[start:data.index(b"endstream", start)].strip(b"\r\n")
+    return Image.open(io.BytesIO(jpeg))
+
+
 def test_issue_look_up_revoke_and_unblock(browser_page: Page, hub: HubServer) -> None:
     admin = hub.admin()
     tokens = setup_venue(hub, admin)
@@ -51,6 +62,10 @@ def test_issue_look_up_revoke_and_unblock(browser_page: Page, hub: HubServer) ->
     checked = verify_pass(code.text or "", trust)
     assert checked.pass_id.hex() == pass_id and checked.product == "Day ticket"
     assert checked.zones == ("floor",)
+    with browser_page.expect_download() as download:
+        browser_page.click("#download-pdf")
+    assert download.value.suggested_filename == f"{pass_id}.pdf"
+    assert [c.text for c in decode_image(pdf_page(download.value.path()))] == [code.text]  # the same pass
     browser_page.screenshot(path="/tmp/passgate-console-issued-wide.png")
 
     assert beat(hub, tokens["g1"], "g1", time.time()).status_code == 200

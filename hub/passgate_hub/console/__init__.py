@@ -549,7 +549,7 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
                  sheet: Annotated[str, Form(pattern="^(zip|pdf)$")] = "zip",
                  csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
     """Issue passes with the venue's hub-held key: one pass comes back as a page with its QR code
-    (and a PNG to download), several as a ZIP of QR PNGs with passes.csv or (``sheet=pdf``) a
+    (and a PNG and a printable PDF to download: the hub keeps no pass text to make them later), several as a ZIP of QR PNGs with passes.csv or (``sheet=pdf``) a
     printable PDF, 12 a page."""
     with request.app.state.sessions() as db:
         checked = _operator_of(request, db, venue, csrf)
@@ -578,9 +578,10 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
             (pass_id, text), = passes
             png = io.BytesIO()
             make_qr(text).save(png, kind="png", scale=8, border=4)
+            pdf = sheets.pdf_sheet(passes, product.strip() or target.name)
             return _page(request, "issued.html", operator=who.operator.name, csrf=who.csrf, page="passes",
                          venue=target.name, pass_id=pass_id, text=text, kid=kid,
-                         png=base64.b64encode(png.getvalue()).decode())
+                         png=base64.b64encode(png.getvalue()).decode(), pdf=base64.b64encode(pdf).decode())
     if sheet == "pdf":
         name = f"passes-{target.name}-{datetime.now(tz):%Y%m%d-%H%M%S}.pdf"
         pdf = sheets.pdf_sheet(passes, product.strip() or target.name)
