@@ -549,8 +549,8 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
                  sheet: Annotated[str, Form(pattern="^(zip|pdf)$")] = "zip",
                  csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
     """Issue passes with the venue's hub-held key: one pass comes back as a page with its QR code
-    (and a PNG and a printable PDF to download: the hub keeps no pass text to make them later), several as a ZIP of QR PNGs with passes.csv or (``sheet=pdf``) a
-    printable PDF, 12 a page."""
+    (a PNG and a printable PDF to download: the hub keeps no pass text to make them later),
+    several as a ZIP of QR PNGs with passes.csv or (``sheet=pdf``) a printable PDF, 12 a page."""
     with request.app.state.sessions() as db:
         checked = _operator_of(request, db, venue, csrf)
         if isinstance(checked, Response):
