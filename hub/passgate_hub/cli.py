@@ -1,4 +1,4 @@
-"""``passgate-hub``: serve the hub, and the operator's commands straight on its database.
+"""``passgate-hub``: serve the hub; the operator's commands, on its database or through its API.
 
     passgate-hub serve --port 8600 --database postgresql+psycopg://hub@db/hub
     passgate-hub venue create arena
@@ -8,14 +8,13 @@
     passgate-hub purge --dry-run                             # what the retention purge removes now
 
 The commands share ``passgate_hub.ops`` with the admin API, so both behave the same. The database
-is ``--database``, else ``$PASSGATE_HUB_DATABASE``, else ``passgate-hub.db`` here.
+is ``--database``, else ``$PASSGATE_HUB_DATABASE``, else ``passgate-hub.db`` here. With ``--url``
+(or ``$PASSGATE_HUB_URL``) they run on that hub through its admin API instead (``remote``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import dataclasses
 import json
 import os
 import sys
@@ -32,7 +31,21 @@ from passgate import wire
 from passgate.batch import write_batch
 from passgate.times import FORMS, parse_time
 
-from . import apikeys, audit, db, denylists, keys, offline, operators, ops, retention, schemas, sealing
+from . import (
+    apikeys,
+    audit,
+    cliargs,
+    db,
+    denylists,
+    keys,
+    offline,
+    operators,
+    ops,
+    remote,
+    retention,
+    schemas,
+    sealing,
+)
 from .scope import EVERYTHING, Role
 
 Handler = Callable[[Session, argparse.Namespace], Any]
@@ -69,16 +82,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ids(args: argparse.Namespace) -> list[str]:
-    ids = list(args.pass_ids)
-    if args.file:
-        ids += [line.strip() for line in Path(args.file).read_text().splitlines() if line.strip()]
-    return ids
-
-
 def _deny(kind: str, remove: bool) -> Handler:
     def run(session: Session, args: argparse.Namespace) -> Any:
-        version, changed = ops.deny(session, ops.get_venue(session, args.venue), kind, _ids(args),
+        version, changed = ops.deny(session, ops.get_venue(session, args.venue), kind, cliargs.pass_ids(args),
                                     remove=remove, external=args.external, reason=args.reason)
         return {"kind": kind, "version": version, "changed": changed}
     return run
@@ -98,10 +104,6 @@ def _issue(session: Session, args: argparse.Namespace) -> Any:
 _SETTING_HINTS = typing.get_type_hints(wire.GateSettings)
 
 
-def _setting_flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _setting_arguments() -> Arguments:
     """``gate create`` and ``gate set`` flags, one per setting, with the wire's bounds as help."""
     arguments: Arguments = []
@@ -115,23 +117,13 @@ def _setting_arguments() -> Arguments:
         else:
             options = {"type": kind, "metavar": "N",
                        "help": f"{limits.get('ge', '')}..{limits.get('le', '')}"}
-        arguments.append(((_setting_flag(name),), {"dest": name, **options}))
+        arguments.append(((cliargs.setting_flag(name),), {"dest": name, **options}))
     return arguments
-
-
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line; ``--unset`` ones as ``None``."""
-    unset = [name.replace("-", "_") for name in getattr(args, "unset", [])]
-    given = {name: getattr(args, name) for name in ops.GATE_SETTINGS if getattr(args, name) is not None}
-    both = [name for name in unset if name in given]
-    if both:
-        raise ops.Invalid(f"{_setting_flag(both[0])} is both given and unset")
-    return {**given, **dict.fromkeys(unset)}
 
 
 def _gate_create(session: Session, args: argparse.Namespace) -> Any:
     token = ops.create_gate(session, ops.get_venue(session, args.venue), args.gate_id, args.zone,
-                            _settings(args))
+                            cliargs.settings_given(args))
     return {"gate_id": args.gate_id, "token": token}
 
 
@@ -210,22 +202,6 @@ def _venue_create(session: Session, args: argparse.Namespace) -> Any:
     return {"venue": venue.name, "offline": venue.offline}
 
 
-def _texts(files: list[str]) -> list[str]:
-    """Pass texts from files (``-``: stdin): one a line, or a CSV with a ``text`` column (what
-    ``passgate issue --out`` writes)."""
-    texts = []
-    for name in files:
-        lines = (sys.stdin.read() if name == "-" else Path(name).read_text()).splitlines()
-        if lines and "," in lines[0]:
-            rows = list(csv.DictReader(lines))
-            if not rows or "text" not in rows[0]:
-                raise ops.Invalid(f"{name}: a CSV needs a text column")
-            texts += [row["text"] for row in rows]
-        else:
-            texts += lines
-    return texts
-
-
 def _upload_lists(session: Session, args: argparse.Namespace) -> Any:
     """Each file in turn (the snapshot before its delta), in one transaction: all or none."""
     venue = ops.get_venue(session, args.venue)
@@ -267,18 +243,8 @@ WITHOUT_DATABASE = ("seal new-key",)
 
 
 def _purge(session: Session, args: argparse.Namespace) -> Any:
-    if args.venue is not None:
-        ops.get_venue(session, args.venue)
-    removed, _ = retention.purge(session, venue=args.venue, dry_run=args.dry_run)
-    if not args.dry_run:
-        audit.record(session, "retention.purge", args.venue, venues=[ops.get_venue(session, args.venue)
-                                                                     if args.venue else None])
-    hub_wide = removed.pop(retention.HUB_WIDE, None)
-    out = {"dry_run": args.dry_run, "venues": {name: dataclasses.asdict(p) for name, p in removed.items()}}
-    if hub_wide is not None:
-        out["hub_wide"] = {"audit_deleted": hub_wide.audit_deleted,
-                           "sessions_deleted": hub_wide.sessions_deleted}
-    return out
+    venue = ops.get_venue(session, args.venue) if args.venue is not None else None
+    return retention.purge_now(session, venue=venue, dry_run=args.dry_run)
 
 
 # "group-action" becomes ``passgate-hub group action``; a name without "-" is a top-level command.
@@ -340,7 +306,7 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
     "gate-create": (_gate_create, [(("venue",), {}), (("gate_id",), {}), (("--zone",), {}),
                                    *_setting_arguments()]),
     "gate-set": (lambda s, a: ops.set_gate(s, ops.get_venue(s, a.venue), a.gate_id, zone=a.zone,
-                                           settings=_settings(a)),
+                                           settings=cliargs.settings_given(a)),
                  [(("venue",), {}), (("gate_id",), {}), (("--zone",), {}), *_setting_arguments(),
                   (("--unset",), {"action": "append", "default": [], "metavar": "SETTING",
                                   "choices": [n.replace("_", "-") for n in ops.GATE_SETTINGS],
@@ -398,7 +364,8 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                        (("--limit",), {"type": LIMIT, "default": 1000})]),
 }
 COMMANDS.update({
-    "pass-record": (lambda s, a: offline.record_passes(s, ops.get_venue(s, a.venue), _texts(a.files)),
+    "pass-record": (lambda s, a: offline.record_passes(s, ops.get_venue(s, a.venue),
+                                                       cliargs.pass_texts(a.files)),
                     [(("venue",), {}),
                      (("files",), {"nargs": "+", "metavar": "FILE",
                                    "help": "passes signed elsewhere: one a line, or passes.csv; "
@@ -483,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     summary = __doc__.split("\n")[0].replace("``", "")
     parser = argparse.ArgumentParser(prog="passgate-hub", description=summary)
     parser.add_argument("--database", help=f"SQLAlchemy URL (default ${db.ENV_URL} or {db.DEFAULT_URL})")
+    parser.add_argument("--url", help="run the command on the hub at this URL through its admin API "
+                                      "(default $PASSGATE_HUB_URL unless --database is given)")
+    parser.add_argument("--api-key-file", metavar="FILE", help="the admin API key for --url (default "
+                                                               "$PASSGATE_HUB_API_KEY, or the file "
+                                                               "$PASSGATE_HUB_API_KEY_FILE names)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help=HELP["serve"], description=HELP["serve"])
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -517,8 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+    if args.url is not None and args.database is not None:
+        parser.error("--url runs the command through a hub's API, --database on a database: give one")
+    url = args.url or (None if args.database else os.environ.get("PASSGATE_HUB_URL") or None)
     try:
-        if command in WITHOUT_DATABASE:
+        if url is not None and (args.url is not None or command not in remote.LOCAL_ONLY):
+            result = remote.run(command, url, args)
+        elif command in WITHOUT_DATABASE:
             result = args.run(None, args)
         else:
             if args.command == "serve":
@@ -536,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"passgate-hub {command}: {db.describe_error(exc, args.database)}", file=sys.stderr)
         return 1
     except (ops.NotFound, ops.Conflict, denylists.DenyListChangeError, sealing.SealingError,
-            ValueError, OSError) as exc:
+            ValueError, OSError, remote.RemoteError) as exc:
         print(f"passgate-hub {command}: {exc}", file=sys.stderr)
         return 1
     try:

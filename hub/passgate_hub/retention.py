@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from passgate import wire
 
+from . import audit
 from .db import describe_error
 from .models import (
     DEFAULT_RETENTION_DAYS,
@@ -306,3 +307,18 @@ class Purger:
         while True:
             finished = await asyncio.to_thread(self.round)
             await asyncio.sleep(self.every_s if finished else 0.0)
+
+
+def purge_now(db: Session, *, venue: Venue | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """``passgate-hub purge`` and ``POST /v1/admin/purge``: everything due now (of ``venue``, or
+    of every venue and the hub-wide rows), in the audit log unless a dry run; what went, as JSON."""
+    removed, _ = purge(db, venue=None if venue is None else venue.name, dry_run=dry_run)
+    if not dry_run:
+        audit.record(db, "retention.purge", None if venue is None else venue.name, venues=[venue])
+    hub_wide = removed.pop(HUB_WIDE, None)
+    out: dict[str, Any] = {"dry_run": dry_run,
+                           "venues": {name: dataclasses.asdict(p) for name, p in removed.items()}}
+    if hub_wide is not None:
+        out["hub_wide"] = {"audit_deleted": hub_wide.audit_deleted,
+                           "sessions_deleted": hub_wide.sessions_deleted}
+    return out

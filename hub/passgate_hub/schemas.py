@@ -21,6 +21,8 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 # Text in a request holds no NUL: PostgreSQL's text cannot store one (a 500 deep in the insert,
 # where SQLite would store it). Fields with a pattern of their own exclude it already.
 NO_NUL = r"^[^\x00]*$"
+# The most one request may carry (``passgate-hub --url`` splits larger work into requests of these).
+MAX_ISSUE, MAX_DENY_IDS, MAX_RECORD = 10_000, 100_000, 10_000
 
 
 class Strict(BaseModel):
@@ -254,7 +256,7 @@ class KeyRotated(BaseModel):
 
 
 class IssueIn(Strict):
-    count: Annotated[int, Field(ge=1, le=10000)]
+    count: Annotated[int, Field(ge=1, le=MAX_ISSUE)]
     valid_from: Finite
     valid_until: Finite
     zones: Annotated[list[Name], Field(max_length=32)] = []
@@ -278,7 +280,7 @@ class DenyIn(Strict):
     """``external``: the passes were issued elsewhere (another issuer's key), so the hub holds no
     record of them; otherwise every id must be a pass the hub issued for the venue."""
 
-    pass_ids: Annotated[list[PassIdHex], Field(min_length=1, max_length=100000)]
+    pass_ids: Annotated[list[PassIdHex], Field(min_length=1, max_length=MAX_DENY_IDS)]
     reason: Annotated[str, StringConstraints(max_length=200)] | None = None
     external: bool = False
 
@@ -373,6 +375,55 @@ class GateToken(BaseModel):
     token: str  # shown once; the hub keeps only its hash
 
 
+class EnrollmentCode(BaseModel):
+    gate_id: str
+    venue: str
+    code: str  # shown once; the hub keeps only its hash
+    expires_at: float
+
+
+class OperatorIn(Strict):
+    """A console operator with ``role`` on each of ``venues`` or every venue; ``password``
+    absent: the hub chooses one and answers it once."""
+
+    name: Name
+    role: Literal["viewer", "operator", "admin"]
+    venues: Annotated[list[Name], Field(max_length=256)] = []
+    all_venues: bool = False
+    password: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
+
+
+class OperatorCreated(BaseModel):
+    name: str
+    totp_uri: str  # for the authenticator app; shown once
+    password: str | None = None  # when the hub chose it; shown once
+
+
+class OperatorOut(BaseModel):
+    """An operator as listed: never a password hash or a second factor."""
+
+    name: str
+    grants: list[ApiKeyGrant]
+    created_at: float
+    last_login_at: float | None
+    locked_until: float | None
+    disabled_at: float | None
+
+
+class PurgeIn(Strict):
+    """Purge now what retention says is due: of ``venue`` (an admin of it), or of every venue and
+    the hub-wide rows (a hub-wide admin); ``dry_run`` counts and removes nothing."""
+
+    venue: Name | None = None
+    dry_run: bool = False
+
+
+class PurgeOut(BaseModel):
+    dry_run: bool
+    venues: dict[str, dict[str, int]]
+    hub_wide: dict[str, int] | None = None
+
+
 class AuditOut(BaseModel):
     id: int
     at: float
@@ -392,7 +443,7 @@ PassText = Annotated[str, StringConstraints(min_length=1, max_length=4096, patte
 class PassesIn(Strict):
     """Pass texts (``PG1:...``) signed outside the hub, to record after checking their signature."""
 
-    passes: Annotated[list[PassText], Field(min_length=1, max_length=10000)]
+    passes: Annotated[list[PassText], Field(min_length=1, max_length=MAX_RECORD)]
 
 
 class PassesRecorded(BaseModel):

@@ -125,6 +125,11 @@ def test_openapi_schema_names_every_operation(hub: HubServer) -> None:
         ("POST", "/v1/admin/venues/{venue}/passes/upload"),
         ("GET", "/v1/admin/venues/{venue}/denylists/{kind}/pending"),
         ("POST", "/v1/admin/venues/{venue}/denylists/signed"),
+        ("POST", "/v1/admin/venues/{venue}/gates/{gate_id}/enrollment"),
+        ("GET", "/v1/admin/operators"), ("POST", "/v1/admin/operators"),
+        ("POST", "/v1/admin/operators/{name}/unlock"), ("POST", "/v1/admin/operators/{name}/disable"),
+        ("POST", "/v1/admin/operators/{name}/enable"), ("DELETE", "/v1/admin/operators/{name}"),
+        ("POST", "/v1/admin/purge"),
     }
     assert set(routes(hub)) == expected
     events = schema["paths"]["/v1/gates/{gate_id}/events"]["post"]

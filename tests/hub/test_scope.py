@@ -22,9 +22,9 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 
 from passgate_hub import app as hub_app
-from passgate_hub import auth, cli, db
+from passgate_hub import auth, cli, db, operators
 from passgate_hub.models import AuditEntry
-from passgate_hub.scope import Role
+from passgate_hub.scope import EVERYTHING, Role
 from tests.system.procs import HubProcess, hub_json, run_hub_cli
 
 from .server import HubServer, issue
@@ -68,6 +68,9 @@ class Walk:
         r = root.post(f"{hub.url}/v1/admin/apikeys/arena-revoked/revoke", timeout=TIMEOUT)
         assert r.status_code == 200
         hub.api_key(Role.VIEWER, ("arena",), name="arena-victim")
+        with hub.session() as s:  # and an operator of that name: ``{name}`` fills both kinds of route
+            operators.create(s, "arena-victim", role=Role.VIEWER, venues=["arena"], by=EVERYTHING)
+            s.commit()
         self.names = {key: f"{where}-{role}"
                       for where, keys in (("hub", self.everywhere), ("arena", self.arena))
                       for role, key in keys.items()}
@@ -98,6 +101,8 @@ class Walk:
             "/v1/admin/venues/{venue}/blocks": {"pass_ids": [self.pass_id]},
             "/v1/admin/venues/{venue}/unblocks": {"pass_ids": [self.pass_id]},
             "/v1/admin/apikeys": {"name": f"made-{self.made}", "role": "viewer", "venues": ["arena"]},
+            "/v1/admin/operators": {"name": f"made-{self.made}", "role": "viewer", "venues": ["arena"]},
+            "/v1/admin/purge": {"venue": "arena"},
         }
         return known.get(path, {})
 

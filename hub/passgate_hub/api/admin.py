@@ -1,5 +1,6 @@
 """The admin API (API keys): venues, zones, gates, keys, passes, deny lists, events, counts,
-alerts; API keys, gate tokens and the audit log.
+alerts; API keys, operators, gate tokens and enrollment, the retention purge and the audit log.
+``passgate-hub --url`` runs its commands through it (``passgate_hub.remote``).
 
 Every route names the role it needs as its ``access`` parameter (``auth.Viewer``, ``Operator``,
 ``Admin``, ``HubAdmin``); ``app.create_app`` refuses to build with an admin route that does not."""
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
-from .. import apikeys, audit, denylists, offline, ops
+from .. import apikeys, audit, denylists, offline, operators, ops, retention
 from ..auth import DB, Admin, HubAdmin, Operator, Viewer, current_admin
 from ..schemas import (
     AlertOut,
@@ -23,6 +24,7 @@ from ..schemas import (
     AuditOut,
     DenyIn,
     DenyOut,
+    EnrollmentCode,
     EventOut,
     GateCreated,
     GateIn,
@@ -38,9 +40,14 @@ from ..schemas import (
     KeyRotated,
     KeyRotateIn,
     Name,
+    OperatorCreated,
+    OperatorIn,
+    OperatorOut,
     PassesIn,
     PassesRecorded,
     PendingListOut,
+    PurgeIn,
+    PurgeOut,
     SignedListOut,
     VenueIn,
     VenueOut,
@@ -265,6 +272,15 @@ def enable_gate(*, venue: Name, gate_id: Name, access: Admin, db: DB) -> GateOut
     return GateOut(**gate)
 
 
+@router.post("/venues/{venue}/gates/{gate_id}/enrollment", response_model=EnrollmentCode, status_code=201)
+def enrollment_code(*, venue: Name, gate_id: Name, access: Admin, db: DB) -> EnrollmentCode:
+    """A one-time code (shown once, valid a day) that ``passgated enroll CODE --hub URL`` on the
+    gate exchanges for its token; a new code replaces the previous one."""
+    code, expires = ops.enrollment_code(db, ops.get_venue(db, venue), gate_id)
+    db.commit()
+    return EnrollmentCode(gate_id=gate_id, venue=venue, code=code, expires_at=expires)
+
+
 @router.delete("/venues/{venue}/gates/{gate_id}", status_code=204)
 def delete_gate(*, venue: Name, gate_id: Name, access: Admin, db: DB) -> Response:
     """Take the gate off the hub for good (its token void, its settings gone); its events stay,
@@ -307,6 +323,67 @@ def revoke_api_key(*, name: Name, access: Admin, db: DB) -> ApiKeyOut:
     key = apikeys.revoke(db, name, by=access)
     db.commit()
     return ApiKeyOut(**key)
+
+
+@router.post("/operators", response_model=OperatorCreated, response_model_exclude_none=True,
+             status_code=201)
+def create_operator(*, body: OperatorIn, access: Admin, db: DB) -> OperatorCreated:
+    """A console operator on venues this key administers (every venue: a hub-wide admin only);
+    the answer holds its authenticator URI (and a chosen password), which the hub cannot show again."""
+    made = operators.create(db, body.name, role=Role(body.role), venues=body.venues,
+                            all_venues=body.all_venues, password=body.password, by=access)
+    db.commit()
+    return OperatorCreated(name=made.name, totp_uri=made.totp_uri, password=made.password)
+
+
+@router.get("/operators", response_model=list[OperatorOut])
+def list_operators(*, access: Admin, db: DB) -> list[OperatorOut]:
+    """The operators whose every venue this key administers."""
+    return [OperatorOut(**o) for o in operators.list_operators(db, by=access)]
+
+
+@router.post("/operators/{name}/unlock", response_model=OperatorOut)
+def unlock_operator(*, name: Name, access: Admin, db: DB) -> OperatorOut:
+    """End a lock-out after failed sign-ins now."""
+    person = operators.unlock(db, name, by=access)
+    db.commit()
+    return OperatorOut(**person)
+
+
+@router.post("/operators/{name}/disable", response_model=OperatorOut)
+def disable_operator(*, name: Name, access: Admin, db: DB) -> OperatorOut:
+    """Its sessions end at once; it cannot sign in until enabled."""
+    person = operators.set_disabled(db, name, True, by=access)
+    db.commit()
+    return OperatorOut(**person)
+
+
+@router.post("/operators/{name}/enable", response_model=OperatorOut)
+def enable_operator(*, name: Name, access: Admin, db: DB) -> OperatorOut:
+    person = operators.set_disabled(db, name, False, by=access)
+    db.commit()
+    return OperatorOut(**person)
+
+
+@router.delete("/operators/{name}", status_code=204)
+def delete_operator(*, name: Name, access: Admin, db: DB) -> Response:
+    """Forget the operator: account, grants, sessions (the audit log keeps its name)."""
+    operators.delete(db, name, by=access)
+    db.commit()
+    return Response(status_code=204)
+
+
+@router.post("/purge", response_model=PurgeOut, response_model_exclude_none=True)
+def purge(*, body: PurgeIn, access: Admin, db: DB) -> PurgeOut:
+    """Remove now what retention says is due (the running hub does it every few minutes anyway)."""
+    if body.venue is None:
+        access.check_hub_wide(Role.ADMIN)
+    else:
+        access.check(body.venue, Role.ADMIN)
+    target = ops.get_venue(db, body.venue) if body.venue is not None else None
+    done = retention.purge_now(db, venue=target, dry_run=body.dry_run)
+    db.commit()
+    return PurgeOut(**done)
 
 
 @router.get("/audit", response_model=list[AuditOut])
