@@ -123,6 +123,9 @@ def backup(database: str, tmp_path: Path) -> str:
     if database.startswith("sqlite:///"):
         copy = tmp_path / f"backup-{next(_names)}.db"
         shutil.copyfile(database.removeprefix("sqlite:///"), copy)
+        kek = Path(database.removeprefix("sqlite:///") + ".kek")  # the sealing key beside it, if
+        if kek.exists():  # the hub made one there (none when $PASSGATE_HUB_KEK names the key)
+            shutil.copy2(kek, f"{copy}.kek")  # restored with it, or the hub cannot sign
         return f"sqlite:///{copy}"
     cluster = shared_cluster()
     assert cluster is not None
