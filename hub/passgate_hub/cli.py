@@ -23,7 +23,9 @@ from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -35,6 +37,7 @@ from . import (
     apikeys,
     audit,
     cliargs,
+    dates,
     db,
     denylists,
     keys,
@@ -46,6 +49,7 @@ from . import (
     schemas,
     sealing,
 )
+from .models import Venue
 from .scope import EVERYTHING, Role
 
 Handler = Callable[[Session, argparse.Namespace], Any]
@@ -452,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database", help=f"SQLAlchemy URL (default ${db.ENV_URL} or {db.DEFAULT_URL})")
     parser.add_argument("--url", help="run the command on the hub at this URL through its admin API "
                                       "(default $PASSGATE_HUB_URL unless --database is given)")
+    parser.add_argument("--epoch", action="store_true",
+                        help="times as epoch seconds (default: ISO 8601 dates in the venue's time zone)")
     parser.add_argument("--api-key-file", metavar="FILE", help="the admin API key for --url (default "
                                                                "$PASSGATE_HUB_API_KEY, or the file "
                                                                "$PASSGATE_HUB_API_KEY_FILE names)")
@@ -481,6 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _time_zones(session: Session) -> dict[str, str]:
+    """Each venue's time zone, for the dates printed; after the command's commit, so a failure
+    here costs only the zones (UTC), never an answer shown once, such as a new token."""
+    try:
+        return {name: zone for name, zone in session.execute(select(Venue.name, Venue.timezone))}
+    except SQLAlchemyError:
+        return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -494,9 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     url = args.url or (None if args.database else os.environ.get("PASSGATE_HUB_URL") or None)
     try:
         if url is not None and (args.url is not None or command not in remote.LOCAL_ONLY):
-            result = remote.run(command, url, args)
+            result, zones = remote.run(command, url, args)
         elif command in WITHOUT_DATABASE:
-            result = args.run(None, args)
+            result, zones = args.run(None, args), {}
         else:
             if args.command == "serve":
                 return _serve(args)
@@ -508,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                 audit.act_as(session, audit.cli_actor())
                 result = args.run(session, args)
                 session.commit()
+                zones = _time_zones(session)
                 getattr(args, "after_commit", lambda: None)()
     except SQLAlchemyError as exc:
         print(f"passgate-hub {command}: {db.describe_error(exc, args.database)}", file=sys.stderr)
@@ -520,6 +536,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(result, str):  # a PEM, as it is
             print(result, end="")
         else:
+            if not args.epoch:
+                venue = args.name if args.command == "venue" and hasattr(args, "name") else getattr(
+                    args, "venue", None)
+                tz = ZoneInfo(zones[venue]) if isinstance(venue, str) and venue in zones else dates.UTC
+                result = dates.readable(result, zones, tz)
             print(json.dumps(result, indent=2, sort_keys=True))
         sys.stdout.flush()
     except BrokenPipeError:  # ``passgate-hub events | head``: the reader has all it wants

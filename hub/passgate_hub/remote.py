@@ -299,10 +299,22 @@ def api_key(key_file: str | None) -> str:
     return key
 
 
-def run(command: str, url: str, args: argparse.Namespace) -> Any:
-    """``command`` (``"gate list"``) through the admin API at ``url``."""
+def run(command: str, url: str, args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    """``command`` (``"gate list"``) through the admin API at ``url``: its answer, and the time
+    zones of the key's venues for the dates printed (none with ``--epoch``)."""
     if command in LOCAL_ONLY:
         raise RemoteError(f"runs on the hub's machine only ({LOCAL_ONLY[command]}): drop --url")
     if not url.startswith(("https://", "http://")):
         raise RemoteError(f"--url must start with https:// (or http:// on a trusted network): {url!r}")
-    return COMMANDS[command.replace(" ", "-")](AdminClient(url, api_key(args.api_key_file)), args)
+    hub = AdminClient(url, api_key(args.api_key_file))
+    result = COMMANDS[command.replace(" ", "-")](hub, args)
+    return result, {} if args.epoch else time_zones(hub)
+
+
+def time_zones(hub: AdminClient) -> dict[str, str]:
+    """Venue name → time zone; after the command, so a failure costs only the zones (UTC), never
+    an answer shown once (a new token)."""
+    try:
+        return {venue["name"]: venue["timezone"] for venue in hub.get("/venues")}
+    except (RemoteError, KeyError, TypeError):
+        return {}

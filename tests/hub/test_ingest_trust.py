@@ -56,7 +56,8 @@ def admitted(gate: str, pass_id: str, direction: str = "entry", t: float | None 
 
 
 def run_cli(db_url: str, capsys: pytest.CaptureFixture[str], *argv: str) -> object:
-    assert cli.main(["--database", db_url, *argv]) == 0
+    """The CLI's answer with times as the API gives them (epoch seconds), to compare the two."""
+    assert cli.main(["--database", db_url, "--epoch", *argv]) == 0
     return json.loads(capsys.readouterr().out)
 
 

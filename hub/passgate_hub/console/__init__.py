@@ -44,6 +44,7 @@ from passgate.qr import make_qr
 
 from .. import audit, fleet, operators, ops, scope, sealing
 from ..auth import hash_secret
+from ..dates import when_in
 from ..models import ConsoleSession, Gate, Operator, Venue, Zone
 from . import charts, sheets
 
@@ -627,11 +628,6 @@ def _gates_page(request: Request, db: Session, who: SignedIn, target: Venue, *, 
                  venue=target.name, venues=_venue_names(db, who), gates=gates, zones=zones, error=error,
                  enrolment=enrolment, now=now, hub_url=str(request.base_url).rstrip("/"),
                  may_change=role is not None and role.covers(scope.Role.ADMIN))
-
-
-def when_in(t: float | None, tz: ZoneInfo) -> str:
-    """A moment as a date a person reads, in the venue's time zone (named)."""
-    return "–" if t is None else datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
 @router.get("/gates", response_class=HTMLResponse)
