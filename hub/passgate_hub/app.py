@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, auth, console, db, denylists, ops, retention, scope, sealing
 from .api import admin, gates
+from .console import reference
 from .schemas import PARSED_BY_ROUTE
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ async def _invalid(_request: Request, exc: RequestValidationError) -> JSONRespon
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-ACCESS = "x-passgate-access"  # an admin operation's requirement in the OpenAPI schema
+ACCESS = auth.ACCESS
 
 
 class Hub(FastAPI):
@@ -153,6 +154,7 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY,
     app.include_router(gates.enroll_router)
     app.include_router(admin.router)
     app.include_router(console.router)
+    app.include_router(reference.router)
     check_scoped(app)
     handlers: dict[Any, Any] = {RequestValidationError: _invalid, OperationalError: _database_unavailable,
                                 scope.Forbidden: _error(403), ops.NotFound: _error(404),

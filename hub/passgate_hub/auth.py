@@ -152,6 +152,9 @@ def current_admin(*, request: Request, db: DB) -> ApiKey:
     return key
 
 
+ACCESS = "x-passgate-access"  # an admin operation's requirement in the OpenAPI schema
+
+
 class Requirement:
     """The dependency ``require`` makes: checks the key's grants for the route, sets the key as
     the actor of the request's changes, and gives the route the key's ``Scope`` (to filter by)."""
