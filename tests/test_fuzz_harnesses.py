@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz import fuzz_cose, fuzz_denylist, fuzz_verify_pass
+from fuzz import fuzz_cose, fuzz_denylist, fuzz_freshness, fuzz_verify_pass
 from fuzz.common import TARGETS, Forgery
 from fuzz.make_corpus import make_corpus
 from passgate import PassRefused, base45, verify_pass
@@ -112,6 +112,7 @@ def _verifies(data: bytes) -> bool:
         (fuzz_verify_pass, "SEED_PASSES", "body-zlib"),
         (fuzz_cose, "SIGNED", "es256-aad"),
         (fuzz_denylist, "SEED_LISTS", "2-delta-blocked"),
+        (fuzz_freshness, "SIGNED", "revoked-acme"),
     ],
 )
 def test_forgery_oracle_fires_for_content_it_did_not_sign(
