@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from passgate import wire
 from passgate_hub import audit, db, ingest, ops, retention
-from passgate_hub.models import Alert, Base, Event, Gate, IssuedPass
+from passgate_hub.models import Alert, Base, EntryMinute, Event, Gate, IssuedPass
 from passgated.config import parse_config
 from passgated.journal import Journal
 from tests.hub.fixtures import db_url
@@ -177,15 +177,20 @@ def test_hub_pass_records_go_a_retention_after_their_validity(db_url: str) -> No
         assert _purge(s, T0 + DAY + venue.retention_days * DAY + 1).passes_deleted == 1
 
 
-@claim("hub.passage_counts")
-def test_hub_counts_outlive_the_events_and_hold_no_pass_id(db_url: str) -> None:
-    assert "pass_id" not in promised("hub.")["passage_counts"]
+@claim("hub.counts")
+def test_hub_counts_outlive_the_events_the_minutes_go_and_neither_holds_a_pass_id(db_url: str) -> None:
+    assert not {"pass_id"} & (promised("hub.")["passage_totals"] | promised("hub.")["entry_minutes"])
     with _hub(db_url) as s:
         venue, gate = _arena(s)
         ingest.ingest(s, gate, _admitted("a1" * 16, T0) + _admitted("a2" * 16, T0), now=T0)
         s.commit()
         before = ops.zone_counts(s, venue)
-        assert _purge(s, T0 + venue.retention_days * DAY + 1).passages_counted >= 1
+        minute = ops.entries_per_minute(s, venue, T0 // 60 * 60, T0 // 60 * 60 + 60)
+        assert minute == [2]
+        _purge(s, T0 + venue.retention_days * DAY - 60)
+        assert s.scalar(select(func.count()).select_from(EntryMinute)) == 1
+        assert _purge(s, T0 + venue.retention_days * DAY + 60).minutes_deleted == 1
+        assert s.scalar(select(func.count()).select_from(EntryMinute)) == 0
         assert ops.zone_counts(s, venue) == before == [{"zone": "floor", "entries": 2, "exits": 0,
                                                         "inside": 2}]
 

@@ -18,6 +18,9 @@ A batch is judged as a whole, with a few set-based queries (never one per event)
   token that uploads one (to burn a pass at every gate) is refused.
 - double redemptions: entries of a pass beyond what it allows (its record on the hub, else the
   entry limit its admit decisions carried) raise one ``Alert`` per excess redemption.
+- counts: the passages among the new rows are added to ``PassageTotal`` (per gate and direction)
+  and ``EntryMinute`` (entries per venue and minute) in the same transaction, so the live counts
+  and the day's chart never read the events.
 
 Refusals go back in the ack's ``rejected`` list and to the log; the rest of the batch is stored.
 """
@@ -54,7 +57,17 @@ from sqlalchemy.sql.compiler import ExpandedState
 
 from passgate import wire
 
-from .models import POS_OFFSET, REDEMPTION_KINDS, Alert, AlertKind, Event, IssuedPass
+from .models import (
+    POS_OFFSET,
+    REDEMPTION_KINDS,
+    Alert,
+    AlertKind,
+    EntryMinute,
+    Event,
+    IssuedPass,
+    PassageTotal,
+    shard_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,7 @@ _DECISION, _ADMITTED = str(wire.EventKind.DECISION), str(wire.Verdict.ADMIT)
 _ENTRY = str(wire.Direction.ENTRY)
 _ADMIT = (Event.kind == _DECISION) & (Event.decision == _ADMITTED)
 _DIRECTIONS = frozenset(str(d) for d in wire.Direction)
+_COUNTED_KINDS = frozenset(str(k) for k in wire.COUNTED_KINDS)
 # Each dialect's own insert(): the generic one has no ON CONFLICT clause.
 _INSERT: dict[str, Callable[[Any], postgresql.Insert | sqlite.Insert]] = {
     "postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -79,9 +93,27 @@ _PG_INSERT = text(
     "FROM json_populate_recordset(NULL::events, :rows) ON CONFLICT (event_id) DO NOTHING "
     "RETURNING event_id, kind, direction) "
     "SELECT count(*), coalesce(array_agg(event_id) FILTER (WHERE kind = ANY(:kinds) AND direction = :entry), "
-    "'{}') FROM new"
+    "'{}'), coalesce(array_agg(event_id) FILTER (WHERE kind = ANY(:counted)), '{}') FROM new"
 ).bindparams(bindparam("kinds", list(REDEMPTION_KINDS), type_=postgresql.ARRAY(String)),
-             bindparam("entry", _ENTRY))
+             bindparam("entry", _ENTRY),
+             bindparam("counted", sorted(_COUNTED_KINDS), type_=postgresql.ARRAY(String)))
+# ``_count``'s two upserts on PostgreSQL, in one round trip and, like ``_PG_INSERT``, one text with
+# JSON parameters (planned once per connection): built by SQLAlchemy for each batch, the same
+# upserts cost a third of the realistic mix's throughput in batches of 100 (benchmarks/hub_ingest.py).
+# The minute rows wait for the totals (their CTE is read before the first minute row is taken).
+_PG_COUNT = text(
+    "WITH totals AS (INSERT INTO passage_totals AS t (venue_id, gate_id, direction, passages) "
+    "SELECT venue_id, gate_id, direction, passages "
+    "FROM json_populate_recordset(NULL::passage_totals, :totals) "
+    "ON CONFLICT (venue_id, gate_id, direction) DO UPDATE SET passages = t.passages + excluded.passages "
+    "RETURNING 1) "
+    "INSERT INTO entry_minutes AS m (venue_id, minute, shard, entries) "
+    "SELECT venue_id, minute, shard, entries FROM json_populate_recordset(NULL::entry_minutes, :minutes) "
+    "WHERE (SELECT count(*) FROM totals) >= 0 "
+    "ON CONFLICT (venue_id, minute, shard) DO UPDATE SET entries = m.entries + excluded.entries")
+# ``EntryMinute.minute`` is a 32-bit integer: an event timed before 1970 or past 6053 (a gate's
+# clock gone wrong) is on no day's chart, so it adds to no minute.
+MINUTES = range(0, 2**31)
 # Rows of transactions that may still commit have a position at or above this (PostgreSQL).
 HORIZON: ColumnElement[int] = literal_column(
     f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint + {POS_OFFSET})")
@@ -120,11 +152,13 @@ def ingest(db: Session, gate: Uploader, events: Iterable[dict[str, Any]], *,
                               and unshareable(r["pass_id"], r["direction"]) is None})
     rows = _backed(gate, rows, known, out)
     if rows:
-        out.stored, new_entries = _store(db, rows)
+        out.stored, new_entries, new_counted = _store(db, rows)
         entered = [r for r in rows if r["event_id"] in new_entries]
         if entered:
             out.alerts = _double_redemptions(db, gate.venue_id, known, rows, entered, now)
         out.acked = [r["event_id"] for r in rows]
+        if new_counted:
+            _count(db, [r for r in rows if r["event_id"] in new_counted])
     return out
 
 
@@ -186,20 +220,55 @@ class _Redemption(NamedTuple):
     hub_t: float
 
 
-def _store(db: Session, rows: list[dict[str, Any]]) -> tuple[int, set[str]]:
-    """Insert the rows that are new (by event id); returns how many were, and the ids of the new
-    entry redemptions among them (what double redemptions are checked for)."""
+def _store(db: Session, rows: list[dict[str, Any]]) -> tuple[int, set[str], set[str]]:
+    """Insert the rows that are new (by event id); returns how many were, the ids of the new
+    entry redemptions among them (what double redemptions are checked for), and the ids of the
+    new ones of a kind that may count as a passage (``wire.COUNTED_KINDS``)."""
     if db.get_bind().dialect.name == "postgresql":
         # One statement, one JSON parameter: its text never changes, so it is parsed and planned
         # once per connection (a multi-row VALUES is a new text for each batch size), and its
         # answer is one row, not one per event.
-        stored, entered = db.connection().execute(_PG_INSERT, {"rows": to_json(rows).decode()}).one()
-        return stored, set(entered)
+        stored, entered, counted = db.connection().execute(
+            _PG_INSERT, {"rows": to_json(rows).decode()}).one()
+        return stored, set(entered), set(counted)
     pos = (db.scalar(select(func.max(Event.seq))) or 0) + 1  # one writer: past every row so far
     stmt = (sqlite.insert(Event).on_conflict_do_nothing(index_elements=["event_id"])
             .returning(Event.event_id, Event.kind, Event.direction))
     new = db.connection().execute(stmt, [{**dict.fromkeys(_COLUMNS), **r, "pos": pos} for r in rows]).all()
-    return len(new), {n.event_id for n in new if n.kind in REDEMPTION_KINDS and n.direction == _ENTRY}
+    return (len(new), {n.event_id for n in new if n.kind in REDEMPTION_KINDS and n.direction == _ENTRY},
+            {n.event_id for n in new if n.kind in _COUNTED_KINDS})
+
+
+def _count(db: Session, rows: list[dict[str, Any]]) -> None:
+    """Add the passages among ``rows`` (new rows of the batch) to ``PassageTotal`` and
+    ``EntryMinute``: one multi-row upsert a table, as the transaction's last statements (the
+    caller commits next, so the rows stay locked briefly), the gate's own totals before the minute
+    rows it shares with the venue's other gates; each upsert's rows in key order, so concurrent
+    batches lock shared rows in one order and never deadlock."""
+    passed = [r for r in rows if r.get("direction") in _DIRECTIONS
+              and wire.counts_as_passage(r["kind"], r.get("detail"))]
+    per_gate = Counter((r["venue_id"], r["gate_id"], r["direction"]) for r in passed)
+    per_minute = Counter((r["venue_id"], minute, shard_of(r["gate_id"])) for r in passed
+                         if r["direction"] == _ENTRY and (minute := int(r["hub_t"] // 60)) in MINUTES)
+    totals = [{"venue_id": venue, "gate_id": gate, "direction": direction, "passages": n}
+              for (venue, gate, direction), n in sorted(per_gate.items())]
+    minutes = [{"venue_id": venue, "minute": minute, "shard": shard, "entries": n}
+               for (venue, minute, shard), n in sorted(per_minute.items())]
+    if not totals:
+        return
+    if db.get_bind().dialect.name == "postgresql":
+        db.connection().execute(_PG_COUNT, {"totals": to_json(totals).decode(),
+                                            "minutes": to_json(minutes).decode()})
+        return
+    stmt = sqlite.insert(PassageTotal).values(totals)
+    db.connection().execute(stmt.on_conflict_do_update(
+        index_elements=["venue_id", "gate_id", "direction"],
+        set_={"passages": PassageTotal.passages + stmt.excluded.passages}))
+    if minutes:
+        stmt = sqlite.insert(EntryMinute).values(minutes)
+        db.connection().execute(stmt.on_conflict_do_update(
+            index_elements=["venue_id", "minute", "shard"],
+            set_={"entries": EntryMinute.entries + stmt.excluded.entries}))
 
 
 def _among(column: Any, values: Sequence[str], dialect: str) -> ColumnElement[bool]:

@@ -8,6 +8,7 @@ section (``retention`` enforces it; tests/test_privacy_claims.py checks the two 
 
 from __future__ import annotations
 
+import zlib
 from enum import StrEnum
 from typing import Any
 
@@ -266,7 +267,7 @@ class Event(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        Index("events_gate_t", "gate_id", "t"),
+        Index("events_gate_seq", "gate_id", "seq"),  # a gate's events in hub order (the console's pages)
         Index("events_venue_redemption_pos", "venue_id", "pos", "seq",
               sqlite_where=_IS_REDEMPTION, postgresql_where=_IS_REDEMPTION),
         Index("events_pass", "pass_id", sqlite_where=_HAS_PASS, postgresql_where=_HAS_PASS),
@@ -314,13 +315,37 @@ class Alert(Base):
     created_at: Mapped[float] = mapped_column(Double)
 
 
-class PassageCount(Base):
-    """Passages of purged events, per gate, UTC day (of ``Event.hub_t``) and direction: the
-    counts survive the events (``ops.zone_counts`` adds them to the live ones)."""
+class PassageTotal(Base):
+    """Every passage the hub has stored, per gate and direction: counted by ingest in the
+    transaction that stores the events (``ingest``), so the live counts read a few rows a gate
+    instead of the events, and they outlive the events the retention purge deletes."""
 
-    __tablename__ = "passage_counts"
+    __tablename__ = "passage_totals"
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
     gate_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01
     direction: Mapped[str] = mapped_column(String(8), primary_key=True)
     passages: Mapped[int] = mapped_column(BigInteger)
+
+
+# Rows of one venue's minute in ``EntryMinute``: a gate always adds to the same one (``shard_of``),
+# so on PostgreSQL the gates of a venue uploading at once wait for each other's commit only
+# within their shard, and a day's chart reads at most 1440 × ``ENTRY_SHARDS`` rows.
+ENTRY_SHARDS = 8
+
+
+def shard_of(gate_id: str) -> int:
+    """The ``EntryMinute`` shard a gate's entries are added to (stable across processes, unlike
+    ``hash``)."""
+    return zlib.crc32(gate_id.encode()) % ENTRY_SHARDS
+
+
+class EntryMinute(Base):
+    """Entries (passages in, as ``PassageTotal`` counts them) per venue and minute of hub time
+    (``Event.hub_t`` // 60), the live page's chart; counted by ingest with the events, deleted
+    after the venue's retention."""
+
+    __tablename__ = "entry_minutes"
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # minutes since 1970-01-01 (UTC)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)  # ``shard_of`` the gate
+    entries: Mapped[int] = mapped_column(BigInteger)

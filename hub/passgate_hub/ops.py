@@ -8,6 +8,7 @@ a one-line message for the operator (404 / 409 / 422 over HTTP).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import time
@@ -16,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from passgate import cose, generate_private_key, issue_pass, key_id, wire
@@ -24,12 +25,20 @@ from passgate.keys import public_pem
 
 from . import audit, auth, denylists
 from .keys import held_key, seal_for
-from .models import Alert, DenyEntry, DenyList, Event, Gate, IssuedPass, IssuerKey, PassageCount, Venue, Zone
+from .models import (
+    Alert,
+    DenyEntry,
+    DenyList,
+    EntryMinute,
+    Event,
+    Gate,
+    IssuedPass,
+    IssuerKey,
+    PassageTotal,
+    Venue,
+    Zone,
+)
 from .retention import RETENTION_DAYS, WINDOW_HOURS
-
-# One passage is one event that ``wire.counts_as_passage``: the same rule, in SQL.
-_COUNTED = Event.kind.in_([str(k) for k in wire.COUNTED_KINDS]) & (
-    (Event.kind != str(wire.EventKind.PASSAGE)) | (func.coalesce(Event.detail, "") != ""))
 
 
 class NotFound(LookupError):
@@ -541,44 +550,37 @@ def query_events(db: Session, venue: Venue, *, gate_id: str | None = None, kind:
 def zone_counts(db: Session, venue: Venue) -> list[dict[str, Any]]:
     """Live counts per zone: passages in and out through the zone's gates; inside = in − out.
     A scanned passage is its redemption; a passage without a scan has a detail saying which (a
-    protocol-1 gate also sent a detail-less ``passage`` for each redemption: not counted). The
-    passages of events the retention purge deleted are added from ``PassageCount``."""
-    entry, exit_ = str(wire.Direction.ENTRY), str(wire.Direction.EXIT)
-    entries = func.sum(case((Event.direction == entry, 1), else_=0))
-    exits = func.sum(case((Event.direction == exit_, 1), else_=0))
+    protocol-1 gate also sent a detail-less ``passage`` for each redemption: not counted). Read
+    from the totals ingest keeps per gate (``PassageTotal``), which include the passages of
+    events the retention purge deleted: a few rows a gate, whatever the number of events."""
     rows = db.execute(
-        select(Zone.name, entries, exits)
+        select(Zone.name, PassageTotal.direction, func.sum(PassageTotal.passages))
         .select_from(Zone)
         .outerjoin(Gate, Gate.zone_id == Zone.id)
-        .outerjoin(Event, (Event.gate_id == Gate.gate_id) & _COUNTED)
+        .outerjoin(PassageTotal, (PassageTotal.gate_id == Gate.gate_id) & (PassageTotal.venue_id == venue.id))
         .where(Zone.venue_id == venue.id)
-        .group_by(Zone.name).order_by(Zone.name)
-    )
-    counts = {name: [int(e or 0), int(x or 0)] for name, e, x in rows}
-    purged = db.execute(
-        select(Zone.name, PassageCount.direction, func.sum(PassageCount.passages))
-        .join(Gate, Gate.zone_id == Zone.id)
-        .join(PassageCount, (PassageCount.gate_id == Gate.gate_id) & (PassageCount.venue_id == venue.id))
-        .where(Zone.venue_id == venue.id)
-        .group_by(Zone.name, PassageCount.direction))
-    for name, direction, n in purged:
-        counts[name][0 if direction == entry else 1] += int(n)
+        .group_by(Zone.name, PassageTotal.direction).order_by(Zone.name))
+    counts: dict[str, list[int]] = {}
+    for name, direction, n in rows:
+        held = counts.setdefault(name, [0, 0])
+        if direction is not None:
+            held[0 if direction == str(wire.Direction.ENTRY) else 1] += int(n)
     return [{"zone": name, "entries": e, "exits": x, "inside": e - x} for name, (e, x) in counts.items()]
 
 
 def entries_per_minute(db: Session, venue: Venue, start: float, end: float) -> list[int]:
     """Passages in (the rule of ``zone_counts``) at the venue's gates in each minute from ``start``
-    to ``end``, by hub time. Read through the received-time index: what happened after ``start``
-    was received after it too."""
-    minute = func.floor((Event.hub_t - start) / 60)
-    rows = db.execute(select(minute, func.count())
-                      .where(Event.venue_id == venue.id, Event.received_at >= start, Event.hub_t >= start,
-                             Event.hub_t < end, Event.direction == str(wire.Direction.ENTRY), _COUNTED)
-                      .group_by(minute))
-    out = [0] * max(1, int((end - start + 59) // 60))
-    for m, n in rows:
-        if m is not None and 0 <= int(m) < len(out):
-            out[int(m)] = int(n)
+    to ``end`` (whole minutes: a venue's midnight is one in every time zone in use), by hub time.
+    Read from the counts ingest keeps per minute (``EntryMinute``): at most 1440 ×
+    ``ENTRY_SHARDS`` rows a day, whatever the number of events."""
+    first = math.floor(start / 60)
+    out = [0] * max(1, math.ceil((end - start) / 60))
+    rows = db.execute(select(EntryMinute.minute, func.sum(EntryMinute.entries))
+                      .where(EntryMinute.venue_id == venue.id, EntryMinute.minute >= first,
+                             EntryMinute.minute < first + len(out))
+                      .group_by(EntryMinute.minute))
+    for minute, n in rows:
+        out[minute - first] = int(n)
     return out
 
 

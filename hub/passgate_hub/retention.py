@@ -11,8 +11,10 @@ to reach the other gates):
   checks, a gate fetching its history again and the double-redemption alerts need them. A pass the
   hub has no record of (another issuer's) keeps them only for the window.
 - after the retention, events and alerts are deleted (again except a still-valid issued pass's
-  redemptions and admits); each purged passage is first added to ``PassageCount``, so the counts
-  stay right. A pass record (``IssuedPass``) goes ``retention_days`` after its ``valid_until``.
+  redemptions and admits), and so are the entries per minute (``EntryMinute``) of minutes that
+  long ago. The passage totals (``PassageTotal``) stay: ingest counted every passage when it
+  stored it, so the counts stay right. A pass record (``IssuedPass``) goes ``retention_days``
+  after its ``valid_until``.
 - the audit log (operators' names and addresses: people too) is deleted ``AUDIT_RETENTION_DAYS``
   after each entry, a venue's with the venue's purge and the hub-wide entries under ``HUB_WIDE``.
 - two rows stay until a newer one comes (without pass id past the window): the venue's newest
@@ -22,8 +24,7 @@ to reach the other gates):
 
 The work is done in chunks of ``CHUNK`` rows, each its own short transaction (``purge``); the
 running hub does a bounded number of chunks a round (``Purger``), and ``passgate-hub purge`` all of
-them. A chunk's deletion returns the rows it deleted, and only those are counted: two purgers at
-once (two server workers) count nothing twice.
+them. Only one purging transaction runs at a time across the hub's processes (``_lock``).
 """
 
 from __future__ import annotations
@@ -33,12 +34,10 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, delete, exists, func, select, text, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,9 +52,9 @@ from .models import (
     Alert,
     AuditEntry,
     ConsoleSession,
+    EntryMinute,
     Event,
     IssuedPass,
-    PassageCount,
     Venue,
 )
 
@@ -74,7 +73,6 @@ VALIDITY_GRACE_S = float(wire.bounds(wire.GateSettings, "skew_seconds")["le"])
 CHUNK = 500  # rows a transaction: milliseconds, so ingest never waits long behind one
 CHUNKS_A_ROUND = 40  # the running hub's bound per round (20,000 rows)
 PURGE_EVERY_S = 300.0  # between rounds of the running hub (a round that did not finish: at once)
-_DIRECTIONS = frozenset(str(d) for d in wire.Direction)
 _ADMIT = (Event.kind == str(wire.EventKind.DECISION)) & (Event.decision == str(wire.Verdict.ADMIT))
 # In PostgreSQL's two-key advisory lock space: apart from the one-key locks ingest takes per pass.
 _PG_PURGE_LOCK = text("SELECT pg_try_advisory_xact_lock(1885824116, 1)")
@@ -86,7 +84,7 @@ class Purged:
 
     pass_ids_removed: int = 0  # events that lost their pass id
     events_deleted: int = 0
-    passages_counted: int = 0  # of the events deleted: passages added to the counts
+    minutes_deleted: int = 0  # rows of entries per minute
     alert_pass_ids_removed: int = 0
     alerts_deleted: int = 0
     passes_deleted: int = 0  # records of issued passes
@@ -124,28 +122,29 @@ def _newest(db: Session, venue: Venue) -> list[int]:
     return [seq for seq in marks if seq is not None]
 
 
-def _delete_events(db: Session, venue: Venue, now: float, limit: int) -> tuple[int, int]:
-    """Delete a chunk of the venue's events past retention; the passages among the rows deleted
-    go to ``PassageCount`` in the same transaction. Returns (deleted, passages counted)."""
+def _delete_events(db: Session, venue: Venue, now: float, limit: int) -> int:
+    """Delete a chunk of the venue's events past retention (their passages stay counted in
+    ``PassageTotal``, where ingest counted them)."""
     cutoff = now - venue.retention_days * DAY_S
     chosen = (select(Event.seq).where(Event.venue_id == venue.id, Event.received_at < cutoff,
                                       ~_kept(venue.id, now), Event.seq.not_in(_newest(db, venue)))
               .order_by(Event.received_at).limit(limit))
-    gone = db.execute(delete(Event).where(Event.seq.in_(chosen.scalar_subquery()))
-                      .returning(Event.gate_id, Event.kind, Event.direction, Event.detail, Event.hub_t)
-                      .execution_options(synchronize_session=False)).all()
-    passages: Counter[tuple[str, int, str]] = Counter(
-        (row.gate_id, int(row.hub_t // DAY_S), row.direction) for row in gone
-        if row.direction in _DIRECTIONS and wire.counts_as_passage(row.kind, row.detail))
-    if passages:
-        insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(PassageCount)
-        db.execute(stmt.on_conflict_do_update(
-            index_elements=["venue_id", "gate_id", "day", "direction"],
-            set_={"passages": PassageCount.passages + stmt.excluded.passages}),
-            [{"venue_id": venue.id, "gate_id": gate_id, "day": day, "direction": direction,
-              "passages": n} for (gate_id, day, direction), n in passages.items()])
-    return len(gone), sum(passages.values())
+    done = db.execute(delete(Event).where(Event.seq.in_(chosen.scalar_subquery()))
+                      .execution_options(synchronize_session=False))
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+def _delete_minutes(db: Session, venue: Venue, now: float, limit: int) -> int:
+    """Entries per minute of minutes past the venue's retention."""
+    cutoff = int((now - venue.retention_days * DAY_S) // 60)
+    chosen = (select(EntryMinute.minute, EntryMinute.shard)
+              .where(EntryMinute.venue_id == venue.id, EntryMinute.minute < cutoff)
+              .order_by(EntryMinute.minute).limit(limit))
+    done = db.execute(delete(EntryMinute)
+                      .where(EntryMinute.venue_id == venue.id,
+                             tuple_(EntryMinute.minute, EntryMinute.shard).in_(chosen))
+                      .execution_options(synchronize_session=False))
+    return int(done.rowcount)  # type: ignore[attr-defined]
 
 
 def _remove_alert_pass_ids(db: Session, venue: Venue, now: float, limit: int) -> int:
@@ -212,15 +211,11 @@ def _steps(purged: Purged, venue: Venue | None) -> list[tuple[Step, Callable[[An
             return n
         return to
 
-    def events(result: tuple[int, int]) -> int:
-        purged.events_deleted += result[0]
-        purged.passages_counted += result[1]
-        return result[0]
-
     if venue is None:
         return [(_delete_audit, add("audit_deleted")), (_delete_sessions, add("sessions_deleted"))]
     return [(_remove_pass_ids, add("pass_ids_removed")),
-            (_remove_alert_pass_ids, add("alert_pass_ids_removed")), (_delete_events, events),
+            (_remove_alert_pass_ids, add("alert_pass_ids_removed")),
+            (_delete_events, add("events_deleted")), (_delete_minutes, add("minutes_deleted")),
             (_delete_alerts, add("alerts_deleted")),
             (_delete_passes, add("passes_deleted")), (_delete_audit, add("audit_deleted"))]
 

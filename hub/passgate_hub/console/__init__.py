@@ -359,7 +359,8 @@ def events_page(request: Request, venue: Text64 = "", gate: Text64 = "", zone: T
                      page="events", venue=target.name, venues=_venue_names(db, who), timezone=target.timezone,
                      rows=rows, filters=chosen, error=error, after=after,
                      next_after=rows[-1]["seq"] if len(rows) == EVENT_PAGE else None,
-                     zones=[z["zone"] for z in ops.zone_counts(db, target)])
+                     zones=list(db.scalars(select(Zone.name).where(Zone.venue_id == target.id)
+                                           .order_by(Zone.name))))
 
 
 @router.get("/events.csv")
