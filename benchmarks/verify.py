@@ -1,79 +1,147 @@
-"""verify_pass against one bare PyNaCl Ed25519 verify, measured in the same run.
+"""verify_pass, and a gate's whole decision on a scan, against one bare PyNaCl Ed25519 verify.
 
-Goal (issue 2): median verify_pass / median bare verify <= 1.5, i.e. decoding, CBOR, the
-Sig_structure and the claim checks together cost at most half a signature check.
+Two goals ("Fleet scale" issue), each on the median of three runs in one invocation, every run
+measuring its own baseline (a bare PyNaCl verify of the same Sig_structure), interleaved with the
+rest so that a noisy machine's drift hits all alike:
 
-    python benchmarks/verify.py [--rounds 2000]
+(a) ``verify_pass`` / bare verify <= 1.5: Base45, zlib check, CBOR, the Sig_structure, the key's
+    window and the claim checks together cost at most half a signature check.
+(b) verify + decide / bare verify <= 1.7: what the control loop does with a scan before it records
+    the decision and moves the relay (``gate.loop.decide``, the gate's own ``_decide``): verification,
+    both deny lists, the stale check, the policy and the journal's usage lookup, on a real gate
+    built from its config with a SQLite journal of ``--passages`` passages in a temporary directory.
+    The durable record after it (an fsync) is ``gate_latency.py``'s figure, not this one.
+
+    python benchmarks/verify.py [--rounds 4000] [--passages 10000] [--list-entries 100000]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import cbor2
+from bigjournal import make_journal
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from gpiozero.pins.mock import MockFactory
 from nacl.signing import VerifyKey
 
 from passgate import TrustStore, base45, cose, generate_private_key, issue_pass, verify_pass
+from passgate.denylist import DenyList
 from passgate.passes import PREFIX
+from passgate.scanners import Scan
+from passgated.config import load_config
+from passgated.gate import Gate
+from passgated.policy import Direction
+
+RUNS = 3
+BATCH = 20  # calls timed together, so the timer's own cost stays negligible
+SCOPE = "acme"
 
 
-def timed(fn, rounds: int, batch: int = 20) -> list[float]:
-    """Per-call µs, measured in batches so the timer's own cost stays negligible."""
-    samples = []
-    for _ in range(rounds // batch):
-        start = time.perf_counter_ns()
-        for _ in range(batch):
-            fn()
-        samples.append((time.perf_counter_ns() - start) / batch / 1000)
-    return samples
+def batch_us(fn: Callable[[], object]) -> float:
+    """Per-call µs of one batch of ``BATCH`` calls."""
+    start = time.perf_counter_ns()
+    for _ in range(BATCH):
+        fn()
+    return (time.perf_counter_ns() - start) / BATCH / 1000
+
+
+def make_gate(tmp: Path, trust: TrustStore, passages: int, list_entries: int) -> Gate:
+    """A gate as its config builds it: a journal of ``passages`` passages, and revoked and blocked
+    lists of ``list_entries`` entries each (fresh, so no admit is flagged for a check)."""
+    make_journal(tmp / "journal.db", passages)
+    lists = tmp / "lists"
+    lists.mkdir()
+    for kind in ("revoked", "blocked"):
+        ids = [os.urandom(16) for _ in range(list_entries)]
+        DenyList.from_ids(ids, kind=kind, scope=SCOPE).save(lists / f"{kind}.pgdl")
+    config = load_config(None, zones=["A"], journal_path=tmp / "journal.db", pin_factory="mock",
+                         denylist_dir=lists, denylist_scope=SCOPE, denylist_kinds=("revoked", "blocked"))
+    gate = Gate(config, pin_factory=MockFactory(), trust=trust, sources=[], display=False)
+    gate.io.fire_loop.pin.drive_low()  # the fire loop closed and healthy, as on a working gate
+    return gate
+
+
+def one_run(kinds: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median µs of each kind over one run: batches taken in turn (bare, full, decide, bare, ...), so
+    that whatever else this machine runs meanwhile slows each kind alike."""
+    samples: dict[str, list[float]] = {name: [] for name in kinds}
+    for _ in range(rounds // BATCH):
+        for name, fn in kinds.items():
+            samples[name].append(batch_us(fn))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=4000, help="calls of each kind per run")
+    parser.add_argument("--passages", type=int, default=10_000, help="passages in the gate's journal")
+    parser.add_argument("--list-entries", type=int, default=100_000, help="entries in each deny list")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
 
     key = generate_private_key("ed25519")
     trust = TrustStore()
     trust.add(key.public_key())
     now = time.time()
-    text = issue_pass(key, valid_from=now, valid_until=now + 3600, zones=["A"], entries=1)
+    text = issue_pass(key, valid_from=now - 60, valid_until=now + 3600, zones=["A"], entries=1)
     msg = cose.decode_sign1(base45.decode(text[len(PREFIX):]))
     tbs = cbor2.dumps(["Signature1", msg.protected, b"", msg.payload])
     verify_key = VerifyKey(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
-    def bare() -> None:
-        verify_key.verify(tbs, msg.signature)
-
-    def full() -> None:
-        verify_pass(text, trust, now=now)
-
     es_key = generate_private_key("es256")
     es_trust = TrustStore()
     es_trust.add(es_key.public_key())
-    es_text = issue_pass(es_key, valid_from=now, valid_until=now + 3600, zones=["A"], entries=1)
+    es_text = issue_pass(es_key, valid_from=now - 60, valid_until=now + 3600, zones=["A"], entries=1)
 
-    def full_es256() -> None:
-        verify_pass(es_text, es_trust, now=now)
+    with tempfile.TemporaryDirectory() as tmp:
+        gate = make_gate(Path(tmp), trust, args.passages, args.list_entries)
+        scan = Scan(text.encode(), "bench", time.monotonic())
+        try:
+            decision = gate.loop.decide(scan, Direction.ENTRY)
+            assert decision.admit and not decision.guard_check, decision
 
-    for fn in (bare, full, full_es256):  # warm up
-        timed(fn, 200)
-    # Interleave the two so drift on a noisy machine hits both alike.
-    bare_s, full_s = [], []
-    for _ in range(5):
-        bare_s += timed(bare, args.rounds // 5)
-        full_s += timed(full, args.rounds // 5)
-    es_s = timed(full_es256, max(400, args.rounds // 10))
-    b, f = statistics.median(bare_s), statistics.median(full_s)
-    print(f"pass length: {len(text)} characters (Ed25519, one zone, entries=1)")
-    print(f"bare PyNaCl Ed25519 verify   median {b:7.1f} µs")
-    p95 = statistics.quantiles(full_s, n=20)[-1]
-    print(f"verify_pass (Ed25519)        median {f:7.1f} µs   p95 {p95:.1f} µs")
-    print(f"verify_pass (ES256)          median {statistics.median(es_s):7.1f} µs")
-    print(f"ratio verify_pass / bare     {f / b:.2f}   (goal <= 1.5)")
+            def bare() -> None:
+                verify_key.verify(tbs, msg.signature)
+
+            def full() -> None:
+                verify_pass(text, trust, now=now)
+
+            def decide() -> None:
+                gate.loop.decide(scan, Direction.ENTRY)
+
+            def full_es256() -> None:
+                verify_pass(es_text, es_trust, now=now)
+
+            kinds = {"bare": bare, "full": full, "decide": decide, "es256": full_es256}
+            one_run(kinds, 10 * BATCH)  # warm up
+            runs = [one_run(kinds, args.rounds) for _ in range(RUNS)]
+        finally:
+            gate.stop()
+
+    print(f"pass length: {len(text)} characters (Ed25519, one zone, entries=1); journal of "
+          f"{args.passages:,} passages; revoked and blocked lists of {args.list_entries:,} entries each")
+    for i, run in enumerate(runs, 1):
+        print(f"run {i}: bare PyNaCl verify {run['bare']:6.1f} µs   verify_pass {run['full']:6.1f} µs "
+              f"(ES256 {run['es256']:6.1f} µs)   verify + decide {run['decide']:6.1f} µs   "
+              f"ratios {run['full'] / run['bare']:.2f} / {run['decide'] / run['bare']:.2f}")
+    for name, what, goal in (("full", "verify_pass / bare     ", 1.5),
+                             ("decide", "verify + decide / bare ", 1.7)):
+        ratios = [run[name] / run["bare"] for run in runs]
+        print(f"ratio {what} median {statistics.median(ratios):.2f}   runs "
+              f"{', '.join(f'{r:.2f}' for r in ratios)}   (goal <= {goal})")
+    for name, what in (("bare", "bare PyNaCl verify     "), ("full", "verify_pass (Ed25519)  "),
+                       ("es256", "verify_pass (ES256)    "), ("decide", "verify + decide        ")):
+        values = [run[name] for run in runs]
+        print(f"{what} median {statistics.median(values):6.1f} µs   runs "
+              f"{', '.join(f'{v:.1f}' for v in values)}")
 
 
 if __name__ == "__main__":

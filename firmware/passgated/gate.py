@@ -273,16 +273,17 @@ class Gate:
     # -- the control loop's callbacks (its thread) --------------------------------------------
     def _decide(self, scan: Scan, direction: Direction) -> Decision:
         result: Any
+        text = scan.text
         try:
-            result = verify_signature(scan.text if scan.text is not None else scan.bytes, self.trust)
+            result = verify_signature(text if text is not None else scan.bytes, self.trust)
         except PassRefused as refused:
             result = refused
         now = self.clock.wall()
         current = self.settings  # one reference: a sync thread may swap it meanwhile
         self.machine.timing = current.timing  # the loop's thread: the machine is the loop's alone
         revoked, blocked = self.lists.lookups()
-        context = Context(now=now, direction=direction, revoked=revoked, blocked=blocked,
-                          usage=self.journal, lists_stale=self.lists.stale(now))
+        # now, direction, revoked, blocked, usage, lists_stale: positional, as on every scan
+        context = Context(now, direction, revoked, blocked, self.journal, self.lists.stale(now))
         return decide(result, context, current.policy)
 
     def _health(self, *, at_boot: bool = False) -> Health:

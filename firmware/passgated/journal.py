@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # A journal row is the contract's event: the same fields, sent as they are.
 EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(wire.Event))
 COUNTED = ("reserved", "committed", "assumed")
+# COUNTED spelled into the statement: bound as parameters of ``IN (?, ?, ?)``, SQLite builds a table
+# of them on every run, and a pass with redemptions cost 9.6 µs to look up against 6.3 µs.
+USAGE_SQL = ("SELECT direction, t FROM redemptions WHERE pass_id = ? AND ("
+             + " OR ".join(f"state = '{state}'" for state in COUNTED) + ") ORDER BY t")
+UNUSED = Usage()
 MAX_ENTRIES = wire.MAX_ENTRIES
 DEFAULT_WRITE_TIMEOUT_S = 0.3  # a grant waits this long at most for its record; then it is refused
 PURGE_CHUNK = 100  # rows a transaction: ~1 ms each on a 1 M-passage journal, so a scan barely waits
@@ -397,18 +402,14 @@ class Journal:
 
     # -- reads --------------------------------------------------------------------------------
     def usage(self, pass_id: bytes) -> Usage:
-        """Entries used and inside/exited state of one pass, across this and other gates."""
-        rows = self._read(
-            "SELECT direction, t FROM redemptions WHERE pass_id = ? AND state IN (?, ?, ?) ORDER BY t",
-            (pass_id.hex(), *COUNTED),
-        )
+        """Entries used and inside/exited state of one pass, across this and other gates (a scan
+        asks this before every decision: a pass never seen, the usual case, costs one index probe)."""
+        rows = self._read(USAGE_SQL, (pass_id.hex(),))
+        if not rows:
+            return UNUSED
         entries = [t for d, t in rows if d == Direction.ENTRY]
-        return Usage(
-            entries_used=len(entries),
-            inside=bool(rows) and rows[-1][0] == Direction.ENTRY,
-            exited=any(d == Direction.EXIT for d, _ in rows),
-            last_entry_t=entries[-1] if entries else None,
-        )
+        return Usage(len(entries), rows[-1][0] == Direction.ENTRY,
+                     any(d == Direction.EXIT for d, _ in rows), entries[-1] if entries else None)
 
     def check(self) -> None:
         """The cheap check at start: the roots of what the policy reads can be read. A full scan

@@ -46,7 +46,7 @@ class PolicyConfig:
     skew_s: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Context:
     now: float
     direction: Direction
@@ -55,8 +55,15 @@ class Context:
     usage: UsageLookup
     lists_stale: bool = False
 
+    def __init__(self, now: float, direction: Direction, revoked: DenyCheck, blocked: DenyCheck,
+                 usage: UsageLookup, lists_stale: bool = False) -> None:
+        # Written out, as passgate.Pass: each scan builds one, and a frozen dataclass's generated
+        # __init__ (one object.__setattr__ a field) costs twice a dict update.
+        self.__dict__.update(now=now, direction=direction, revoked=revoked, blocked=blocked, usage=usage,
+                             lists_stale=lists_stale)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True)
 class Decision:
     """The gate's answer for one scan. ``text`` is what the guard reads (plain words, what to do);
     ``detail`` the technical why, for the journal and the page's small print."""
@@ -68,6 +75,12 @@ class Decision:
     pass_: Pass | None = None
     guard_check: bool = False
     detail: str = ""
+
+    def __init__(self, admit: bool, reason: Reason, text: str, direction: Direction,
+                 pass_: Pass | None = None, guard_check: bool = False, detail: str = "") -> None:
+        # Written out, as Context.
+        self.__dict__.update(admit=admit, reason=reason, text=text, direction=direction, pass_=pass_,
+                             guard_check=guard_check, detail=detail)
 
     @property
     def pass_id(self) -> bytes | None:
@@ -135,7 +148,7 @@ def decide(result: Pass | PassRefused, ctx: Context, cfg: PolicyConfig) -> Decis
         return _refuse(Reason.ALREADY_INSIDE, direction, p, f"Already inside{since}")
     guard = ctx.lists_stale and cfg.stale_list is StaleListPolicy.GUARD
     text = "Welcome" if not guard else "Check pass: deny list out of date"
-    return Decision(True, Reason.ADMIT, text, direction, p, guard_check=guard)
+    return Decision(True, Reason.ADMIT, text, direction, p, guard)  # positional: the scan path
 
 
 def _passback_expired(usage: Usage, now: float, cfg: PolicyConfig) -> bool:

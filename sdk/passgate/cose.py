@@ -8,8 +8,10 @@ it in the unprotected one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import cbor2
@@ -52,7 +54,7 @@ class SignatureError(CoseError):
     """The signature does not verify with the given key."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Sign1:
     """A parsed, not yet verified, COSE_Sign1 message."""
 
@@ -61,6 +63,12 @@ class Sign1:
     unprotected: Mapping[Any, Any]
     payload: bytes
     signature: bytes
+
+    def __init__(self, protected: bytes, protected_header: Mapping[Any, Any],
+                 unprotected: Mapping[Any, Any], payload: bytes, signature: bytes) -> None:
+        # Written out, as passes.Pass: one dict update instead of five object.__setattr__ calls.
+        self.__dict__.update(protected=protected, protected_header=protected_header, unprotected=unprotected,
+                             payload=payload, signature=signature)
 
     @property
     def alg(self) -> int:
@@ -78,8 +86,27 @@ class Sign1:
         return kid if isinstance(kid, bytes) else None
 
     def to_be_signed(self, external_aad: bytes = b"") -> bytes:
-        """The Sig_structure bytes the signature covers."""
-        return cbor2.dumps(["Signature1", self.protected, external_aad, self.payload])
+        """The Sig_structure bytes the signature covers: ``["Signature1", protected, external_aad,
+        payload]`` in CBOR, the same bytes cbor2 writes, spliced from the byte strings rather than
+        encoded again (0.45 µs against cbor2's 1.2 µs on the scan path)."""
+        protected, payload = self.protected, self.payload
+        return (_SIG1_HEAD + _bstr_head(len(protected)) + protected + _bstr_head(len(external_aad))
+                + external_aad + _bstr_head(len(payload)) + payload)
+
+
+_SIG1_HEAD = b"\x84\x6aSignature1"  # an array of 4 items, then the text string "Signature1"
+_SHORT_HEADS = tuple(bytes((0x40 | n,)) if n < 24 else bytes((0x58, n)) for n in range(0x100))
+
+
+def _bstr_head(length: int) -> bytes:
+    """The head of a CBOR byte string of ``length`` bytes, in its shortest form (RFC 8949 4.2.1)."""
+    if length < 0x100:
+        return _SHORT_HEADS[length]
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    if length < 0x100000000:
+        return b"\x5a" + length.to_bytes(4, "big")
+    return b"\x5b" + length.to_bytes(8, "big")
 
 
 def decode_sign1(data: bytes) -> Sign1:
@@ -95,20 +122,32 @@ def decode_sign1(data: bytes) -> Sign1:
     if not isinstance(obj, list | tuple) or len(obj) != 4:
         raise MalformedError("COSE_Sign1 must be an array of 4 items")
     protected, unprotected, payload, signature = obj
-    if not isinstance(protected, bytes) or not isinstance(unprotected, Mapping):
+    if not isinstance(protected, bytes) or not _is_map(unprotected):
         raise MalformedError("bad COSE_Sign1 header buckets")
     if not isinstance(payload, bytes) or not isinstance(signature, bytes):
         raise MalformedError("payload and signature must be byte strings")
-    if protected:
-        try:
-            header = cbor2.loads(protected)
-        except Exception as exc:
-            raise MalformedError(f"protected header is not CBOR: {exc}") from None
-        if not isinstance(header, Mapping):
-            raise MalformedError("protected header is not a map")
-    else:
-        header = {}
+    header = _protected_header(protected) if protected else {}
     return Sign1(protected, header, unprotected, payload, signature)
+
+
+def _is_map(value: object) -> bool:
+    """``isinstance(value, Mapping)``, the two types cbor2 gives asked first: its frozendict is only
+    registered with ``Mapping``, and asking the ABC costs 0.56 µs a scan where this costs 0.15 (one
+    isinstance of all three, 0.31)."""
+    return isinstance(value, dict | cbor2.frozendict) or isinstance(value, Mapping)  # noqa: SIM101
+
+
+@functools.lru_cache(maxsize=64)
+def _protected_header(protected: bytes) -> Mapping[Any, Any]:
+    """The protected bucket decoded, read-only. Every pass of one issuer key carries the same bytes,
+    so a gate decodes them once a key rather than once a scan (0.6 µs); errors are not cached."""
+    try:
+        header = cbor2.loads(protected)
+    except Exception as exc:
+        raise MalformedError(f"protected header is not CBOR: {exc}") from None
+    if not _is_map(header):
+        raise MalformedError("protected header is not a map")
+    return MappingProxyType(header)
 
 
 def algorithm_for(key: PublicKey | PrivateKey) -> int:

@@ -231,18 +231,21 @@ class TrustStore:
 
         ``msg.alg`` must already be known to be supported (it raises otherwise)."""
         signers = self.signers(msg, external_aad)
-        return next((k for k in signers if k.purpose is purpose), signers[0] if signers else None)
+        for key in signers:
+            if key.purpose is purpose:
+                return key
+        return signers[0] if signers else None
 
     def signers(self, msg: cose.Sign1, external_aad: bytes = b"") -> tuple[TrustedKey, ...]:
         """Every trusted key whose signature verifies ``msg`` (one, unless a key is trusted in two
         roles)."""
-        tbs = msg.to_be_signed(external_aad)
+        tbs, alg, signature = msg.to_be_signed(external_aad), msg.alg, msg.signature
         found = []
         for candidate in self.candidates(msg.kid):
-            if candidate.alg != msg.alg:
+            if candidate.alg != alg:
                 continue
             try:
-                candidate.verify(tbs, msg.signature)
+                candidate.verify(tbs, signature)
             except cose.SignatureError:
                 continue
             found.append(candidate)

@@ -3,6 +3,7 @@ entries, anti-passback timeout), the order of the checks, and the defaults."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,6 +68,20 @@ def test_the_config_values_and_defaults() -> None:
     assert Usage() == Usage(entries_used=0, inside=False, exited=False, last_entry_t=None)
     context = Context(now=NOW, direction=Direction.ENTRY, revoked=set(), blocked=set(), usage=Usages())
     assert context.lists_stale is False
+
+
+@pytest.mark.parametrize("record", [
+    Context(NOW, Direction.ENTRY, set(), set(), Usages(), True),
+    Decision(False, Reason.EXPIRED, "Pass expired", Direction.EXIT, None, True, "why"),
+])
+def test_context_and_decision_are_frozen_dataclasses_with_every_field_set(record: object) -> None:
+    """Both have an ``__init__`` of their own (built on every scan; the generated one is slower):
+    every field is set, positional or by keyword, and none can be changed afterwards."""
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}  # type: ignore[arg-type]
+    assert type(record)(**values) == record == type(record)(*values.values())
+    assert dataclasses.replace(record) == record  # type: ignore[type-var]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.direction = Direction.ENTRY  # type: ignore[attr-defined]
 
 
 def test_admit() -> None:

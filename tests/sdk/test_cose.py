@@ -12,6 +12,8 @@ from pathlib import Path
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from passgate import cose
 
@@ -158,3 +160,30 @@ def test_only_ed25519_and_p256_keys() -> None:
         cose.make_verifier(ec.generate_private_key(ec.SECP256R1()))  # type: ignore[arg-type]
     with pytest.raises(cose.UnsupportedAlgorithmError, match=r"is not a private key$"):
         cose.sign1(b"x", ed25519.Ed25519PrivateKey.generate().public_key())  # type: ignore[arg-type]
+
+
+@given(length=st.sampled_from([0, 1, 23, 24, 255, 256, 65535, 65536]), aad=st.binary(max_size=300),
+       payload=st.binary(max_size=300))
+@settings(max_examples=100)
+def test_the_spliced_sig_structure_is_what_cbor2_encodes(length: int, aad: bytes, payload: bytes) -> None:
+    """``to_be_signed`` splices byte strings instead of encoding: every length class of a CBOR head
+    (under 24, one, two and four bytes of length) gives cbor2's own bytes."""
+    protected = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    msg = cose.Sign1(protected, {}, {}, payload, bytes(64))
+    assert msg.to_be_signed(aad) == cbor2.dumps(["Signature1", protected, aad, payload])
+
+
+def test_the_protected_header_is_read_only_and_shared_only_when_equal() -> None:
+    """The decoded protected bucket is kept per byte string (every pass of a key has the same one),
+    so it is handed out read-only; a damaged one is refused every time it comes."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    first, second = (cose.decode_sign1(cose.sign1(payload, key, kid=b"k1")) for payload in (b"a", b"b"))
+    assert first.protected_header == {cose.HEADER_ALG: cose.EDDSA, cose.HEADER_KID: b"k1"}
+    assert first.protected_header is second.protected_header
+    with pytest.raises(TypeError):
+        first.protected_header[cose.HEADER_ALG] = cose.ES256  # type: ignore[index]
+    other = cose.decode_sign1(cose.sign1(b"a", key, kid=b"k2"))
+    assert (other.kid, first.kid) == (b"k2", b"k1")
+    for _ in range(2):
+        with pytest.raises(cose.MalformedError, match=r"^protected header is not CBOR"):
+            cose.decode_sign1(cbor2.dumps([b"\xff", {}, b"x", bytes(64)]))

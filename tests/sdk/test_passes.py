@@ -1,5 +1,6 @@
 """The PG1 pass: issue/verify round trips, every refusal reason, forgery and robustness."""
 
+import dataclasses
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -357,6 +358,19 @@ def test_a_pass_built_by_hand_has_the_documented_defaults() -> None:
     p = Pass(pass_id=bytes(16), kid=b"k", alg=cose.EDDSA, valid_from=1, valid_until=2)
     assert (p.issued_at, p.issuer, p.zones, p.entries, p.product, p.reentry, p.holder_ref) == (
         None, None, (), None, None, False, None)
+
+
+def test_a_pass_and_a_cose_message_are_frozen_dataclasses_with_every_field_set(key) -> None:
+    """Both have an ``__init__`` of their own (built on every scan; the generated one is slower):
+    every field is set, positional or by keyword, and none can be changed afterwards."""
+    text = issue_pass(key, valid_from=NOW, valid_until=NOW + HOUR, zones=["A"], entries=2, product="DAY",
+                      reentry=True, issuer="ACME", holder_ref=b"r")
+    for record in (verify_pass(text, trust_for(key), now=NOW), cose.decode_sign1(body_of(text))):
+        values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+        assert type(record)(**values) == record == type(record)(*values.values())
+        assert dataclasses.replace(record) == record
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.payload = b""  # type: ignore[union-attr]
 
 
 def test_refusals_read_as_code_and_detail() -> None:
