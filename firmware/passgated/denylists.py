@@ -7,8 +7,10 @@ local copy that fails its checksum is never taken for an empty fresh list: it is
 list stays at version 0, which is stale, and the stale policy rules until an update arrives.
 
 Every update (drop folder or hub) goes through ``apply_signed``: verified against the trust given,
-swapped in atomically, and its signed file kept in ``applied/`` under a name that sorts by version
-(``revoked-0000000012.snapshot.pgdl``); a snapshot makes the files before it unnecessary.
+written to the list's local file a step at a time and mapped from it (never a second copy of a
+list in memory: see ``passgate.denylist``), swapped in atomically, and its signed file kept in
+``applied/`` under a name that sorts by version (``revoked-0000000012.snapshot.pgdl``); a snapshot
+makes the files before it unnecessary.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from passgate import TrustStore
 from passgate.denylist import (
     DEFAULT_MAX_BYTES,
     KINDS,
-    Delta,
     DenyList,
     DenyListError,
     LiveDenyList,
     atomic_write,
-    read_signed,
+    read_header,
     rebuild,
 )
 
@@ -135,32 +136,35 @@ class DenyLists:
     # -- updates ------------------------------------------------------------------------------
     def apply_signed(self, source: bytes | Path, trust: TrustStore) -> DenyList:
         """Verify and apply a signed snapshot or delta, then keep its file in ``applied/`` (moved
-        there when ``source`` is a path). Raises ``DenyListError``; on error nothing changes."""
-        update = read_signed(source, trust, max_bytes=self.max_bytes)
-        live = self.live.get(update.kind)
+        there when ``source`` is a path). Raises ``DenyListError``; on error nothing changes.
+
+        The header is verified first to pick the list; the list's own ``apply_signed`` verifies
+        the file again as it reads it (a file changed in between is refused by the list)."""
+        header = read_header(source, trust, max_bytes=self.max_bytes)
+        live = self.live.get(header.kind)
         if live is None:
-            if not self.accepts(update.kind):
-                raise DenyListError(f"this gate holds no {update.kind} list ([denylist] lists)")
+            if not self.accepts(header.kind):
+                raise DenyListError(f"this gate holds no {header.kind} list ([denylist] lists)")
             assert self.layout is not None
-            live = LiveDenyList(self.layout.local(update.kind), kind=update.kind, scope=self.scope)
-        new = live.apply(update)
-        self.live[update.kind] = live  # held from now on: it can go stale
-        self.damaged.pop(update.kind, None)
+            live = LiveDenyList(self.layout.local(header.kind), kind=header.kind, scope=self.scope)
+        new = live.apply_signed(source, trust, max_bytes=self.max_bytes)
+        self.live[header.kind] = live  # held from now on: it can go stale
+        self.damaged.pop(header.kind, None)
         if self.layout is not None:
-            self._keep(source, update, new.version)
+            self._keep(source, header.kind, header.is_delta, new.version)
         return new
 
-    def _keep(self, source: bytes | Path, update: DenyList | Delta, version: int) -> None:
+    def _keep(self, source: bytes | Path, kind: str, is_delta: bool, version: int) -> None:
         layout = self.layout
         assert layout is not None
-        kind_of_file = "delta" if isinstance(update, Delta) else "snapshot"
-        target = layout.applied / f"{update.kind}-{version:010d}.{kind_of_file}.pgdl"
+        kind_of_file = "delta" if is_delta else "snapshot"
+        target = layout.applied / f"{kind}-{version:010d}.{kind_of_file}.pgdl"
         if isinstance(source, Path):
             source.replace(target)
         else:
             atomic_write(target, [source])
         if kind_of_file == "snapshot":  # the files before it cannot help a rebuild any more
-            for old in layout.applied.glob(f"{update.kind}-*.pgdl"):
+            for old in layout.applied.glob(f"{kind}-*.pgdl"):
                 match = _APPLIED.fullmatch(old.name)
                 if match and int(match["version"]) < version:
                     old.unlink(missing_ok=True)

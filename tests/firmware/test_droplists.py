@@ -3,18 +3,20 @@ for missing predecessors, and refused files set aside with their reason."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
 import passgated.droplists as droplists
 from passgate import TrustStore, generate_private_key, issue_pass
-from passgate.denylist import LiveDenyList, sign_delta, sign_snapshot
+from passgate.denylist import DenyList, LiveDenyList, sign_delta, sign_snapshot
 from passgate.keys import write_keypair
 from passgated.config import load_config
 from passgated.denylists import DenyLists
@@ -66,6 +68,32 @@ def test_snapshot_then_deltas_in_version_order(tmp_path: Path) -> None:
         "revoked-0000000001.snapshot.pgdl", "revoked-0000000002.delta.pgdl", "revoked-0000000003.delta.pgdl"]
     assert not any(f.layout.incoming.iterdir())
     assert LiveDenyList(tmp_path / "revoked.pgdl", kind="revoked", scope="acme").current.version == 3
+
+
+def mapped(dl: DenyList) -> bool:
+    """Whether a list's entries are mapped from its file rather than a copy in memory."""
+    base: object = dl.keys
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+
+def test_the_gate_maps_its_lists_whichever_way_updates_arrive(tmp_path: Path) -> None:
+    """From the drop folder (files), from bytes (the hub's bundle), and at the next start: the
+    list in force is always mapped from the gate's own file, never a second copy in memory."""
+    f = folder(tmp_path)
+    drop(f, "v1.pgdl", sign_snapshot(LIST_KEY, ID[:2], kind="revoked", scope="acme", version=1))
+    drop(f, "d2.pgdl", sign_delta(LIST_KEY, kind="revoked", scope="acme", base=1, adds=[ID[2]]))
+    assert f.scan_once() == {"v1.pgdl": "applied", "d2.pgdl": "applied"}
+    assert mapped(f.lists.live["revoked"].current)
+    for update in (sign_delta(LIST_KEY, kind="revoked", scope="acme", base=2, adds=[ID[3]]),
+                   sign_snapshot(LIST_KEY, ID[:5], kind="revoked", scope="acme", version=4)):
+        new = f.lists.apply_signed(update, trust())
+        assert new is f.lists.live["revoked"].current and mapped(new)
+    assert sorted(p.name for p in f.layout.applied.iterdir()) == ["revoked-0000000004.snapshot.pgdl"]
+    restarted = DenyLists(f.layout, ("revoked",), scope="acme", trust=trust, max_age_s=3600)
+    current = restarted.live["revoked"].current
+    assert mapped(current) and current.version == 4 and all(ID[i] in current for i in range(5))
 
 
 def test_a_delta_ahead_waits_for_its_predecessor(tmp_path: Path) -> None:

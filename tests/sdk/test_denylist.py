@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import passgate.denylist as denylist
 from passgate import cose
 from passgate.denylist import (
     AAD,
@@ -87,6 +88,59 @@ def test_delta_matches_set_semantics(
     assert len(new) == len(oracle)
     assert (new.version, new.kind, new.scope) == (5, "blocked", "s")
     assert members(old, probes) == set(listed)  # the old list is untouched
+
+
+# entries a list and its delta share, the extremes among them (an add after the last entry)
+KEY_POOL = [0, 1, 2**64 - 2, 2**64 - 1,
+            *np.random.default_rng(3).integers(0, 2**64, 56, dtype=np.uint64).tolist()]
+pooled_keys = st.sampled_from(KEY_POOL) | st.integers(0, 2**64 - 1)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=100, deadline=None)
+@given(
+    size=st.integers(0, 300),
+    seed=st.integers(0, 2**16),
+    pooled=st.lists(st.booleans(), min_size=len(KEY_POOL), max_size=len(KEY_POOL)),
+    adds=st.lists(pooled_keys, max_size=40),
+    removes=st.lists(pooled_keys, max_size=40),
+    step=st.sampled_from([8, 24, 64, 1 << 20]),
+)
+def test_a_delta_merged_into_the_file_is_the_list_apply_builds(
+    size: int, seed: int, pooled: list[bool], adds: list[int], removes: list[int], step: int
+) -> None:
+    """The gate's path (merged a step at a time from the mapped list into the new file, the index
+    moved from the old one) against the in-memory ``apply`` and a set: the same entries, the same
+    index, the same file to the byte. Lists of up to 300 random entries (1 to 32 buckets) and
+    about half the pool, which the delta's adds and removes draw from; steps of 1, 3 and 8
+    entries (and buckets) cross every boundary. The old list, whose file was replaced, still
+    holds its version."""
+    listed = np.random.default_rng(seed).integers(0, 2**64, size, dtype=np.uint64).tolist()
+    listed += [key for key, chosen in zip(KEY_POOL, pooled, strict=True) if chosen]
+    removes = [r for r in removes if r not in set(adds)]
+
+    def keys(values: list[int]) -> np.ndarray:
+        return np.unique(np.array(values, dtype=np.uint64))
+
+    old = DenyList(keys(listed), kind="blocked", scope="s", version=4, issued_at=2)
+    delta = Delta("blocked", "s", 4, 3, keys(adds), keys(removes))
+    oracle = sorted((set(listed) - set(removes)) | set(adds))
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(denylist, "_READ", step)
+        patch.setattr(denylist, "_BLOCK", 40)  # blocks written end within an entry
+        path, expected = Path(tmp) / "l.pgdl", Path(tmp) / "expected.pgdl"
+        old.save(path)
+        mapped = DenyList.map(path)
+        assert np.array_equal(mapped._find(delta.adds), np.searchsorted(mapped.keys, delta.adds))
+        in_memory = old.apply(delta)
+        in_memory.save(expected)
+        merged = mapped.apply_to_file(delta, path)
+        assert merged.keys.tolist() == oracle == in_memory.keys.tolist()
+        assert (merged.version, merged.issued_at, merged._shift) == (5, 3, in_memory._shift)
+        assert bytes(merged._index) == bytes(in_memory._index)
+        assert path.read_bytes() == expected.read_bytes()
+        assert mapped.keys.tolist() == sorted(set(listed)) and mapped.version == 4
+        assert DenyList.map(path).same_entries(in_memory)
+        assert sorted(p.name for p in Path(tmp).iterdir()) == ["expected.pgdl", "l.pgdl"]
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=40)

@@ -3,7 +3,9 @@ error, quickly and without the memory they claim; and ``rebuild`` from the files
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import mmap
 import os
 import random
 import resource
@@ -886,3 +888,245 @@ def test_smaller_faults_by_their_messages(tmp_path: Path) -> None:
     assert isinstance(received, DenyList)
     received.save(tmp_path / "l.pgdl")  # the gate's copy remembers who signed what it holds
     assert inspect(tmp_path / "l.pgdl")["signer"] == key_id(KEY).hex()
+
+
+# -- the gate's path: lists mapped from their files, updates written a step at a time ---------
+
+
+def backing(dl: DenyList) -> object:
+    """What a list's entries live in: an ``mmap`` for a mapped list."""
+    base: object = dl.keys
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def deleted_mappings(under: Path) -> list[str]:
+    """Files under ``under`` that this process still maps although they were replaced."""
+    with open("/proc/self/maps") as f:
+        return sorted({line.split(None, 5)[5].strip() for line in f
+                       if str(under) in line and line.rstrip().endswith("(deleted)")})
+
+
+def big(count: int, seed: int = 1) -> np.ndarray:
+    return np.unique(np.random.default_rng(seed).integers(0, 2**64, count, dtype=np.uint64))
+
+
+def test_map_refuses_what_load_refuses(tmp_path: Path) -> None:
+    original = local_file(tmp_path / "whole.pgdl", IDS[:3])
+    path = tmp_path / "damaged.pgdl"
+    for cut in range(len(original)):
+        path.write_bytes(original[:cut])
+        with pytest.raises(CorruptFileError, match=str(path)):
+            DenyList.map(path)
+    for bit in range(len(original) * 8):
+        flipped = bytearray(original)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        path.write_bytes(flipped)
+        with pytest.raises(CorruptFileError):
+            DenyList.map(path)
+    path.write_bytes(original)
+    mapped = DenyList.map(path)
+    assert mapped.same_entries(DenyList.load(path)) and isinstance(backing(mapped), mmap.mmap)
+    assert (mapped.kind, mapped.scope, mapped.version, mapped.issued_at) == ("blocked", "acme", 2, 7)
+    with pytest.raises(TooLargeError):
+        DenyList.map(path, max_bytes=len(original) - 1)
+    assert open_files(tmp_path) == [str(path)]  # the mapping's (Python's mmap keeps a descriptor)
+    del mapped
+    gc.collect()
+    assert open_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("at", [0, 131_071, 140_000])
+def test_map_checks_the_order_across_its_steps(tmp_path: Path, at: int) -> None:
+    entries = np.arange(1, 150_001, dtype=np.uint64)
+    swapped = entries.copy()
+    swapped[[at, at + 1]] = swapped[[at + 1, at]]
+    head = _head(cbor2.dumps(local_header(len(entries))))
+    body = swapped.astype("<u8").tobytes()
+    (tmp_path / "l.pgdl").write_bytes(head + body + zlib.crc32(body, zlib.crc32(head)).to_bytes(4, "little"))
+    with pytest.raises(CorruptFileError, match="not sorted and unique"):
+        DenyList.map(tmp_path / "l.pgdl")
+
+
+@pytest.mark.parametrize("grow", [20_000, 100_000], ids=["same-buckets", "more-buckets"])
+def test_a_large_delta_merged_into_the_file_is_the_list_apply_builds(tmp_path: Path, grow: int) -> None:
+    """Many steps of the real size; the index moved from the old one, or (when the list grows
+    into more buckets) built as the entries pass."""
+    keys = big(120_000)
+    old = DenyList(keys, kind="blocked", scope="acme", version=1, issued_at=0)
+    adds = np.setdiff1d(big(grow, seed=2), keys)
+    delta = Delta("blocked", "acme", 1, 5, adds, keys[::13])
+    path = tmp_path / "l.pgdl"
+    old.save(path)
+    merged = DenyList.map(path).apply_to_file(delta, path)
+    expected = old.apply(delta)
+    assert merged.same_entries(expected) and bytes(merged._index) == bytes(expected._index)
+    assert (merged._shift == old._shift) == (grow == 20_000)
+    assert isinstance(backing(merged), mmap.mmap) and DenyList.map(path).same_entries(expected)
+
+
+def live_list(path: Path, count: int = 300_000) -> tuple[LiveDenyList, bytes]:
+    """A live list at version 1 mapped from ``path`` (a few steps of data), and the file's bytes."""
+    DenyList(big(count), kind="blocked", scope="acme", version=1, issued_at=0).save(path)
+    live = LiveDenyList(path, kind="blocked", scope="acme")
+    assert isinstance(backing(live.current), mmap.mmap)
+    return live, path.read_bytes()
+
+
+def unchanged(live: LiveDenyList, before: DenyList, on_disk: bytes) -> None:
+    assert live.current is before and live.path.read_bytes() == on_disk
+    assert [p.name for p in live.path.parent.iterdir() if p.name.endswith(".partial")] == []
+    assert before.keys[7] in before.keys and len(before) == len(DenyList.load(live.path))
+
+
+def test_a_torn_or_tampered_snapshot_leaves_the_old_list(tmp_path: Path) -> None:
+    live, on_disk = live_list(tmp_path / "blocked.pgdl")
+    before = live.current
+    data = DenyList(big(200_000, seed=3), kind="blocked", scope="acme", version=2,
+                    issued_at=9).to_signed(KEY)
+    source = tmp_path / "v2.pgdl"
+    for cut in (10, 600, len(data) // 2, len(data) - 1):  # a download cut short
+        for torn in (data[:cut], source):
+            source.write_bytes(data[:cut])
+            with pytest.raises(FormatError) as info:
+                live.apply_signed(torn, TRUST)
+            assert type(info.value) is FormatError, info.value
+            unchanged(live, before, on_disk)
+    start = len(data) - 200_000 * 8
+    for at in (start + 8 * 150_000 + 7, len(data) - 1):  # an entry's top byte (out of order), its last
+        tampered = bytearray(data)
+        tampered[at] ^= 0x80
+        source.write_bytes(tampered)
+        for torn in (bytes(tampered), source):
+            with pytest.raises(SignatureError, match="digest"):
+                live.apply_signed(torn, TRUST)
+            unchanged(live, before, on_disk)
+    source.write_bytes(data)
+    new = live.apply_signed(source, TRUST)
+    assert live.current is new and new.version == 2 and isinstance(backing(new), mmap.mmap)
+    assert new.same_entries(read_signed(data, TRUST))  # type: ignore[arg-type]
+    assert (new.signer, DenyList.map(live.path).signer) == (key_id(KEY), key_id(KEY))
+
+
+@pytest.mark.parametrize("where", ["flush-behind", "last-fsync", "write"])
+@pytest.mark.parametrize("update", ["delta", "snapshot"])
+def test_a_write_that_fails_leaves_the_old_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                where: str, update: str) -> None:
+    live, on_disk = live_list(tmp_path / "blocked.pgdl")
+    before = live.current
+    data = (delta(1, adds=IDS[:50], removes=[]) if update == "delta" else
+            DenyList(big(300_000, seed=3), kind="blocked", scope="acme", version=2,
+                     issued_at=9).to_signed(KEY))  # a block (2 MiB) written before the last step
+    real_fsync, real_le = os.fsync, denylist._little_endian
+    monkeypatch.setattr(denylist, "_FLUSH", 1)  # the flush-behind thread flushes after every step
+    failed = threading.Event()
+
+    def fsync(fd: int) -> None:
+        flusher = threading.current_thread().name == "denylist-flush"
+        if where == ("flush-behind" if flusher else "last-fsync"):
+            failed.set()
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    def little_endian(keys: np.ndarray) -> memoryview:
+        if len(keys) < 100_000:  # the last step
+            if where == "write":
+                raise OSError(28, "No space left on device")
+            if where == "flush-behind":
+                assert failed.wait(10)  # the flush of the steps before it failed meanwhile
+        return real_le(keys)
+
+    monkeypatch.setattr(denylist, "_little_endian", little_endian)
+    monkeypatch.setattr(denylist.os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error" if where != "write" else "No space"):
+        live.apply_signed(data, TRUST)
+    unchanged(live, before, on_disk)
+    monkeypatch.undo()
+    assert live.apply_signed(data, TRUST).version == 2
+
+
+def test_list_files_are_written_in_whole_aligned_blocks() -> None:
+    """So that the page cache can hold (and the kernel map) the file in 2 MiB pages."""
+    writes: list[bytes] = []
+    flushed: list[int] = []
+
+    class File:
+        def write(self, data: memoryview) -> None:
+            writes.append(bytes(data))
+
+    class Flusher:
+        def wrote(self, size: int) -> None:
+            flushed.append(size)
+
+    blocks = denylist._Blocks(File(), Flusher())  # type: ignore[arg-type]
+    data = bytes(range(256)) * 40_000
+    for start, end in ((0, 100), (100, 3_000_000), (3_000_000, 4_194_304), (4_194_304, len(data))):
+        blocks.write(memoryview(data)[start:end])
+    blocks.close()
+    block = denylist._BLOCK
+    whole, rest = divmod(len(data), block)
+    assert [len(w) for w in writes] == [block] * whole + [rest] == flushed
+    assert b"".join(writes) == data and block == 2 << 20
+
+
+def test_a_partial_file_left_by_a_killed_writer_is_ignored_and_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "blocked.pgdl"
+    local_file(path, IDS[:5])
+    (tmp_path / "blocked.pgdl.partial").write_bytes(b"PGDL half a li")
+    live = LiveDenyList(path, kind="blocked", scope="acme")
+    assert live.current.version == 2 and all(pass_id in live for pass_id in IDS[:5])
+    live.apply_signed(delta(2, adds=IDS[5:6]), TRUST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked.pgdl"]
+    assert DenyList.map(path).same_entries(DenyList.from_ids(IDS[:6]))
+
+
+def test_readers_holding_old_lists_keep_answering_while_their_files_are_replaced(tmp_path: Path) -> None:
+    """Each version's file is replaced by the next (snapshots copied, deltas merged); a reader
+    that still holds a version keeps its mapping, and answers for it, until it lets go; then the
+    replaced files' pages are gone (no mapping leaks)."""
+    members = {1: IDS[:100], 2: IDS[100:200]}
+    for version in range(3, 9):
+        members[version] = members[version - 1][10:] + IDS[90 + 10 * version : 100 + 10 * version]
+    path = tmp_path / "blocked.pgdl"
+    DenyList.from_ids(members[1], kind="blocked", scope="acme", version=1, issued_at=0).save(path)
+    live = LiveDenyList(path, kind="blocked", scope="acme")
+    held = {1: live.current}
+    stop, errors = threading.Event(), []
+
+    def reader() -> None:
+        while not stop.is_set():
+            dl = live.current
+            if {p for p in IDS if p in dl} != set(members[dl.version]):
+                errors.append(f"version {dl.version} answered wrongly")
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        live.apply_signed(snapshot(members[2], 2), TRUST)
+        held[2] = live.current
+        for version in range(3, 9):
+            old, new = set(members[version - 1]), set(members[version])
+            live.apply_signed(delta(version - 1, sorted(new - old), sorted(old - new)), TRUST)
+            held[version] = live.current
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert not errors
+    assert all(isinstance(backing(dl), mmap.mmap) for dl in held.values())
+    assert deleted_mappings(tmp_path) == [f"{path} (deleted)"]  # one line per replaced file: all alike
+    for version, dl in held.items():
+        assert dl.version == version and {p for p in IDS if p in dl} == set(members[version])
+    del dl
+    held.clear()
+    gc.collect()
+    assert deleted_mappings(tmp_path) == [] and open_files(tmp_path) == [str(path)]
+    assert live.current.version == 8
+
+
+def test_read_header_takes_bytes_too(tmp_path: Path) -> None:
+    data = delta(4, adds=IDS[10:13], removes=IDS[:2])
+    (tmp_path / "d.pgdl").write_bytes(data)
+    assert denylist.read_header(data, TRUST) == denylist.read_header(tmp_path / "d.pgdl", TRUST)
