@@ -268,6 +268,7 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("events_gate_seq", "gate_id", "seq"),  # a gate's events in hub order (the console's pages)
+        Index("events_venue_t", "venue_id", "t", "seq"),  # pages filtered by time, in time order
         Index("events_venue_redemption_pos", "venue_id", "pos", "seq",
               sqlite_where=_IS_REDEMPTION, postgresql_where=_IS_REDEMPTION),
         Index("events_pass", "pass_id", sqlite_where=_HAS_PASS, postgresql_where=_HAS_PASS),

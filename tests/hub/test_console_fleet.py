@@ -143,3 +143,26 @@ def test_a_thousand_gates_on_one_page(browser_page: Page, hub: HubServer) -> Non
     browser_page.fill("#q", "metro-09")
     browser_page.click("form.filters button")
     expect(browser_page.locator("#gates tbody tr")).to_have_count(100)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # drawing, not queries
+def test_what_a_gate_reports_is_shown_as_text_never_as_markup(browser_page: Page, hub: HubServer) -> None:
+    """Its fault, scanner names, software version and list names come from the gate: a compromised
+    gate must not be able to put markup or script on an operator's page."""
+    tokens = setup_venue(hub, hub.admin())
+    hostile = '<img src=x onerror="window.pwned=1"><b>'
+    body = wire.dump(wire.Heartbeat(
+        t=time.time(), version=f"1.0{hostile}", protocol=wire.PROTOCOL_VERSION, backlog=0, state="FAULT",
+        lists={f"x{hostile}": wire.ListHealth(version=1, age_s=5.0)},
+        health={"fault": f"disk {hostile}", "scanners": [{"source": f"serial:{hostile}", "connected": False}]}))
+    r = gate_client(tokens["g1"]).post(f"{hub.url}/v1/gates/arena-g1/heartbeat", json=body, timeout=TIMEOUT,
+                                       headers={wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)})
+    assert r.status_code == 200, r.text
+    totp = make_operator(hub, "eve", Role.VIEWER, venues=("arena",))
+    sign_in(browser_page, hub, "eve", PASSWORD, totp.now())
+    browser_page.goto(f"{hub.url}/console/fleet")
+    row = browser_page.locator('#gates tr[data-gate="arena-g1"]')
+    for cell in (f"disk {hostile}", f"serial:{hostile}", f"1.0{hostile}"):
+        expect(row).to_contain_text(cell)
+    assert row.locator("img").count() == 0 and row.locator("td b").count() == 1  # the gate's name only
+    assert browser_page.evaluate("window.pwned") is None

@@ -46,7 +46,8 @@ from .. import audit, fleet, operators, ops, scope, sealing
 from ..auth import hash_secret
 from ..dates import when_in
 from ..models import ConsoleSession, Gate, Operator, Venue, Zone
-from . import charts, sheets
+from . import charts, fleet_table, sheets
+from .fleet_table import ago
 
 PREFIX = "/console"
 SESSION_COOKIE = "passgate_session"
@@ -132,18 +133,6 @@ def home(request: Request) -> Response:
                      grants=grants, csrf=who.csrf)
 
 
-def ago(seconds: float | None) -> str:
-    """A duration as a person reads it: "12 s", "5 min", "3 h", "2 days"."""
-    if seconds is None:
-        return "–"
-    seconds = abs(seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
 
 
 templates.env.filters["ago"] = ago
@@ -174,7 +163,7 @@ def fleet_page(request: Request, venue: Annotated[str, Query(max_length=64)] = "
         zones = {name: ZoneInfo(tz) for name, tz in db.execute(select(Venue.name, Venue.timezone))}
         seen = {g.gate_id: when_in(g.last_seen, zones.get(g.venue, ZoneInfo("UTC"))) for g in shown}
         return _page(request, "fleet.html", operator=who.operator.name, csrf=who.csrf, now=now,
-                     gates=shown, total=len(gates), counts=counts, alerts=alerts, seen=seen,
+                     rows=fleet_table.rows(shown, now, seen), total=len(gates), counts=counts, alerts=alerts,
                      venues=sorted({g.venue for g in gates}),
                      filters={"venue": venue, "status": status, "q": q, "sort": sort, "order": order,
                               "offline_minutes": offline_minutes},
@@ -313,7 +302,12 @@ class EventFilter:
 
         return {"gate_id": self.gate or None, "zone": self.zone or None,
                 "pass_id": self.pass_id.lower() or None, "reason": self.reason or None,
-                "since": moment(self.since), "until": moment(self.until)}
+                "since": moment(self.since), "until": moment(self.until), "by_time": self.by_time}
+
+    @property
+    def by_time(self) -> bool:
+        """Filtered by time, pages go in the gates' time order (an index range); else in hub order."""
+        return bool(self.since or self.until)
 
 
 def _event_filter(gate: str, zone: str, pass_id: str, reason: str, since: str, until: str) -> EventFilter:
@@ -336,9 +330,11 @@ def events_page(request: Request, venue: Text64 = "", gate: Text64 = "", zone: T
                 pass_id: Annotated[str, Query(max_length=32)] = "", reason: Text64 = "",
                 since: Annotated[str, Query(max_length=32)] = "",
                 until: Annotated[str, Query(max_length=32)] = "",
-                after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Response:
+                after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                after_t: Annotated[float | None, Query(ge=-2**40, le=2**40)] = None) -> Response:
     """A venue's events, filtered by gate, zone, pass, reason and time (the gate's clock, in the
-    venue's time zone), a page at a time; the same filters export as CSV."""
+    venue's time zone), a page at a time (in hub order; filtered by time, in time order, the next
+    page after ``after_t`` and ``after``); the same filters export as CSV."""
     with request.app.state.sessions() as db:
         who = signed_in(request, db)
         if who is None:
@@ -351,14 +347,16 @@ def events_page(request: Request, venue: Text64 = "", gate: Text64 = "", zone: T
         chosen = _event_filter(gate, zone, pass_id, reason, since, until)
         error, rows = None, []
         try:
-            rows = [_event_row(e, tz) for e in ops.query_events(db, target, after=after, limit=EVENT_PAGE,
-                                                                 **chosen.query(tz))]
+            rows = [_event_row(e, tz) for e in ops.query_events(
+                db, target, after=after, after_t=after_t if chosen.by_time else None, limit=EVENT_PAGE,
+                **chosen.query(tz))]
         except ValueError:
             error = "a time is written as 2026-12-24T18:00"
         return _page(request, "events.html", 400 if error else 200, operator=who.operator.name, csrf=who.csrf,
                      page="events", venue=target.name, venues=_venue_names(db, who), timezone=target.timezone,
                      rows=rows, filters=chosen, error=error, after=after,
                      next_after=rows[-1]["seq"] if len(rows) == EVENT_PAGE else None,
+                     next_after_t=repr(rows[-1]["t"]) if len(rows) == EVENT_PAGE and chosen.by_time else None,
                      zones=list(db.scalars(select(Zone.name).where(Zone.venue_id == target.id)
                                            .order_by(Zone.name))))
 
@@ -391,12 +389,13 @@ def events_csv(request: Request, venue: Text64 = "", gate: Text64 = "", zone: Te
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(EVENT_COLUMNS)
-        after = 0
+        after, after_t = 0, None
         while True:
             with request.app.state.sessions() as db:
                 venue_row = db.get(Venue, venue_id)
                 assert venue_row is not None
-                chunk = ops.query_events(db, venue_row, after=after, limit=EXPORT_CHUNK, **query)
+                chunk = ops.query_events(db, venue_row, after=after, after_t=after_t, limit=EXPORT_CHUNK,
+                                         **query)
             for event in chunk:
                 row = _event_row(event, tz)
                 writer.writerow([row[c] if row[c] is not None else "" for c in EVENT_COLUMNS])
@@ -405,7 +404,7 @@ def events_csv(request: Request, venue: Text64 = "", gate: Text64 = "", zone: Te
             buffer.truncate()
             if len(chunk) < EXPORT_CHUNK:
                 return
-            after = chunk[-1].seq
+            after, after_t = chunk[-1].seq, chunk[-1].t if chosen.by_time else None
 
     name = f"events-{target.name}-{datetime.now(tz):%Y%m%d-%H%M}.csv"
     return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
