@@ -11,6 +11,12 @@ written to the list's local file a step at a time and mapped from it (never a se
 list in memory: see ``passgate.denylist``), swapped in atomically, and its signed file kept in
 ``applied/`` under a name that sorts by version (``revoked-0000000012.snapshot.pgdl``); a snapshot
 makes the files before it unnecessary.
+
+A list's age is how long ago its signer last vouched for it: the newer of its version's signing
+time and the newest freshness statement for that very version (``passgate.freshness``, sent by a
+hub of protocol 3 with each bundle, kept in ``<kind>.fresh`` across restarts). A statement for
+another version says nothing of the list held and is not kept; one that cannot be read back at
+start is ignored (the list is then as old as its signature: never fresher than it should be).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from passgate import TrustStore
+from passgate import TrustStore, freshness
 from passgate.denylist import (
     DEFAULT_MAX_BYTES,
     KINDS,
@@ -83,6 +89,7 @@ class DenyLists:
         self.clock = clock
         self.live: dict[str, LiveDenyList] = {}
         self.damaged: dict[str, str] = {}  # kind -> why it could not be rebuilt (version 0 meanwhile)
+        self.fresh: dict[str, freshness.Freshness] = {}  # kind -> newest statement for its version
         kinds = tuple(kinds)
         if kinds and layout is None:
             raise ValueError("deny lists need a directory")
@@ -90,6 +97,19 @@ class DenyLists:
             layout.make()
             for kind in kinds:
                 self.live[kind] = self._open(layout, kind, trust)
+                self._read_fresh(layout, kind, trust)
+
+    def _read_fresh(self, layout: ListsLayout, kind: str, trust: Callable[[], TrustStore]) -> None:
+        path = layout.fresh(kind)
+        if not path.exists():
+            return
+        try:
+            statement = freshness.read(path.read_bytes(), trust())
+        except (freshness.FreshnessError, OSError) as exc:
+            log.warning("%s list: its freshness statement %s is ignored (%s)", kind, path, exc)
+            return
+        if statement.applies_to(kind, self.scope, self.live[kind].current.version):
+            self.fresh[kind] = statement
 
     def _open(self, layout: ListsLayout, kind: str, trust: Callable[[], TrustStore]) -> LiveDenyList:
         path = layout.local(kind)
@@ -131,7 +151,39 @@ class DenyLists:
 
     def stale(self, now: float) -> bool:
         """Any list held is older than allowed (a lost list is version 0: always stale)."""
-        return any(live.current.age(now) > self.max_age_s for live in self.live.values())
+        max_age_s = self.max_age_s
+        return any(now - self._vouched_at(kind, live.current) > max_age_s for kind, live in self.live.items())
+
+    def _vouched_at(self, kind: str, current: DenyList) -> float:
+        """When the signer last vouched for ``current``: its signing time, or a later statement's."""
+        statement = self.fresh.get(kind)
+        if statement is not None and statement.version == current.version and current.version:
+            return max(current.issued_at, statement.as_of)
+        return current.issued_at
+
+    def age(self, kind: str, now: float) -> float:
+        """Seconds since the list of ``kind`` was last vouched for (``stale`` compares these)."""
+        return now - self._vouched_at(kind, self.live[kind].current)
+
+    def apply_fresh(self, data: bytes, trust: TrustStore) -> bool:
+        """Take a signed freshness statement for a list held (verified against ``trust``, the
+        hub's list keys); True when it made the list fresher. Raises ``FreshnessError`` for one
+        that does not verify or names another scope; one for another version than the list held
+        (the update that brings that version did not apply) or older than the one kept is
+        ignored. Kept in ``<kind>.fresh`` (atomically) so a restart does not make a list stale."""
+        statement = freshness.read(data, trust)
+        if statement.scope != self.scope:
+            raise freshness.FreshnessError(f"statement for scope {statement.scope!r}, not {self.scope!r}")
+        live = self.live.get(statement.kind)
+        if live is None or not statement.applies_to(statement.kind, self.scope, live.current.version):
+            return False
+        kept = self.fresh.get(statement.kind)
+        if kept is not None and kept.version == statement.version and kept.as_of >= statement.as_of:
+            return False
+        if self.layout is not None:
+            atomic_write(self.layout.fresh(statement.kind), [data])
+        self.fresh[statement.kind] = statement
+        return True
 
     # -- updates ------------------------------------------------------------------------------
     def apply_signed(self, source: bytes | Path, trust: TrustStore) -> DenyList:
@@ -181,8 +233,9 @@ class DenyLists:
         out: dict[str, dict[str, Any]] = {}
         for kind, live in self.live.items():
             current = live.current
+            age = now - self._vouched_at(kind, current)
             out[kind] = {"version": current.version, "entries": len(current),
-                         "age_s": round(current.age(now), 1) if current.version else None,
-                         "stale": current.age(now) > self.max_age_s,
+                         "age_s": round(age, 1) if current.version else None,
+                         "stale": age > self.max_age_s,
                          "damaged": self.damaged.get(kind)}
         return out

@@ -77,7 +77,7 @@ class ListDropFolder:
         except SequenceError as exc:
             live = self.lists.live.get(header.kind)
             current = live.current.version if live is not None else 0
-            if header.is_delta and header.version - 1 > current:
+            if header.base is not None and header.base > current:
                 if path.name not in self._waiting:
                     self._waiting.add(path.name)
                     log.warning("%s: waiting for the deltas before it (%s)", path.name, exc)

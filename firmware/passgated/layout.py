@@ -15,6 +15,7 @@
       lists/                    deny lists when a hub supplies them and [denylist] dir is not set
     <lists>/                    [denylist] dir
       revoked.pgdl, blocked.pgdl   the gate's local copies (checksummed, verified when they arrived)
+      revoked.fresh, blocked.fresh the newest signed statement that the copy is current (protocol 3)
       incoming/                 signed files dropped in, applied in version order
       applied/                  the signed files the local copies were built from (rebuild source)
       rejected/                 files that can never apply, each with a .why note
@@ -58,6 +59,9 @@ class ListsLayout:
 
     def local(self, kind: str) -> Path:
         return self.root / f"{kind}.pgdl"
+
+    def fresh(self, kind: str) -> Path:
+        return self.root / f"{kind}.fresh"
 
     def make(self) -> None:
         for folder in (self.root, self.incoming, self.applied, self.rejected):

@@ -170,8 +170,9 @@ class StatusCollector:
         yield failures
         now = gate.clock.wall()
         ages = GaugeMetricFamily("passgate_deny_list_age_seconds",
-                                 "Age of each deny list the gate holds (since 1970 for one it lost).",
+                                 "Seconds since each deny list the gate holds was last vouched for (signed, "
+                                 "or a freshness statement; since 1970 for one it lost).",
                                  labels=["list"])
-        for kind, live in gate.lists.live.items():
-            ages.add_metric([kind], live.current.age(now))
+        for kind in gate.lists.live:
+            ages.add_metric([kind], gate.lists.age(kind, now))
         yield ages

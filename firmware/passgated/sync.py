@@ -120,6 +120,13 @@ def _retry_after(value: str | None, now: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+def _unbase64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"{what} is not base64") from exc
+
+
 def _session(hub: HubSpec) -> requests.Session:
     """Connection errors are retried twice at once (a blip); everything else waits for the next
     round's backoff, which ``close`` can interrupt."""
@@ -364,12 +371,10 @@ class SyncClient:
                 continue
             try:  # each list on its own: one refused update does not hold back the other list
                 for update in info.updates:
-                    try:
-                        data = base64.b64decode(update, validate=True)
-                    except binascii.Error as exc:
-                        raise ValueError("an update is not base64") from exc
-                    self.lists.apply_signed(data, self._list_trust)  # the hub's list keys only
-            except (DenyListError, ValueError) as exc:
+                    self.lists.apply_signed(_unbase64(update, "an update"), self._list_trust)  # hub's keys
+                if info.fresh is not None:  # after the updates: it speaks of the version they bring
+                    self.lists.apply_fresh(_unbase64(info.fresh, "a freshness statement"), self._list_trust)
+            except (DenyListError, ValueError) as exc:  # FreshnessError is a ValueError
                 problems.append(f"{kind} list: {exc}")
         if problems:
             raise ValueError("; ".join(problems))
@@ -487,7 +492,7 @@ class SyncClient:
         if self.lists is None:
             return {}
         return {kind: {"version": live.current.version,
-                       "age_s": live.current.age(now) if live.current.version else None}
+                       "age_s": self.lists.age(kind, now) if live.current.version else None}
                 for kind, live in self.lists.live.items()}
 
     # -- background worker ---------------------------------------------------------------------

@@ -150,6 +150,7 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY,
     app.state.sessions = db.session_factory(engine)
     app.state.purger = retention.Purger(app.state.sessions, every_s=purge_every_s)
     app.state.snapshots = denylists.SnapshotCache()
+    app.state.freshness = denylists.FreshnessCache()
     app.include_router(gates.router)
     app.include_router(gates.enroll_router)
     app.include_router(admin.router)

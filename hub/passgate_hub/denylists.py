@@ -2,11 +2,19 @@
 
 Each change (a batch of revocations, blocks or unblocks) takes a venue's list from version N to
 N + 1 and stores the signed delta file right away, so serving a gate that is a few versions behind
-is a primary-key read. A gate that is new or far behind gets a signed snapshot, built from the
-rows and cached per version. The scope of a venue's lists is the venue's name.
+is a primary-key read. A gate further behind (away for a week) gets one compacted delta from its
+version to the newest, built from the entries added and removed in between (indexed by version)
+and cached; a new gate, one in an older epoch, or one whose changes would outweigh the list, gets
+a signed snapshot, built from the rows and cached per version. The scope of a venue's lists is the
+venue's name.
 
-Lists are re-signed with an empty delta when their newest version is older than ``REFRESH_S``:
-a gate's stale-list policy judges the age of the signature, and a quiet list is not a stale one.
+A gate's stale-list policy judges how recently the hub vouched for its list, and a quiet list is
+not a stale one. A gate of protocol 3 is sent a signed freshness statement with each bundle ("list
+KIND at VERSION is current as of T", ``passgate.freshness``; T on a ``FRESH_EVERY_S`` grid, so every
+worker signs the same bytes and a gate's ETag changes only that often), so a version changes only
+when entries change and a gate that was away for a week catches up with the deltas of real changes.
+For older gates, lists are re-signed with an empty delta when their newest version is older than
+``REFRESH_S``, as before; a list still at version 0 (never signed) gets its first version either way.
 
 Epochs (``version = epoch << 32 | change``, see ``passgate.denylist``): a gate reporting a version
 this hub never reached means the hub was restored from a backup and its versions went back. The
@@ -25,18 +33,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from passgate import denylist
+from passgate import denylist, freshness
 from passgate.cose import PrivateKey
 
 from .keys import held_key
 from .models import DenyDelta, DenyEntry, DenyList, DenySnapshot, Venue
 
 KINDS = denylist.KINDS
-MAX_DELTAS = 32  # further behind than this, a snapshot is smaller and faster to apply
+MAX_DELTAS = 32  # further behind than this, one compacted delta (or a snapshot)
 REFRESH_S = 3600.0
+FRESH_EVERY_S = 300  # freshness statements are signed for times on this grid
+FRESH_PROTOCOL = 3  # the first gate protocol that reads freshness statements
 EPOCH_ZERO = 1_704_067_200  # 2024-01-01T00:00:00Z; an epoch is the minute it began, counted from here
 EPOCH_EVERY_S = 300  # a new epoch at most this often, whatever gates report
 log = logging.getLogger(__name__)
@@ -110,9 +120,11 @@ def _bump(db: Session, venue: Venue, row: DenyList, adds: list[str], removes: li
 
 def refreshed_versions(db: Session, venue: Venue, have: Mapping[str, int] | None = None,
                        signed: Mapping[str, int | None] | None = None, *,
-                       now: float | None = None) -> tuple[dict[str, tuple[int, int]], bool]:
+                       now: float | None = None, by_age: bool = True,
+                       ) -> tuple[dict[str, tuple[int, int]], bool]:
     """``(current_versions, changed)``, after re-signing lists whose newest version is older than
-    ``REFRESH_S`` (empty delta) and starting a new epoch for lists a gate holds ahead of this hub
+    ``REFRESH_S`` (empty delta; ``by_age=False``, for a gate that reads freshness statements: only
+    a list still at version 0) and starting a new epoch for lists a gate holds ahead of this hub
     (``have``: the gate's versions by kind; see the module docstring), or at this hub's version
     but signed at another time (``signed``: a restored hub that reached the number again with
     other contents). The caller commits when ``changed``."""
@@ -128,8 +140,11 @@ def refreshed_versions(db: Session, venue: Venue, have: Mapping[str, int] | None
 
     versions = current_versions(db, venue)
 
+    def old(version: int, issued_at: int) -> bool:
+        return version == 0 or (by_age and now - issued_at >= REFRESH_S)
+
     def due(kind: str, version: int, issued_at: int) -> bool:
-        return (now - issued_at >= REFRESH_S or _restart(version, have.get(kind, 0), now)
+        return (old(version, issued_at) or _restart(version, have.get(kind, 0), now)
                 or forked(kind, version, issued_at))
 
     if not any(due(kind, *current) for kind, current in versions.items()):
@@ -141,7 +156,7 @@ def refreshed_versions(db: Session, venue: Venue, have: Mapping[str, int] | None
                         "another time (restored from a backup?): a new epoch begins", venue.name, kind,
                         denylist.describe_version(have[kind]), denylist.describe_version(row.version))
             row.version, row.issued_at = denylist.make_version(_minute(now)), int(now)
-        elif now - row.issued_at >= REFRESH_S:
+        elif old(row.version, row.issued_at):
             _bump(db, venue, row, [], [], now)
         versions[kind] = (row.version, row.issued_at)
     return versions, True
@@ -167,11 +182,45 @@ def current_versions(db: Session, venue: Venue) -> dict[str, tuple[int, int]]:
     return {kind: (version, issued_at) for kind, version, issued_at in rows}
 
 
+def fresh_as_of(now: float) -> int:
+    """The time a statement signed now vouches for: ``now`` down to the ``FRESH_EVERY_S`` grid."""
+    return int(now) // FRESH_EVERY_S * FRESH_EVERY_S
+
+
+class FreshnessCache:
+    """Signed freshness statements by (venue, kind, version, as_of): one signature a list a grid
+    step per process (Ed25519 is deterministic: every worker makes the same bytes)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._items: OrderedDict[tuple[int, str, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+
+    def get(self, db: Session, venue: Venue, kind: str, version: int, as_of: int) -> bytes | None:
+        """The statement that ``kind`` at ``version`` is current as of ``as_of``; None for a list
+        never signed (version 0) or an offline issuer's venue (the hub holds no key to sign with)."""
+        if version == 0 or venue.offline:
+            return None
+        key = (venue.id, kind, version, as_of)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        data = freshness.sign(signing_key(db, venue), kind=kind, scope=venue.name, version=version,
+                              as_of=as_of)
+        with self._lock:
+            self._items[key] = data
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return data
+
+
 class SnapshotCache:
-    """Signed snapshots by (venue, kind, version): built once per version, a few kept."""
+    """Signed snapshots by (venue, kind, version) and compacted deltas by (venue, kind, base,
+    version): built once, a few kept."""
 
     def __init__(self, size: int = 64) -> None:
-        self._items: OrderedDict[tuple[int, str, int], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[int | str, ...], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.size = size
 
@@ -190,25 +239,72 @@ class SnapshotCache:
         ids = [bytes.fromhex(p) for p in _active(db, venue, kind)]
         data = denylist.DenyList.from_ids(ids, kind=kind, scope=venue.name, version=version,
                                           issued_at=issued_at).to_signed(signing_key(db, venue))
+        self._keep(key, data)
+        return data
+
+    def compacted(self, db: Session, venue: Venue, kind: str, have: int, current: tuple[int, int]
+                  ) -> bytes | None:
+        """One signed delta from ``have`` to ``current`` (version, issued_at); None when a snapshot
+        is as small (more changes than half the list)."""
+        version, issued_at = current
+        key = (venue.id, kind, have, version)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        adds, removes = changes_between(db, venue, kind, have, version)
+        size = db.scalar(select(func.count()).select_from(DenyEntry).where(
+            DenyEntry.venue_id == venue.id, DenyEntry.kind == kind, DenyEntry.version_removed.is_(None))) or 0
+        if len(adds) + len(removes) > max(MAX_DELTAS, size // 2):
+            return None
+        data = denylist.Delta.from_ids(
+            kind=kind, scope=venue.name, base=have, version=version, issued_at=issued_at,
+            adds=[bytes.fromhex(p) for p in adds], removes=[bytes.fromhex(p) for p in removes],
+        ).to_signed(signing_key(db, venue))
+        self._keep(key, data)
+        return data
+
+    def _keep(self, key: tuple[int | str, ...], data: bytes) -> None:
         with self._lock:
             self._items[key] = data
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
-        return data
+
+
+def changes_between(db: Session, venue: Venue, kind: str, have: int, version: int
+                    ) -> tuple[set[str], set[str]]:
+    """(added, removed) pass ids from the list at ``have`` to the list at ``version``: entries
+    that came after ``have`` and are still there at ``version``, and entries there at ``have``
+    and gone by ``version``. A pass unblocked and blocked again in between is in both: it was
+    there at either end, so it is in neither."""
+    mine = (DenyEntry.venue_id == venue.id, DenyEntry.kind == kind)
+    added = set(db.scalars(select(DenyEntry.pass_id).where(
+        *mine, DenyEntry.version_added > have, DenyEntry.version_added <= version,
+        (DenyEntry.version_removed.is_(None)) | (DenyEntry.version_removed > version))))
+    removed = set(db.scalars(select(DenyEntry.pass_id).where(
+        *mine, DenyEntry.version_removed > have, DenyEntry.version_removed <= version,
+        DenyEntry.version_added <= have)))
+    both = added & removed
+    return added - both, removed - both
 
 
 def updates_for(db: Session, venue: Venue, kind: str, have: int, current: tuple[int, int],
                 cache: SnapshotCache) -> list[bytes]:
     """Signed files that take a gate holding version ``have`` to ``current`` (version, issued_at),
-    in order: nothing, the deltas, or one snapshot (new gate, far behind, or in an older epoch).
-    A gate ahead gets nothing: it would refuse an older snapshot, and ``refreshed_versions``
-    starts the epoch that brings it forward."""
+    in order: nothing, the deltas, one compacted delta (further behind than ``MAX_DELTAS``), or
+    one snapshot (a new gate, one in an older epoch, or changes outweighing the list). A gate ahead
+    gets nothing: it would refuse an older snapshot, and ``refreshed_versions`` starts the epoch
+    that brings it forward."""
     version, issued_at = current
     if have >= version or version == 0:
         return []
     if venue.offline:
         return _uploaded(db, venue, kind, have, version)
     if version - have > MAX_DELTAS:
+        if have and denylist.epoch_of(have) == denylist.epoch_of(version):
+            compacted = cache.compacted(db, venue, kind, have, current)
+            if compacted is not None:
+                return [compacted]
         return [cache.get(db, venue, kind, version, issued_at)]
     return list(db.scalars(select(DenyDelta.data).where(DenyDelta.venue_id == venue.id,
                                                         DenyDelta.kind == kind,

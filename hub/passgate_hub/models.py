@@ -228,7 +228,10 @@ class DenyEntry(Base):
     """One pass on a list from ``version_added`` until ``version_removed`` (unblocked), if ever."""
 
     __tablename__ = "deny_entries"
-    __table_args__ = (Index("deny_entries_pass", "venue_id", "kind", "pass_id"),)
+    __table_args__ = (Index("deny_entries_pass", "venue_id", "kind", "pass_id"),
+                      # the changes between two versions (a compacted delta), from either end
+                      Index("deny_entries_added", "venue_id", "kind", "version_added"),
+                      Index("deny_entries_removed", "venue_id", "kind", "version_removed"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
     kind: Mapped[str] = mapped_column(String(8))

@@ -47,8 +47,9 @@ File format (all integers little-endian)::
   rename, fsync of the directory.
 
 Data: a snapshot or local file holds ``count`` entries sorted ascending and unique; a delta holds
-its ``adds`` then its ``removes``, each sorted and unique, disjoint. A delta takes version N to
-N + 1 exactly; anything else is refused with a ``DenyListError`` and changes nothing.
+its ``adds`` then its ``removes``, each sorted and unique, disjoint. A delta takes version N to a
+later version (N + 1, or a later one for a compacted delta: every change in between at once), and
+applies only to a list at N; anything else is refused with a ``DenyListError`` and changes nothing.
 
 Versions carry an epoch: ``version = epoch << 32 | counter`` (``make_version``). A hub restored
 from a backup counts from an older version than its gates hold; it starts a new epoch, whose
@@ -446,7 +447,9 @@ class DenyList:
 
 @dataclass(frozen=True, eq=False)
 class Delta:
-    """Changes from version ``base`` to ``base + 1`` of one list, as entry keys.
+    """Changes from version ``base`` to ``base + 1`` of one list, as entry keys; or, compacted, to
+    a later version ``upto``: every change in between at once (a hub sends a gate that was away one
+    delta instead of many, or a snapshot). Applies only to a list at ``base``, like any delta.
 
     Build one with ``Delta.from_ids`` or ``Delta.between``; read a signed one with ``read_signed``.
     """
@@ -458,9 +461,16 @@ class Delta:
     adds: np.ndarray
     removes: np.ndarray
     signer: bytes | None = None
+    upto: int | None = None  # the version it brings the list to, when not ``base + 1``
 
     def __post_init__(self) -> None:
         _check_meta(self.kind, self.scope, self.base, self.issued_at)
+        if self.upto is not None:
+            _check_meta(self.kind, self.scope, self.upto, self.issued_at)
+            if self.upto <= self.base:
+                raise FormatError(f"a delta from version {self.base} must go to a later one, not {self.upto}")
+            if self.upto == self.base + 1:  # one spelling of one delta
+                object.__setattr__(self, "upto", None)
         object.__setattr__(self, "adds", _check_keys(self.adds, "added entries"))
         object.__setattr__(self, "removes", _check_keys(self.removes, "removed entries"))
         if self.kind == "revoked" and len(self.removes):
@@ -471,7 +481,7 @@ class Delta:
     @property
     def version(self) -> int:
         """The version this delta produces."""
-        return self.base + 1
+        return self.base + 1 if self.upto is None else self.upto
 
     @classmethod
     def from_ids(
@@ -483,22 +493,24 @@ class Delta:
         adds: Iterable[bytes] = (),
         removes: Iterable[bytes] = (),
         issued_at: int | None = None,
+        version: int | None = None,
     ) -> Delta:
-        """A delta adding and removing 16-byte pass ids; ``issued_at`` defaults to now."""
+        """A delta adding and removing 16-byte pass ids; ``issued_at`` defaults to now, ``version``
+        (the one it brings the list to) to ``base + 1``."""
         return cls(kind, scope, base, _now() if issued_at is None else issued_at,
-                   keys_from_ids(adds), keys_from_ids(removes))
+                   keys_from_ids(adds), keys_from_ids(removes), upto=version)
 
     @classmethod
     def between(cls, old: DenyList, new: DenyList, *, issued_at: int | None = None) -> Delta:
-        """The delta that turns ``old`` into ``new`` (which must be version ``old.version + 1``)."""
+        """The delta that turns ``old`` into ``new`` (a later version: compacted when not the next)."""
         if (old.kind, old.scope) != (new.kind, new.scope):
             raise MismatchError("both lists must have the same kind and scope")
-        if new.version != old.version + 1:
+        if new.version <= old.version:
             raise SequenceError(f"version {new.version} does not follow {old.version}")
         adds = np.setdiff1d(new.keys, old.keys, assume_unique=True)
         removes = np.setdiff1d(old.keys, new.keys, assume_unique=True)
         issued = new.issued_at if issued_at is None else issued_at
-        return cls(old.kind, old.scope, old.version, issued, adds, removes)
+        return cls(old.kind, old.scope, old.version, issued, adds, removes, upto=new.version)
 
     def to_signed(self, private_key: PrivateKey) -> bytes:
         """The signed delta file."""
@@ -533,10 +545,12 @@ def sign_delta(
     adds: Iterable[bytes] = (),
     removes: Iterable[bytes] = (),
     issued_at: int | None = None,
+    version: int | None = None,
 ) -> bytes:
-    """A signed delta file from version ``base`` to ``base + 1``, in one call (the hub's export)."""
+    """A signed delta file from version ``base`` to ``base + 1`` (or to ``version``, compacted), in
+    one call (the hub's export)."""
     delta = Delta.from_ids(kind=kind, scope=scope, base=base, adds=adds, removes=removes,
-                           issued_at=issued_at)
+                           issued_at=issued_at, version=version)
     return delta.to_signed(private_key)
 
 
@@ -1306,8 +1320,8 @@ def _decode_header(payload: bytes, expected: str | None) -> dict[str, Any]:
             raise FormatError(f"bad {name!r} field")
     _check_meta(header.get("kind"), header.get("scope"), header.get("version"),
                 header.get("issued_at"))
-    if kind_of_file == DELTA and header["version"] != header["base"] + 1:
-        raise FormatError("a delta must go from version N to N + 1")
+    if kind_of_file == DELTA and header["version"] <= header["base"]:
+        raise FormatError("a delta must go from version N to a later one")
     return header
 
 
@@ -1367,6 +1381,7 @@ class SignedHeader:
     is_delta: bool
     issued_at: int
     entries: int  # a snapshot's entries, or a delta's adds plus removes
+    base: int | None = None  # the version a delta applies to
 
 
 def read_header(source: bytes | str | Path, trust: TrustStore, *,
@@ -1379,7 +1394,8 @@ def read_header(source: bytes | str | Path, trust: TrustStore, *,
     is_delta = header["type"] == DELTA
     entries = header["adds"] + header["removes"] if is_delta else header["count"]
     return SignedHeader(kind=header["kind"], scope=header["scope"], version=header["version"],
-                        is_delta=is_delta, issued_at=header["issued_at"], entries=entries)
+                        is_delta=is_delta, issued_at=header["issued_at"], entries=entries,
+                        base=header["base"] if is_delta else None)
 
 
 def _build(header: dict[str, Any], data: np.ndarray, signer: bytes) -> DenyList | Delta:
@@ -1389,7 +1405,8 @@ def _build(header: dict[str, Any], data: np.ndarray, signer: bytes) -> DenyList 
     if header["type"] == SNAPSHOT:
         return DenyList(data, version=header["version"], signer=signer, **meta)
     adds, removes = data[: header["adds"]], data[header["adds"] :]
-    return Delta(base=header["base"], adds=adds, removes=removes, signer=signer, **meta)
+    return Delta(base=header["base"], adds=adds, removes=removes, signer=signer, upto=header["version"],
+                 **meta)
 
 
 class _Merge:

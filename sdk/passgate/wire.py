@@ -59,7 +59,7 @@ __all__ = [
     "parse",
 ]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: lists kept fresh by signed statements (ListUpdate.fresh), not new versions
 PROTOCOL_HEADER = "Passgate-Protocol"
 MAX_BATCH = 1000  # events in one upload
 MAX_REDEMPTIONS = 5000  # redemptions in one page
@@ -287,6 +287,9 @@ class ListUpdate:
     version: int = limits(ge=0, le=2**63 - 1)
     issued_at: int = limits(ge=0)
     updates: list[str] = limits(factory=list)  # base64 of signed delta or snapshot files, in order
+    # base64 of a signed ``passgate.freshness`` statement for ``version`` (protocol 3): the list is
+    # current as of its time, so a quiet list needs no new version to stay fresh
+    fresh: str | None = limits(max_length=2048, default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from passgate.denylist import (
     UntrustedKeyError,
     entry_key,
     inspect,
+    read_header,
     read_signed,
     sign_delta,
     sign_snapshot,
@@ -401,15 +402,41 @@ def test_delta_cannot_add_and_remove_the_same_id() -> None:
         Delta.from_ids(kind="blocked", scope="acme", base=1, adds=IDS[:2], removes=IDS[1:3])
 
 
-def test_signed_delta_header_must_go_to_the_next_version() -> None:
+def signed_delta_header(base: int, version: int) -> bytes:
     header = {"fmt": 1, "type": "delta", "hash": "sha256/8", "kind": "blocked", "scope": "acme",
-              "base": 1, "version": 3, "issued_at": 0, "adds": 0, "removes": 0,
+              "base": base, "version": version, "issued_at": 0, "adds": 0, "removes": 0,
               "digest": hashlib.sha256(b"").digest()}
     envelope = cose.sign1(cbor2.dumps(header), KEY, kid=key_id(KEY), external_aad=AAD)
     data = b"PGDL" + len(envelope).to_bytes(4, "little") + envelope
-    data += bytes(-len(data) % 8)
-    with pytest.raises(FormatError, match="N to N \\+ 1"):
-        read_signed(data, TRUST)
+    return data + bytes(-len(data) % 8)
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_signed_delta_header_must_go_to_a_later_version(version: int) -> None:
+    with pytest.raises(FormatError, match="from version N to a later one"):
+        read_signed(signed_delta_header(1, version), TRUST)
+    with pytest.raises(FormatError, match="must go to a later one"):
+        Delta("blocked", "acme", 1, 0, np.empty(0, np.uint64), np.empty(0, np.uint64), upto=version)
+
+
+def test_a_compacted_delta_applies_to_its_base_only_and_brings_the_list_to_its_version() -> None:
+    """Every change from version 2 to 7 at once: read back from its signed file, applied to the list
+    at 2 it gives the list at 7; the list at 3 refuses it, as any delta that does not follow."""
+    at_2 = DenyList.from_ids(IDS[:50], kind="blocked", scope="acme", version=2, issued_at=5)
+    at_7 = DenyList.from_ids(IDS[20:80], kind="blocked", scope="acme", version=7, issued_at=9)
+    compacted = Delta.between(at_2, at_7)
+    assert (compacted.base, compacted.version, compacted.upto) == (2, 7, 7)
+    read = read_signed(compacted.to_signed(KEY), TRUST)
+    assert isinstance(read, Delta) and (read.base, read.version) == (2, 7)
+    assert read_header(compacted.to_signed(KEY), TRUST).base == 2
+    after = at_2.apply(read)
+    assert after.same_entries(at_7) and (after.version, after.issued_at) == (7, 9)
+    with pytest.raises(SequenceError, match="does not follow"):
+        at_2.apply(Delta.between(at_2, at_7)).apply(read)
+    with pytest.raises(SequenceError):
+        Delta.between(at_7, at_2)
+    assert read_signed(signed_delta_header(1, 2), TRUST).upto is None  # type: ignore[union-attr]
+    assert Delta.from_ids(kind="blocked", scope="acme", base=1, version=2).upto is None  # one spelling
 
 
 # --- atomic swap and atomic save --------------------------------------------------------------

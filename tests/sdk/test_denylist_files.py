@@ -615,7 +615,7 @@ def test_deltas_check_what_they_are_given() -> None:
     assert (d.adds.tolist(), d.removes.tolist(), d.version) == ([1, 5], [3], 2)
 
 
-def test_a_delta_between_two_lists_only_for_the_next_version_of_the_same_list() -> None:
+def test_a_delta_between_two_lists_only_for_a_later_version_of_the_same_list() -> None:
     old = DenyList(keys(1, 2, 3), kind="blocked", scope="acme", version=4, issued_at=10)
     new = DenyList(keys(2, 3, 9), kind="blocked", scope="acme", version=5, issued_at=20)
     d = Delta.between(old, new)
@@ -624,8 +624,11 @@ def test_a_delta_between_two_lists_only_for_the_next_version_of_the_same_list() 
         Delta.between(old, DenyList(keys(2), kind="blocked", scope="other", version=5, issued_at=0))
     with pytest.raises(MismatchError):
         Delta.between(old, DenyList(keys(2), kind="revoked", scope="acme", version=5, issued_at=0))
-    with pytest.raises(SequenceError, match=r"^version 6 does not follow 4$"):
-        Delta.between(old, DenyList(keys(2), kind="blocked", scope="acme", version=6, issued_at=0))
+    for version in (3, 4):
+        with pytest.raises(SequenceError, match=rf"^version {version} does not follow 4$"):
+            Delta.between(old, DenyList(keys(2), kind="blocked", scope="acme", version=version, issued_at=0))
+    compacted = Delta.between(old, DenyList(keys(2), kind="blocked", scope="acme", version=6, issued_at=0))
+    assert (compacted.base, compacted.version, compacted.removes.tolist()) == (4, 6, [1, 3])
 
 
 def test_read_header_reports_a_verified_file_without_its_data(tmp_path: Path) -> None:
@@ -636,7 +639,7 @@ def test_read_header_reports_a_verified_file_without_its_data(tmp_path: Path) ->
     assert denylist.read_header(s, TRUST) == denylist.SignedHeader(
         kind="revoked", scope="zoo", version=4, is_delta=False, issued_at=1004, entries=7)
     assert denylist.read_header(str(d), TRUST) == denylist.SignedHeader(
-        kind="blocked", scope="acme", version=5, is_delta=True, issued_at=1005, entries=5)
+        kind="blocked", scope="acme", version=5, is_delta=True, issued_at=1005, entries=5, base=4)
     stranger = TrustStore()
     stranger.add(OTHER_KEY.public_key())
     with pytest.raises(UntrustedKeyError):

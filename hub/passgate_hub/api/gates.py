@@ -73,8 +73,9 @@ def bundle(*, request: Request, response: Response,
                                                  description="when the gate's revoked list was signed"),
            blocked_issued_at: int | None = Query(None, ge=0, le=2**62,
                                                  description="when the gate's blocked list was signed"),
-           gate: CurrentGate, db: DB) -> Any:
-    """Trusted keys, the deny-list updates from the gate's versions, and the gate's config.
+           gate: CurrentGate, protocol: Protocol, db: DB) -> Any:
+    """Trusted keys, the deny-list updates from the gate's versions, and the gate's config; for a
+    gate of protocol 3, a signed statement that each list is current (``ListUpdate.fresh``).
 
     Send the last ETag as If-None-Match: while nothing changed the answer is an empty 304.
     """
@@ -82,24 +83,34 @@ def bundle(*, request: Request, response: Response,
                              .where(Venue.id == gate.venue_id)).one()
     have = {"revoked": revoked, "blocked": blocked}
     signed = {"revoked": revoked_issued_at, "blocked": blocked_issued_at}
+    reads_freshness = protocol >= denylists.FRESH_PROTOCOL
     # a gate ahead, or holding this version number with other contents: a new epoch
     try:
-        versions, changed = denylists.refreshed_versions(db, venue, have, signed)
+        versions, changed = denylists.refreshed_versions(db, venue, have, signed, by_age=not reads_freshness)
     except sealing.SealingError as exc:  # lists stay as signed; the gate's stale policy judges them
         log.warning("%s: lists not re-signed: %s", venue.name, exc)
         db.rollback()
         versions, changed = denylists.current_versions(db, venue), False
     if changed:
         db.commit()
-    etag = _etag(venue.keys_rev, zone, gate.config, versions, have, signed)
+    as_of = denylists.fresh_as_of(time.time()) if reads_freshness else None
+    etag = _etag(venue.keys_rev, zone, gate.config, versions, have, signed, as_of)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     response.headers["ETag"] = etag
     keys = db.scalars(select(IssuerKey).where(IssuerKey.venue_id == venue.id).order_by(IssuerKey.id))
     cache = request.app.state.snapshots
+
+    def forked(kind: str) -> bool:
+        """The gate holds this version number signed at another time (a restored hub's list of
+        other contents): no statement vouches for it; the new epoch will replace it."""
+        version, issued_at = versions[kind]
+        return have[kind] == version and signed[kind] not in (None, issued_at)
+
     lists = {kind: wire.ListUpdate(version=version, issued_at=issued_at, updates=[
         base64.b64encode(data).decode()
-        for data in denylists.updates_for(db, venue, kind, have[kind], (version, issued_at), cache)])
+        for data in denylists.updates_for(db, venue, kind, have[kind], (version, issued_at), cache)],
+        fresh=_statement(request, db, venue, kind, version, as_of if not forked(kind) else None))
         for kind, (version, issued_at) in versions.items()}
     settings = _settings(gate.config, zone)
     return wire.dump(wire.Bundle(
@@ -114,6 +125,20 @@ def bundle(*, request: Request, response: Response,
         settings=settings,
         config={"zones": [zone] if zone else [], **gate.config},  # for gates of protocol 1
     ))
+
+
+def _statement(request: Request, db: Any, venue: Venue, kind: str, version: int,
+               as_of: int | None) -> str | None:
+    """The freshness statement for a list at ``version`` (base64), or None: the gate does not read
+    them (``as_of`` None), or the hub cannot sign (an offline issuer's venue, a sealed key)."""
+    if as_of is None:
+        return None
+    try:
+        data = request.app.state.freshness.get(db, venue, kind, version, as_of)
+    except sealing.SealingError as exc:  # the gate's stale policy judges the list by its signing time
+        log.warning("%s: no freshness statement for the %s list: %s", venue.name, kind, exc)
+        return None
+    return base64.b64encode(data).decode() if data is not None else None
 
 
 def _settings(config: dict[str, Any], zone: str | None) -> wire.GateSettings:
