@@ -154,7 +154,8 @@ def test_what_a_gate_reports_is_shown_as_text_never_as_markup(browser_page: Page
     body = wire.dump(wire.Heartbeat(
         t=time.time(), version=f"1.0{hostile}", protocol=wire.PROTOCOL_VERSION, backlog=0, state="FAULT",
         lists={f"x{hostile}": wire.ListHealth(version=1, age_s=5.0)},
-        health={"fault": f"disk {hostile}", "scanners": [{"source": f"serial:{hostile}", "connected": False}]}))
+        health={"fault": f"disk {hostile}",
+                "scanners": [{"source": f"serial:{hostile}", "connected": False}]}))
     r = gate_client(tokens["g1"]).post(f"{hub.url}/v1/gates/arena-g1/heartbeat", json=body, timeout=TIMEOUT,
                                        headers={wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)})
     assert r.status_code == 200, r.text
