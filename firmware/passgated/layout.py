@@ -17,6 +17,7 @@
       revoked.pgdl, blocked.pgdl   the gate's local copies (checksummed, verified when they arrived)
       revoked.fresh, blocked.fresh the newest signed statement that the copy is current (protocol 3)
       incoming/                 signed files dropped in, applied in version order
+      downloads/                published files the hub's bundle named, while they download
       applied/                  the signed files the local copies were built from (rebuild source)
       rejected/                 files that can never apply, each with a .why note
       damaged/                  local copies that failed their checksum, kept for evidence
@@ -48,6 +49,10 @@ class ListsLayout:
     @property
     def applied(self) -> Path:
         return self.root / "applied"
+
+    @property
+    def downloads(self) -> Path:
+        return self.root / "downloads"
 
     @property
     def rejected(self) -> Path:

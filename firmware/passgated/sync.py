@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -58,7 +59,7 @@ from passgate import TrustStore, cose, wire
 from passgate.denylist import DenyListError, atomic_write
 from passgate.keys import TRUST_MANIFEST, TrustedKey, manifest_entry
 
-from . import __version__
+from . import __version__, downloads
 from .config import HubSpec
 from .denylists import DenyLists
 from .journal import Journal, JournalError
@@ -207,6 +208,7 @@ class SyncClient:
         self.backoff = backoff
         self.session = session or _session(hub)
         self.session.headers["Authorization"] = f"Bearer {hub.token}"
+        self._files = _session(hub)  # published list files: no token goes to a static server or CDN
         self._base = f"{hub.url.rstrip('/')}/v1/gates/{gate_id}"
         self._journal = Journal(journal_path, gate_id, recover=False, defer_errors=True)
         self._journal_lock = threading.Lock()  # status() runs on the display's threads
@@ -372,13 +374,29 @@ class SyncClient:
             try:  # each list on its own: one refused update does not hold back the other list
                 for update in info.updates:
                     self.lists.apply_signed(_unbase64(update, "an update"), self._list_trust)  # hub's keys
+                for named in info.files:
+                    self._apply_file(named)
                 if info.fresh is not None:  # after the updates: it speaks of the version they bring
                     self.lists.apply_fresh(_unbase64(info.fresh, "a freshness statement"), self._list_trust)
-            except (DenyListError, ValueError) as exc:  # FreshnessError is a ValueError
+            except (DenyListError, ValueError) as exc:  # FreshnessError, DownloadError: ValueErrors
                 problems.append(f"{kind} list: {exc}")
         if problems:
             raise ValueError("; ".join(problems))
         self._etag = response.headers.get("ETag")
+
+    def _apply_file(self, named: wire.ListFile) -> None:
+        """Download a published list file (resuming a cut one) and apply it; the file goes to
+        ``applied/`` when it applies and is deleted when it is refused."""
+        assert self.lists is not None and self.lists.layout is not None
+        url = downloads.url_of(named, self.hub.url)
+        same_origin = urlsplit(url)[:2] == urlsplit(self.hub.url)[:2]
+        path = downloads.download(self._files, url, named, self.lists.layout.downloads,
+                                  verify=(self.hub.ca_bundle or True) if same_origin else True,
+                                  timeout=TIMEOUT, max_bytes=self.lists.max_bytes)
+        try:
+            self.lists.apply_signed(path, self._list_trust)
+        finally:
+            path.unlink(missing_ok=True)
 
     def _apply_keys(self, keys: list[wire.TrustedKey]) -> list[str]:
         """Trust the bundle's keys, each in its role: deny-list keys (with their scope) for the
@@ -534,6 +552,7 @@ class SyncClient:
         with self._journal_lock:
             self._journal.close()
         self.session.close()
+        self._files.close()
 
     def status(self) -> dict[str, Any]:
         """For /status: last success and error, unsent backlog, list versions and ages, offset."""

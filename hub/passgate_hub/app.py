@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, auth, console, db, denylists, ops, retention, scope, sealing
+from . import __version__, auth, console, db, denylists, ops, published, retention, scope, sealing
 from .api import admin, gates
 from .console import reference
 from .schemas import PARSED_BY_ROUTE
@@ -142,17 +142,21 @@ async def _serving(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(engine: Engine, *, max_body: int = MAX_BODY,
-               purge_every_s: float = retention.PURGE_EVERY_S) -> FastAPI:
+               purge_every_s: float = retention.PURGE_EVERY_S, lists_dir: str | None = None,
+               lists_url: str | None = None) -> FastAPI:
     """The app over an engine whose database is already migrated (see ``db.migrate``). Served
-    with its lifespan, it purges as each venue's retention says (``retention.Purger``)."""
+    with its lifespan, it purges as each venue's retention says (``retention.Purger``); it
+    publishes deny-list files in ``lists_dir`` (``published.configured``)."""
     app = Hub(title="passgate hub", version=__version__, docs_url=None, redoc_url=None, lifespan=_serving)
     app.state.engine = engine
     app.state.sessions = db.session_factory(engine)
     app.state.purger = retention.Purger(app.state.sessions, every_s=purge_every_s)
     app.state.snapshots = denylists.SnapshotCache()
     app.state.freshness = denylists.FreshnessCache()
+    app.state.published = published.configured(engine, lists_dir, lists_url)
     app.include_router(gates.router)
     app.include_router(gates.enroll_router)
+    app.include_router(gates.files_router)
     app.include_router(admin.router)
     app.include_router(console.router)
     app.include_router(reference.router)

@@ -44,6 +44,7 @@ from . import (
     offline,
     operators,
     ops,
+    published,
     remote,
     retention,
     schemas,
@@ -81,6 +82,9 @@ def _serve(args: argparse.Namespace) -> int:
     url = db.database_url(args.database)
     db.migrate(db.make_engine(url))  # seals plain keys left by an older hub (needs the sealing key)
     os.environ[db.ENV_URL] = url
+    for option, name in ((args.lists_dir, published.ENV_DIR), (args.lists_url, published.ENV_URL)):
+        if option:  # for the worker processes, which build the app from the environment
+            os.environ[name] = option
     uvicorn.run("passgate_hub.app:from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level)
     return 0
@@ -469,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="worker processes (stateless; one more than the cores, README)")
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug", "trace"))
+    serve.add_argument("--lists-dir", metavar="DIR",
+                       help="publish signed deny-list files here (default: $PASSGATE_HUB_LISTS_DIR, or "
+                            "DATABASE.lists beside an SQLite database); served at /lists/")
+    serve.add_argument("--lists-url", metavar="URL",
+                       help="where gates download them when another server or a CDN serves DIR "
+                            "(default: $PASSGATE_HUB_LISTS_URL, or this hub's /lists/)")
     serve.set_defaults(run=None)
     sub.add_parser("migrate", help=HELP["migrate"], description=HELP["migrate"]).set_defaults(run=None)
     groups: dict[str, argparse._SubParsersAction] = {}

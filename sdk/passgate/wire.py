@@ -44,6 +44,7 @@ __all__ = [
     "Heartbeat",
     "HeartbeatAck",
     "KeyPurpose",
+    "ListFile",
     "ListHealth",
     "ListUpdate",
     "ProtocolError",
@@ -283,6 +284,17 @@ class TrustedKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ListFile:
+    """A signed list file (snapshot or delta) a gate downloads from a static server (protocol 3):
+    the bundle names it, never carries its bytes; the gate checks the size and SHA-256 before it
+    verifies the signature and applies it."""
+
+    url: str = limits(min_length=1, max_length=2048)  # absolute, or relative to the hub's URL
+    size: int = limits(ge=1, le=2**40)
+    sha256: str = limits(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
 class ListUpdate:
     version: int = limits(ge=0, le=2**63 - 1)
     issued_at: int = limits(ge=0)
@@ -290,6 +302,8 @@ class ListUpdate:
     # base64 of a signed ``passgate.freshness`` statement for ``version`` (protocol 3): the list is
     # current as of its time, so a quiet list needs no new version to stay fresh
     fresh: str | None = limits(max_length=2048, default=None)
+    # the same updates as files to download, in order (protocol 3, when the hub publishes them)
+    files: list[ListFile] = limits(max_length=64, factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 
 from passgate import wire
 
-from .. import audit, denylists, ingest, ops, sealing
+from .. import audit, denylists, ingest, ops, published, sealing
 from ..auth import DB, CurrentGate, uploading_gate
 from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
 from ..schemas import (
@@ -107,11 +108,18 @@ def bundle(*, request: Request, response: Response,
         version, issued_at = versions[kind]
         return have[kind] == version and signed[kind] not in (None, issued_at)
 
-    lists = {kind: wire.ListUpdate(version=version, issued_at=issued_at, updates=[
-        base64.b64encode(data).decode()
-        for data in denylists.updates_for(db, venue, kind, have[kind], (version, issued_at), cache)],
-        fresh=_statement(request, db, venue, kind, version, as_of if not forked(kind) else None))
-        for kind, (version, issued_at) in versions.items()}
+    publisher = request.app.state.published if reads_freshness else None  # protocol 3 downloads files
+
+    def update(kind: str, version: int, issued_at: int) -> wire.ListUpdate:
+        files = denylists.updates_for(db, venue, kind, have[kind], (version, issued_at), cache)
+        fresh = _statement(request, db, venue, kind, version, as_of if not forked(kind) else None)
+        if publisher is not None:
+            return wire.ListUpdate(version=version, issued_at=issued_at, fresh=fresh,
+                                   files=[publisher.file(data) for data in files])
+        return wire.ListUpdate(version=version, issued_at=issued_at, fresh=fresh,
+                               updates=[base64.b64encode(data).decode() for data in files])
+
+    lists = {kind: update(kind, *current) for kind, current in versions.items()}
     settings = _settings(gate.config, zone)
     return wire.dump(wire.Bundle(
         gate_id=gate.gate_id, venue=venue.name, zone=zone, scope=venue.name,
@@ -240,6 +248,20 @@ def heartbeat(*, beat: Heartbeat, gate: CurrentGate, protocol: Protocol, db: DB)
 
 
 enroll_router = APIRouter(prefix="/v1", tags=["gate"])
+files_router = APIRouter(prefix=published.PATH, tags=["gate"])
+
+
+@files_router.get("/{name}", include_in_schema=False)
+def list_file(name: str, request: Request) -> Response:
+    """A published deny-list file (signed; its name is its SHA-256), with ``Range`` for a gate
+    resuming a cut download; immutable, so any cache may keep it. No credential: the bundle that
+    names it needs one, and the file holds only hashes of pass ids, signed."""
+    publisher = request.app.state.published
+    path = publisher.path_of(name) if publisher is not None else None
+    if path is None:
+        raise HTTPException(404, "no such list file")
+    return FileResponse(path, media_type="application/octet-stream",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
 @enroll_router.post("/enroll", response_model=Enrolled)
