@@ -217,6 +217,9 @@ class SyncClient:
         state = self._load_state()
         self._cursor: int = state.get("cursor", 0)
         self._etag: str | None = None
+        self._combined: bool | None = None  # the hub answers POST sync (protocol 3); None: not tried
+        self._answer: wire.SyncAnswer | None = None  # this round's, for the bundle and redemptions
+        self._raw_bundle: dict[str, Any] | None = None
         self._keys: list[wire.TrustedKey] | None = None  # as the hub last sent them
         self._list_trust = TrustStore()  # the hub's deny-list keys: the only ones its lists may use
         self.hub_settings: wire.GateSettings | None = None  # as the hub last sent them
@@ -260,6 +263,7 @@ class SyncClient:
     def sync_once(self) -> SyncResult:
         """One round; network and hub errors end it early and are recorded, never raised."""
         result = SyncResult()
+        self._answer = self._raw_bundle = None
         # The heartbeat after the upload, so the backlog it reports is what is left; the hub judges
         # uploaded times by the offset of the previous one (events it cannot judge yet it defers).
         parts: dict[str, Callable[[SyncResult], None]] = {
@@ -350,18 +354,36 @@ class SyncClient:
             result.deferred += len(ack.deferred)
         return ack.acked
 
+    def _held(self) -> dict[str, wire.ListHeld]:
+        """Each list's version with its signing time: a restored hub that reused a number is told
+        apart by it."""
+        if self.lists is None:
+            return {}
+        held = {}
+        for kind, live in self.lists.live.items():
+            current = live.current  # one reference: a drop folder may swap it meanwhile
+            held[kind] = wire.ListHeld(current.version, current.issued_at if current.version else None)
+        return held
+
     def _pull_bundle(self, result: SyncResult) -> None:
+        if self._answer is not None:  # the round's one request brought it, if it changed
+            if self._raw_bundle is not None:
+                self._take_bundle(self._raw_bundle, self._answer.etag)
+            return
         params: dict[str, int] = {}
-        if self.lists is not None:  # each version with its signing time: a restored hub that
-            for kind, live in self.lists.live.items():  # reused a number is told apart by it
-                params[kind] = live.current.version
-                if live.current.version:
-                    params[f"{kind}_issued_at"] = live.current.issued_at
+        for kind, held in self._held().items():
+            params[kind] = held.version
+            if held.issued_at is not None:
+                params[f"{kind}_issued_at"] = held.issued_at
         headers = {"If-None-Match": self._etag} if self._etag else {}
         response = self._call("GET", "bundle", params=params, headers=headers)
         if response.status_code == 304:
             return
-        raw = response.json()
+        self._take_bundle(response.json(), response.headers.get("ETag"))
+
+    def _take_bundle(self, raw: Any, etag: str | None) -> None:
+        """Apply a bundle: settings, keys, then each list's files and statement; the ETag is kept
+        only once everything applied, so a failure is fetched again next round."""
         bundle = wire.parse(wire.Bundle, raw)  # the contract first: a malformed bundle changes nothing
         # a hub of protocol 1 sent the settings as ``config``
         self._apply_settings(bundle.settings if "settings" in raw else
@@ -382,7 +404,7 @@ class SyncClient:
                 problems.append(f"{kind} list: {exc}")
         if problems:
             raise ValueError("; ".join(problems))
-        self._etag = response.headers.get("ETag")
+        self._etag = etag
 
     def _apply_file(self, named: wire.ListFile) -> None:
         """Download a published list file (resuming a cut one) and apply it; the file goes to
@@ -466,8 +488,9 @@ class SyncClient:
             log.warning("journal lost its redemption history (%s): fetching it from the hub", missing)
             self._refetching, self._cursor = True, 0
         params: dict[str, Any] = {"include_own": "true"} if self._refetching else {}
+        first = self._answer.redemptions if self._answer is not None and not self._refetching else None
         for _ in range(MAX_REDEMPTION_PAGES):
-            page = wire.parse(wire.RedemptionPage, self._call(
+            page = first or wire.parse(wire.RedemptionPage, self._call(
                 "GET", "redemptions", params={"after": self._cursor, **params}).json())
             with self._journal_lock:
                 for r in page.redemptions:
@@ -483,8 +506,13 @@ class SyncClient:
                 return
             self._cursor = page.cursor
             self._save_state()
+            if first is not None and not first.more:  # the sync answer held all there was
+                return
+            first = None
 
     def _heartbeat(self, _result: SyncResult) -> None:
+        """The heartbeat; to a hub of protocol 3 with the rest of the round in the same request
+        (``POST sync``: the bundle if it changed, the first page of redemptions)."""
         now = self.clock()
         with self._journal_lock:
             backlog = self._journal.backlog()
@@ -494,9 +522,12 @@ class SyncClient:
             lists={kind: wire.ListHealth(**value) for kind, value in self._list_status(now).items()},
             health={"journal_ok": True, **(self.gate_health() if self.gate_health is not None else {})})
         sent = self.clock()
-        answer = wire.parse(wire.HeartbeatAck, self._call("POST", "heartbeat", json=wire.dump(beat)).json())
+        server_time = self._sync_round(beat) if self._combined is not False else None
+        if server_time is None:
+            server_time = wire.parse(wire.HeartbeatAck,
+                                     self._call("POST", "heartbeat", json=wire.dump(beat)).json()).server_time
         received = self.clock()
-        self.clock_offset_s = answer.server_time - (sent + received) / 2
+        self.clock_offset_s = server_time - (sent + received) / 2
         skewed = abs(self.clock_offset_s) > CLOCK_SKEW_WARN_S
         if skewed and not self.clock_skewed:
             # Validity windows are judged on the gate's own clock: a wrong clock admits expired
@@ -505,6 +536,25 @@ class SyncClient:
                         abs(self.clock_offset_s), "behind" if self.clock_offset_s > 0 else "ahead of",
                         CLOCK_SKEW_WARN_S)
         self.clock_skewed = skewed
+
+    def _sync_round(self, beat: wire.Heartbeat) -> float | None:
+        """``POST sync``; the hub's time, or None from a hub without it (older than protocol 3:
+        the round goes request by request from then on)."""
+        request = wire.SyncRequest(heartbeat=beat, lists=self._held(), etag=self._etag,
+                                   redemptions_after=self._cursor)
+        try:
+            response = self._call("POST", "sync", json=wire.dump(request))
+        except HubError as exc:
+            if exc.status not in (404, 405):
+                raise
+            log.info("the hub has no one-request sync round (older than protocol 3): request by request")
+            self._combined = False
+            return None
+        raw = response.json()
+        answer = wire.parse(wire.SyncAnswer, raw)
+        self._combined, self._answer = True, answer
+        self._raw_bundle = raw["bundle"] if answer.bundle is not None else None
+        return answer.server_time
 
     def _list_status(self, now: float) -> dict[str, dict[str, Any]]:
         if self.lists is None:

@@ -102,9 +102,13 @@ class Hub(FastAPI):
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             for model in PARSED_BY_ROUTE:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                for name, part in {**schema.pop("$defs", {}), model.__name__: schema}.items():
-                    if schemas.setdefault(name, part) != part:
-                        raise RuntimeError(f"two OpenAPI schemas are named {name}")
+                nested = schema.pop("$defs", {})
+                if schemas.setdefault(model.__name__, schema) != schema:
+                    raise RuntimeError(f"two OpenAPI schemas are named {model.__name__}")
+                for name, part in nested.items():
+                    # a wire message nested here that a declared route also uses (a SyncRequest's
+                    # Heartbeat) is there already, as FastAPI writes it: the same derived model
+                    schemas.setdefault(name, part)
             for path, route in auth.served_routes(self):
                 if (requirement := auth.requirement_of(route)) is not None:
                     for method in route.methods or ():
@@ -154,6 +158,8 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY,
     app.state.snapshots = denylists.SnapshotCache()
     app.state.freshness = denylists.FreshnessCache()
     app.state.published = published.configured(engine, lists_dir, lists_url)
+    app.state.vectors = gates.VersionVectors()
+    app.state.vectors.watch(app.state.sessions)
     app.include_router(gates.router)
     app.include_router(gates.enroll_router)
     app.include_router(gates.files_router)

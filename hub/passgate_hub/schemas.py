@@ -115,6 +115,14 @@ class Redemptions(derive(wire.RedemptionPage)):  # type: ignore[misc]
     """Redemptions at the venue's other gates, after a cursor."""
 
 
+class SyncRequest(derive(wire.SyncRequest, request=True)):  # type: ignore[misc]
+    """A gate's round: its heartbeat, the lists it holds, its bundle ETag and redemption cursor."""
+
+
+class SyncAnswer(derive(wire.SyncAnswer)):  # type: ignore[misc]
+    """The hub's clock, the bundle if it changed, and the first page of redemptions."""
+
+
 M = TypeVar("M", bound=BaseModel)
 PARSED_BY_ROUTE: list[type[BaseModel]] = []  # bodies a route parses itself (``app.Hub.openapi``)
 

@@ -46,11 +46,14 @@ __all__ = [
     "KeyPurpose",
     "ListFile",
     "ListHealth",
+    "ListHeld",
     "ListUpdate",
     "ProtocolError",
     "Redemption",
     "RedemptionPage",
     "StaleListPolicy",
+    "SyncAnswer",
+    "SyncRequest",
     "TrustedKey",
     "Verdict",
     "bounds",
@@ -360,6 +363,41 @@ class Redemption:
 class RedemptionPage:
     redemptions: list[Redemption] = limits(max_length=MAX_REDEMPTIONS, factory=list)
     cursor: int = limits(ge=0, le=2**63 - 1, default=0)  # pass it back as ``after``
+    more: bool = limits(default=False)  # the page was cut at its limit: ask again at once
+
+
+# -- one round, one request (protocol 3) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListHeld:
+    """A list as the gate holds it: its version and when that version was signed."""
+
+    version: int = limits(ge=0, le=2**63 - 1, default=0)
+    issued_at: int | None = limits(ge=0, le=2**62, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """A gate's sync round in one request (``POST .../sync``): its heartbeat, the lists it holds,
+    the ETag of the last bundle it applied and its redemption cursor. Events still go in their
+    own upload first (only when there are any), so a quiet round is one request."""
+
+    heartbeat: Heartbeat
+    lists: dict[str, ListHeld] = limits(max_length=8, factory=dict)
+    etag: str | None = limits(max_length=128, default=None)
+    redemptions_after: int = limits(ge=0, le=2**62, default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAnswer:
+    """The hub's clock (for the gate's offset), the bundle when it changed since ``etag`` (None:
+    unchanged, what a 304 says), its new ETag, and the first page of redemptions after the cursor."""
+
+    server_time: float = limits()
+    etag: str = limits(max_length=128, default="")
+    bundle: Bundle | None = limits(default=None)
+    redemptions: RedemptionPage = limits(factory=RedemptionPage)
 
 
 # -- parsing and dumping ---------------------------------------------------------------------

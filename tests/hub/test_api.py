@@ -102,6 +102,7 @@ def test_openapi_schema_names_every_operation(hub: HubServer) -> None:
     expected = {
         ("GET", "/v1/gates/{gate_id}/bundle"), ("POST", "/v1/gates/{gate_id}/events"),
         ("GET", "/v1/gates/{gate_id}/redemptions"), ("POST", "/v1/gates/{gate_id}/heartbeat"),
+        ("POST", "/v1/gates/{gate_id}/sync"),
         ("POST", "/v1/admin/venues"), ("GET", "/v1/admin/venues"), ("PATCH", "/v1/admin/venues/{venue}"),
         ("POST", "/v1/admin/venues/{venue}/zones"), ("POST", "/v1/admin/venues/{venue}/gates"),
         ("PATCH", "/v1/admin/venues/{venue}/gates/{gate_id}"),
@@ -233,7 +234,7 @@ def test_redemptions_of_other_gates_of_the_venue_only_by_cursor(hub: HubServer) 
     g3 = pull("g3", 0)
     assert [(r["redemption_id"], r["gate_id"], r["direction"]) for r in g3["redemptions"]] == [
         ("r-1", "arena-g1", "entry"), (posts[3][2]["event_id"], "arena-g2", "exit")]
-    assert pull("g3", g3["cursor"]) == {"redemptions": [], "cursor": g3["cursor"]}
+    assert pull("g3", g3["cursor"]) == {"redemptions": [], "cursor": g3["cursor"], "more": False}
     assert [r["gate_id"] for r in pull("g1", 0)["redemptions"]] == ["arena-g2"]
     assert [r["gate_id"] for r in pull("g2", 0)["redemptions"]] == ["arena-g1"]
 

@@ -137,7 +137,8 @@ def test_a_gate_ahead_of_the_hub_starts_one_new_epoch(hub: HubServer) -> None:
     # within the new epoch another claim moves nothing (an epoch at most every EPOCH_EVERY_S)
     again = g1.get(url, params={"revoked": epoch_version + 9}, timeout=TIMEOUT).json()
     assert again["denylists"]["revoked"] == {"version": epoch_version, "issued_at": snapshot.issued_at,
-                                             "updates": [], "fresh": again["denylists"]["revoked"]["fresh"]}
+                                             "updates": [], "fresh": again["denylists"]["revoked"]["fresh"],
+                                             "files": []}
     assert list_row(hub)[0] == epoch_version
 
 

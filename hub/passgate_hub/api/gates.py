@@ -14,13 +14,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import func, select
+from sqlalchemy import event, func, inspect, select
 
 from passgate import wire
 
 from .. import audit, denylists, ingest, ops, published, sealing
-from ..auth import DB, CurrentGate, uploading_gate
-from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
+from ..auth import DB, CurrentGate, current_gate, uploading_gate
+from ..models import REDEMPTION_KINDS, DenyList, Event, IssuedPass, IssuerKey, Venue, Zone
+from ..models import Gate as GateRow
 from ..schemas import (
     Bundle,
     Enrolled,
@@ -30,12 +31,15 @@ from ..schemas import (
     Heartbeat,
     HeartbeatAck,
     Redemptions,
+    SyncAnswer,
+    SyncRequest,
     parse_body,
     parsed_by_route,
 )
 
 log = logging.getLogger(__name__)
 _REDEEMED = str(wire.EventKind.REDEEMED)
+SYNC_REDEMPTIONS = 1000  # the page a sync answer carries; a gate asks for more while ``more``
 
 
 async def gate_protocol(request: Request) -> int:
@@ -80,11 +84,75 @@ def bundle(*, request: Request, response: Response,
 
     Send the last ETag as If-None-Match: while nothing changed the answer is an empty 304.
     """
-    venue, zone = db.execute(select(Venue, Zone.name).outerjoin(Zone, Zone.id == gate.zone_id)
-                             .where(Venue.id == gate.venue_id)).one()
     have = {"revoked": revoked, "blocked": blocked}
     signed = {"revoked": revoked_issued_at, "blocked": blocked_issued_at}
+    etag, answer = _bundle(request, db, gate, protocol, have, signed, request.headers.get("if-none-match"))
+    if answer is None:
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    return wire.dump(answer)
+
+
+VECTOR_TTL_S = 1.0  # how long a worker answers "unchanged" from what it last read of a venue
+_BUNDLE_GATE_FIELDS = ("config", "zone_id", "venue_id", "disabled_at", "deleted_at")
+
+
+class VersionVectors:
+    """What a bundle's ETag is made of, per venue (keys revision, list versions and signing times)
+    and per zone (its name), as this worker last read them: a gate of protocol 3 that holds them
+    all is answered "unchanged" without a query. Read again after ``VECTOR_TTL_S``, so a change
+    on the hub reaches every worker's answers within that; anything else takes the full path."""
+
+    def __init__(self) -> None:
+        self._venues: dict[int, tuple[float, int, dict[str, tuple[int, int]]]] = {}
+        self._zones: dict[int | None, tuple[float, str | None]] = {}
+
+    def unchanged(self, gate: Any, have: dict[str, int], signed: dict[str, int | None],
+                  held_etag: str | None, now: float) -> str | None:
+        """The ETag the gate holds, when it is still the bundle's; else None."""
+        venue, zone = self._venues.get(gate.venue_id), self._zones.get(gate.zone_id)
+        if held_etag is None or venue is None or zone is None or min(venue[0], zone[0]) < now:
+            return None
+        _, keys_rev, versions = venue
+        if any(have.get(kind) != version or signed.get(kind) != issued_at
+               for kind, (version, issued_at) in versions.items()):
+            return None  # behind, ahead or forked: the full path judges
+        etag = _etag(keys_rev, zone[1], gate.config, versions, have, signed, denylists.fresh_as_of(now))
+        return etag if etag == held_etag else None
+
+    def read(self, gate: Any, keys_rev: int, zone: str | None, versions: dict[str, tuple[int, int]],
+             now: float) -> None:
+        self._venues[gate.venue_id] = (now + VECTOR_TTL_S, keys_rev, dict(versions))
+        self._zones[gate.zone_id] = (now + VECTOR_TTL_S, zone)
+
+    def forget(self) -> None:
+        """Everything: this worker changed what an ETag is made of (its own sessions' flushes)."""
+        self._venues.clear()
+        self._zones.clear()
+
+    def watch(self, sessions: Any) -> None:
+        """Forget on every flush of this worker's sessions that changes a list, a key, a venue,
+        a zone or a gate's settings (not a heartbeat): its next answers are read again."""
+        @event.listens_for(sessions, "after_flush")
+        def _flushed(session: Any, _context: Any) -> None:
+            for row in (*session.new, *session.dirty, *session.deleted):
+                if isinstance(row, DenyList | Venue | Zone | IssuerKey) or (
+                        isinstance(row, GateRow) and any(
+                            inspect(row).attrs[name].history.has_changes() for name in _BUNDLE_GATE_FIELDS)):
+                    self.forget()
+                    return
+
+
+def _bundle(request: Request, db: Any, gate: Any, protocol: int, have: dict[str, int],
+            signed: dict[str, int | None], held_etag: str | None) -> tuple[str, wire.Bundle | None]:
+    """The bundle's ETag, and the bundle unless the gate holds that ETag already (None)."""
     reads_freshness = protocol >= denylists.FRESH_PROTOCOL
+    vectors = request.app.state.vectors
+    now = time.time()
+    if reads_freshness and (etag := vectors.unchanged(gate, have, signed, held_etag, now)) is not None:
+        return etag, None
+    venue, zone = db.execute(select(Venue, Zone.name).outerjoin(Zone, Zone.id == gate.zone_id)
+                             .where(Venue.id == gate.venue_id)).one()
     # a gate ahead, or holding this version number with other contents: a new epoch
     try:
         versions, changed = denylists.refreshed_versions(db, venue, have, signed, by_age=not reads_freshness)
@@ -94,11 +162,12 @@ def bundle(*, request: Request, response: Response,
         versions, changed = denylists.current_versions(db, venue), False
     if changed:
         db.commit()
-    as_of = denylists.fresh_as_of(time.time()) if reads_freshness else None
+    as_of = denylists.fresh_as_of(now) if reads_freshness else None
     etag = _etag(venue.keys_rev, zone, gate.config, versions, have, signed, as_of)
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
+    if reads_freshness and not changed:
+        vectors.read(gate, venue.keys_rev, zone, versions, now)
+    if held_etag == etag:
+        return etag, None
     keys = db.scalars(select(IssuerKey).where(IssuerKey.venue_id == venue.id).order_by(IssuerKey.id))
     cache = request.app.state.snapshots
 
@@ -121,7 +190,7 @@ def bundle(*, request: Request, response: Response,
 
     lists = {kind: update(kind, *current) for kind, current in versions.items()}
     settings = _settings(gate.config, zone)
-    return wire.dump(wire.Bundle(
+    return etag, wire.Bundle(
         gate_id=gate.gate_id, venue=venue.name, zone=zone, scope=venue.name,
         protocol=wire.PROTOCOL_VERSION,
         keys=[wire.TrustedKey(kid=k.kid, pem=k.public_pem, issuer=k.issuer,
@@ -132,7 +201,7 @@ def bundle(*, request: Request, response: Response,
         denylists=lists,
         settings=settings,
         config={"zones": [zone] if zone else [], **gate.config},  # for gates of protocol 1
-    ))
+    )
 
 
 def _statement(request: Request, db: Any, venue: Venue, kind: str, version: int,
@@ -205,6 +274,11 @@ def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor fro
     one's, may still commit), so a cursor never passes a row that commits late; a page ends at a
     transaction's last row (holding one whole transaction even when ``limit`` is smaller), so the
     cursor, a position, never splits one."""
+    return wire.dump(_redemptions(db, gate, after, limit, include_own))
+
+
+def _redemptions(db: Any, gate: Any, after: int, limit: int, include_own: bool) -> wire.RedemptionPage:
+    """A page of the venue's redemptions after ``after`` (see ``redemptions``)."""
     query = (select(Event.pos, Event.event_id, Event.kind, Event.detail, Event.pass_id, Event.gate_id,
                     Event.direction, Event.hub_t, IssuedPass.valid_until)
              .outerjoin(IssuedPass, IssuedPass.pass_id == Event.pass_id)
@@ -219,7 +293,8 @@ def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor fro
         log.warning("gate %s asks for redemptions after %d, beyond this hub's last: restored from a "
                     "backup? serving the venue's redemptions from the start", gate.gate_id, after)
         rows = db.execute(query.where(Event.pos > 0).order_by(Event.pos, Event.seq).limit(limit)).all()
-    if len(rows) == limit:
+    full = len(rows) == limit
+    if full:
         last = rows[-1].pos
         if rows[0].pos != last:  # the last transaction may go on past the limit: next page
             rows = [r for r in rows if r.pos != last]
@@ -230,7 +305,7 @@ def redemptions(*, after: int = Query(0, ge=0, le=2**62, description="cursor fro
     out = [wire.Redemption(redemption_id=r.detail if r.kind == _REDEEMED and r.detail else r.event_id,
                            pass_id=r.pass_id, gate_id=r.gate_id, direction=wire.Direction(r.direction),
                            t=r.hub_t, valid_until=r.valid_until) for r in shared]
-    return wire.dump(wire.RedemptionPage(redemptions=out, cursor=rows[-1].pos if rows else after))
+    return wire.RedemptionPage(redemptions=out, cursor=rows[-1].pos if rows else after, more=full)
 
 
 @router.post("/heartbeat", response_model=HeartbeatAck)
@@ -239,12 +314,47 @@ def heartbeat(*, beat: Heartbeat, gate: CurrentGate, protocol: Protocol, db: DB)
     time: the correction of its events' times); the answer carries the hub's clock for the
     gate's own view of the offset."""
     now = time.time()
-    gate.last_seen = now
-    gate.clock_offset_s = beat.t - now
-    gate.protocol = protocol
-    gate.health = {**beat.model_dump(), "received": now}
+    _beat(gate, beat.model_dump(), protocol, now)
     db.commit()
     return wire.dump(wire.HeartbeatAck(server_time=now))
+
+
+def _beat(gate: Any, beat: dict[str, Any], protocol: int, now: float) -> None:
+    gate.last_seen = now
+    gate.clock_offset_s = beat["t"] - now
+    gate.protocol = protocol
+    gate.health = {**beat, "received": now}
+
+
+@router.post("/sync", response_model=SyncAnswer, openapi_extra=parsed_by_route(SyncRequest))
+async def sync(*, gate_id: str, request: Request, protocol: Protocol) -> Response:
+    """A whole sync round but the upload, in one request (protocol 3; a ``SyncRequest``): the
+    heartbeat is recorded, the bundle comes back only when it changed since ``etag`` (None: what a
+    304 says), with the first page of the other gates' redemptions after ``redemptions_after``.
+    What a quiet gate sends every round."""
+    body = await request.body()
+    return Response(await run_in_threadpool(_sync, request, gate_id, protocol, body),
+                    media_type="application/json")
+
+
+def _sync(request: Request, gate_id: str, protocol: int, body: bytes) -> bytes:
+    """The round's whole work on one worker thread, as the upload's (``_upload``): declared as
+    dependencies, a body and a response model, the token, the session, the body and the answer
+    would each be a hop between the event loop and a thread of their own. The token first."""
+    with request.app.state.sessions() as db:
+        gate = current_gate(gate_id=gate_id, request=request, db=db)
+        wanted = parse_body(SyncRequest, body).model_dump()
+        held = wanted["lists"]
+        have = {kind: held[kind]["version"] if kind in held else 0 for kind in denylists.KINDS}
+        signed = {kind: held[kind]["issued_at"] if kind in held else None for kind in denylists.KINDS}
+        # the bundle first: it may roll back (a sealed key), which must not take the heartbeat with it
+        etag, bundle_ = _bundle(request, db, gate, protocol, have, signed, wanted["etag"])
+        page = _redemptions(db, gate, wanted["redemptions_after"], SYNC_REDEMPTIONS, include_own=False)
+        now = time.time()
+        _beat(gate, wanted["heartbeat"], protocol, now)
+        db.commit()
+    return json.dumps(wire.dump(wire.SyncAnswer(server_time=now, etag=etag, bundle=bundle_,
+                                                redemptions=page))).encode()
 
 
 enroll_router = APIRouter(prefix="/v1", tags=["gate"])
