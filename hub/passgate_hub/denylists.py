@@ -36,8 +36,9 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from passgate import denylist, freshness
+from passgate import TrustStore, denylist, freshness
 from passgate.cose import PrivateKey
+from passgate.wire import KeyPurpose
 
 from .keys import held_key
 from .models import DenyDelta, DenyEntry, DenyList, DenySnapshot, Venue
@@ -236,11 +237,40 @@ class SnapshotCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        ids = [bytes.fromhex(p) for p in _active(db, venue, kind)]
-        data = denylist.DenyList.from_ids(ids, kind=kind, scope=venue.name, version=version,
-                                          issued_at=issued_at).to_signed(signing_key(db, venue))
+        data = self._from_earlier(db, venue, kind, version)
+        if data is None:  # none kept (a new worker): from the rows
+            ids = [bytes.fromhex(p) for p in _active(db, venue, kind)]
+            data = denylist.DenyList.from_ids(ids, kind=kind, scope=venue.name, version=version,
+                                              issued_at=issued_at).to_signed(signing_key(db, venue))
         self._keep(key, data)
         return data
+
+    def _from_earlier(self, db: Session, venue: Venue, kind: str, version: int) -> bytes | None:
+        """The snapshot at ``version`` built from the newest earlier one this worker keeps (same
+        epoch) and the signed deltas since: 8 bytes an entry in arrays, where the rows take a
+        Python object each (at 1 M entries, 6 s and 600 MB a build)."""
+        with self._lock:
+            earlier = [(k[2], data) for k, data in self._items.items()
+                       if len(k) == 3 and k[:2] == (venue.id, kind) and isinstance(k[2], int)
+                       and k[2] < version and denylist.epoch_of(k[2]) == denylist.epoch_of(version)]
+        if not earlier:
+            return None
+        base, data = max(earlier)
+        deltas = list(db.scalars(select(DenyDelta.data).where(
+            DenyDelta.venue_id == venue.id, DenyDelta.kind == kind, DenyDelta.base >= base,
+            DenyDelta.base < version).order_by(DenyDelta.base)))
+        if len(deltas) != version - base:  # a gap (never expected): the rows know
+            return None
+        key = signing_key(db, venue)
+        trust = TrustStore()
+        trust.add(key.public_key(), purpose=KeyPurpose.DENYLIST, scope=venue.name)
+        current = denylist.read_signed(data, trust)
+        for delta in deltas:
+            change = denylist.read_signed(delta, trust)
+            if not isinstance(current, denylist.DenyList) or not isinstance(change, denylist.Delta):
+                return None
+            current = current.apply(change)
+        return current.to_signed(key) if current.version == version else None
 
     def compacted(self, db: Session, venue: Venue, kind: str, have: int, current: tuple[int, int]
                   ) -> bytes | None:

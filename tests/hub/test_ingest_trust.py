@@ -240,7 +240,8 @@ def test_a_page_holds_whole_transactions(hub: HubServer) -> None:
     assert [r["pass_id"] for r in page["redemptions"]] == passes  # one batch: never split
     page = pull(hub, tokens["g2"], "g2", page["cursor"], limit=1)
     assert [r["direction"] for r in page["redemptions"]] == ["exit"]
-    assert pull(hub, tokens["g2"], "g2", page["cursor"]) == {"redemptions": [], "cursor": page["cursor"], "more": False}
+    assert pull(hub, tokens["g2"], "g2", page["cursor"]) == {"redemptions": [], "cursor": page["cursor"],
+                                                            "more": False}
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has one writer: no late commits
