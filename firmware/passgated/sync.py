@@ -551,9 +551,12 @@ class SyncClient:
             self._combined = False
             return None
         raw = response.json()
-        answer = wire.parse(wire.SyncAnswer, raw)
+        if not isinstance(raw, dict):
+            raise wire.ProtocolError("SyncAnswer: not an object")
+        # the bundle is parsed by the bundle's part, so a malformed one fails that part alone
+        answer = wire.parse(wire.SyncAnswer, {**raw, "bundle": None})
         self._combined, self._answer = True, answer
-        self._raw_bundle = raw["bundle"] if answer.bundle is not None else None
+        self._raw_bundle = raw.get("bundle")
         return answer.server_time
 
     def _list_status(self, now: float) -> dict[str, dict[str, Any]]:

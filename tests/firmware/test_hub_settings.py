@@ -5,6 +5,7 @@ A sync round's parts fail alone."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -144,8 +145,12 @@ class BrokenBundle(requests.adapters.HTTPAdapter):
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         response = super().build_response(req, resp)
-        if req.path_url.split("?")[0].endswith("/bundle") and response.status_code == 200:
-            response._content = b'{"gate_id": "north-1", "keys": "not a list"}'
+        path = req.path_url.split("?")[0]
+        broken = {"gate_id": "north-1", "keys": "not a list"}
+        if path.endswith("/bundle") and response.status_code == 200:
+            response._content = json.dumps(broken).encode()
+        elif path.endswith("/sync") and response.status_code == 200:  # the bundle in the one request
+            response._content = json.dumps({**json.loads(response.content), "bundle": broken}).encode()
         return response
 
 
