@@ -176,8 +176,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     lock = threading.Lock()  # decisions and output changes come from different threads
 
     def emit(record: dict[str, object]) -> None:
+        # the line and its newline in one write: a hub beside it on the same terminal or pipe (as in
+        # README's flow) could otherwise put its own line between them (print writes them apart)
         with lock:
-            print(decision_line(record), flush=True)
+            sys.stdout.write(decision_line(record) + "\n")
+            sys.stdout.flush()
 
     sources: list[tuple[ScannerSource, Direction]] | None = [] if on_stdin else None
     gate = SimulatedGate(config, walk_s=args.walk_ms / 1000, sources=sources, on_decision=emit,
