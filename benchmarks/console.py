@@ -30,11 +30,11 @@ A quick run: ``--events 200000 --requests 20 --trials 10`` (about two minutes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -54,12 +54,14 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the throwaway-cluster helper lives beside the hub's tests
 
+from served import served_hub  # noqa: E402
+
 from passgate import wire  # noqa: E402
 from passgate_hub import audit, db, fleet, operators, ops  # noqa: E402
 from passgate_hub.console import EVENT_PAGE, charts  # noqa: E402
 from passgate_hub.models import Zone, shard_of  # noqa: E402
 from passgate_hub.scope import EVERYTHING, Role  # noqa: E402
-from tests.hub.pgcluster import PgCluster, free_port  # noqa: E402
+from tests.hub.pgcluster import PgCluster  # noqa: E402
 
 GATES, ZONES = 1000, 10
 DAYS = 29  # of events, inside the default 30-day retention
@@ -207,19 +209,6 @@ def heartbeats(base: str, gates: list[tuple[str, str]], stop: threading.Event, t
         threading.Thread(target=beat, args=(numbered[i::threads],), daemon=True).start()
 
 
-def wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
-    """Until the hub answers (a busy machine may take seconds over its first answer)."""
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise RuntimeError("passgate-hub serve exited")
-        try:
-            requests.get(f"{base}/console/login", timeout=10)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError("passgate-hub serve did not start")
-
-
 def sign_in(base: str, secret: str) -> requests.Session:
     browser = requests.Session()
     form = browser.get(f"{base}/console/login", timeout=30).text
@@ -342,9 +331,9 @@ def main() -> None:
     args = parser.parse_args()
 
     cluster = PgCluster(durable=not args.no_fsync).start()
-    proc = None
     stop = threading.Event()
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(cluster.stop)
         url = cluster.create_database("bench")
         gates, secret = seed(url)
         print(f"filling {args.events:,} events at {GATES:,} gates in {ZONES} zones over {DAYS} days",
@@ -353,12 +342,8 @@ def main() -> None:
         print(f"filled in {filled:.0f} s", flush=True)
         if args.explain:
             explain(cluster.dsn("bench"), "bench", "g0123")
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        hub = Path(sys.executable).with_name("passgate-hub")
-        proc = subprocess.Popen([str(hub), "--database", url, "serve", "--port", str(port),
-                                 "--workers", str(args.workers), "--log-level", "warning"])
-        wait_up(base, proc)
+        base, _ = stack.enter_context(served_hub(url, args.workers))
+        stack.callback(stop.set)  # the heartbeats stop before the hub does
         heartbeats(base, gates, stop)
         time.sleep(BEAT_EVERY_S + 2)  # every gate has beaten once
         browser = sign_in(base, secret)
@@ -399,12 +384,6 @@ def main() -> None:
               f"{statistics.median(uploads):.0f} ms; the stream polls every 500 ms, its counts query alone "
               f"p50 {percentile(alone[STREAM], 50):.1f} / p95 {percentile(alone[STREAM], 95):.1f} ms); "
               f"goal <= {GOAL_STREAM_MS:.0f} ms: {'met' if p95 <= GOAL_STREAM_MS else 'NOT met'}")
-    finally:
-        stop.set()
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
-        cluster.stop()
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,10 +32,11 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub_ingest import seed, wait_up  # noqa: E402
+from hub_ingest import seed  # noqa: E402
+from served import served_hub  # noqa: E402
 
 from passgate import wire  # noqa: E402
-from tests.hub.pgcluster import PgCluster, free_port  # noqa: E402
+from tests.hub.pgcluster import PgCluster  # noqa: E402
 
 POLL_S = 10.0
 GOAL_GATES = 10_000
@@ -154,16 +155,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
     cluster = PgCluster().start()
-    proc = None
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(cluster.stop)
         url = cluster.create_database("bench")
         gates = seed(url)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        hub = Path(sys.executable).with_name("passgate-hub")
-        proc = subprocess.Popen([str(hub), "--database", url, "serve", "--port", str(port),
-                                 "--workers", str(args.workers), "--log-level", "warning"])
-        wait_up(base, proc)
+        base, proc = stack.enter_context(served_hub(url, args.workers))
+        port = int(base.rsplit(":", 1)[1])
         ways = rounds_of(base, gates)
         host = "127.0.0.1"
         figures: dict[str, list[tuple[float, float, float]]] = {way: [] for way in ways}
@@ -193,11 +190,6 @@ def main() -> None:
                   f"{'met' if capacity >= GOAL_GATES else 'NOT met'})")
         one, many = (statistics.median(r[1] + r[2] for r in figures[w]) for w in ways)
         print(f"CPU a round, one request / request by request: {one / many:.2f}")
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
-        cluster.stop()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -44,10 +45,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the throwaway-cluster helper lives beside the hub's tests
 
+from served import served_hub  # noqa: E402
+
 from passgate import wire  # noqa: E402
 from passgate_hub import audit, db, ops  # noqa: E402
 from passgated.sync import BATCH as GATE_BATCH  # noqa: E402
-from tests.hub.pgcluster import PgCluster, free_port  # noqa: E402
+from tests.hub.pgcluster import PgCluster  # noqa: E402
 
 GATES, SENDERS, POLLERS = 1000, 50, 50
 SIZES = (100, GATE_BATCH)
@@ -226,18 +229,6 @@ def wrk_polls(base: str, gates: list[tuple[str, str]], etags: dict[str, str], he
     return float(match.group(1)) if match else None
 
 
-def wait_up(base: str, proc: subprocess.Popen) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise RuntimeError("passgate-hub serve exited")
-        try:
-            requests.get(f"{base}/openapi.json", timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("passgate-hub serve did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -250,16 +241,11 @@ def main() -> None:
     args = parser.parse_args()
 
     cluster = PgCluster(durable=not args.no_fsync).start()
-    proc = None
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(cluster.stop)
         url = cluster.create_database("bench")
         gates = seed(url)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        hub = Path(sys.executable).with_name("passgate-hub")
-        proc = subprocess.Popen([str(hub), "--database", url, "serve", "--port", str(port),
-                                 "--workers", str(args.workers), "--log-level", "warning"])
-        wait_up(base, proc)
+        base, _ = stack.enter_context(served_hub(url, args.workers))
         for mix in MIXES:
             ingest_run(base, gates, 1, mix, SIZES[0])  # warm-up: connections, pools, caches
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
@@ -307,11 +293,6 @@ def main() -> None:
         if wrk_rate is not None:
             print(f"bundle polls, wrk : {wrk_rate:8.0f} fetches/s ({GATES} gates, 64 connections; "
                   f"{wrk_rate / rate:.1f} x the Python clients' figure)")
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
-        cluster.stop()
 
 
 if __name__ == "__main__":
