@@ -1168,31 +1168,29 @@ class _Input:
         """The next ``count`` little-endian uint64 entries, 1 MiB at a time, unchecked: views of
         the buffer, or of one buffer each step of a file is read into (so a step is only valid
         until the next one is asked for)."""
-        size = count * ENTRY_SIZE
-        if self.buf is not None:
-            for start in range(self.pos, self.pos + size, _READ):
-                yield np.frombuffer(self.buf[start : min(start + _READ, self.pos + size)], dtype=_LE)
-            self.pos += size
-            return
-        view = memoryview(bytearray(min(size, _READ)))
-        while size:
-            step = view[: min(size, _READ)]
-            self._fill(step)
-            size -= len(step)
-            yield np.frombuffer(step, dtype=_LE)
+        for chunk in self._chunks(count * ENTRY_SIZE):
+            yield np.frombuffer(chunk, dtype=_LE)
 
     def stream(self, size: int, update: Callable[[memoryview], object]) -> None:
         """Give the next ``size`` bytes to ``update`` without keeping them."""
+        for chunk in self._chunks(size):
+            update(chunk)
+
+    def _chunks(self, size: int) -> Iterator[memoryview]:
+        """The next ``size`` bytes, 1 MiB at a time: slices of the buffer, or one buffer each step
+        of a file is read into (valid until the next is asked for)."""
         if self.buf is not None:
-            update(self.buf[self.pos : self.pos + size])
-            self.pos += size
+            end = self.pos + size
+            for start in range(self.pos, end, _READ):
+                yield self.buf[start : min(start + _READ, end)]
+            self.pos = end
             return
         view = memoryview(bytearray(min(size, _READ)))
         while size:
             step = view[: min(size, _READ)]
             self._fill(step)
-            update(step)
             size -= len(step)
+            yield step
 
     def _fill(self, view: memoryview) -> None:
         assert self.file is not None
