@@ -188,27 +188,22 @@ def fresh_as_of(now: float) -> int:
     return int(now) // FRESH_EVERY_S * FRESH_EVERY_S
 
 
-class FreshnessCache:
-    """Signed freshness statements by (venue, kind, version, as_of): one signature a list a grid
-    step per process (Ed25519 is deterministic: every worker makes the same bytes)."""
+class _Kept:
+    """Signed files this worker built, by key; past ``size``, the least recently used go."""
 
-    def __init__(self, size: int = 256) -> None:
-        self._items: OrderedDict[tuple[int, str, int, int], bytes] = OrderedDict()
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[tuple[int | str, ...], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.size = size
 
-    def get(self, db: Session, venue: Venue, kind: str, version: int, as_of: int) -> bytes | None:
-        """The statement that ``kind`` at ``version`` is current as of ``as_of``; None for a list
-        never signed (version 0) or an offline issuer's venue (the hub holds no key to sign with)."""
-        if version == 0 or venue.offline:
-            return None
-        key = (venue.id, kind, version, as_of)
+    def _kept(self, key: tuple[int | str, ...]) -> bytes | None:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        data = freshness.sign(signing_key(db, venue), kind=kind, scope=venue.name, version=version,
-                              as_of=as_of)
+        return None
+
+    def _keep(self, key: tuple[int | str, ...], data: bytes) -> bytes:
         with self._lock:
             self._items[key] = data
             while len(self._items) > self.size:
@@ -216,14 +211,32 @@ class FreshnessCache:
         return data
 
 
-class SnapshotCache:
+class FreshnessCache(_Kept):
+    """Signed freshness statements by (venue, kind, version, as_of): one signature a list a grid
+    step per process (Ed25519 is deterministic: every worker makes the same bytes)."""
+
+    def __init__(self, size: int = 256) -> None:
+        super().__init__(size)
+
+    def get(self, db: Session, venue: Venue, kind: str, version: int, as_of: int) -> bytes | None:
+        """The statement that ``kind`` at ``version`` is current as of ``as_of``; None for a list
+        never signed (version 0) or an offline issuer's venue (the hub holds no key to sign with)."""
+        if version == 0 or venue.offline:
+            return None
+        key = (venue.id, kind, version, as_of)
+        kept = self._kept(key)
+        if kept is not None:
+            return kept
+        return self._keep(key, freshness.sign(signing_key(db, venue), kind=kind, scope=venue.name,
+                                              version=version, as_of=as_of))
+
+
+class SnapshotCache(_Kept):
     """Signed snapshots by (venue, kind, version) and compacted deltas by (venue, kind, base,
     version): built once, a few kept."""
 
     def __init__(self, size: int = 64) -> None:
-        self._items: OrderedDict[tuple[int | str, ...], bytes] = OrderedDict()
-        self._lock = threading.Lock()
-        self.size = size
+        super().__init__(size)
 
     def get(self, db: Session, venue: Venue, kind: str, version: int, issued_at: int) -> bytes:
         if venue.offline:
@@ -233,17 +246,15 @@ class SnapshotCache:
                                   "was uploaded")
             return stored
         key = (venue.id, kind, version)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
+        kept = self._kept(key)
+        if kept is not None:
+            return kept
         data = self._from_earlier(db, venue, kind, version)
         if data is None:  # none kept (a new worker): from the rows
             ids = [bytes.fromhex(p) for p in _active(db, venue, kind)]
             data = denylist.DenyList.from_ids(ids, kind=kind, scope=venue.name, version=version,
                                               issued_at=issued_at).to_signed(signing_key(db, venue))
-        self._keep(key, data)
-        return data
+        return self._keep(key, data)
 
     def _from_earlier(self, db: Session, venue: Venue, kind: str, version: int) -> bytes | None:
         """The snapshot at ``version`` built from the newest earlier one this worker keeps (same
@@ -278,10 +289,9 @@ class SnapshotCache:
         is as small (more changes than half the list)."""
         version, issued_at = current
         key = (venue.id, kind, have, version)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
+        kept = self._kept(key)
+        if kept is not None:
+            return kept
         adds, removes = changes_between(db, venue, kind, have, version)
         size = db.scalar(select(func.count()).select_from(DenyEntry).where(
             DenyEntry.venue_id == venue.id, DenyEntry.kind == kind, DenyEntry.version_removed.is_(None))) or 0
@@ -291,14 +301,7 @@ class SnapshotCache:
             kind=kind, scope=venue.name, base=have, version=version, issued_at=issued_at,
             adds=[bytes.fromhex(p) for p in adds], removes=[bytes.fromhex(p) for p in removes],
         ).to_signed(signing_key(db, venue))
-        self._keep(key, data)
-        return data
-
-    def _keep(self, key: tuple[int | str, ...], data: bytes) -> None:
-        with self._lock:
-            self._items[key] = data
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+        return self._keep(key, data)
 
 
 def changes_between(db: Session, venue: Venue, kind: str, have: int, version: int
