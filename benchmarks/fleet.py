@@ -11,7 +11,24 @@ little of the same cores as a client can.
 
 Goal ("Fleet scale" issue): one replica serves at least 10,000 gates polling every 10 s.
 
-    python benchmarks/fleet.py [--seconds 8] [--runs 3] [--connections 50] [--workers 3]
+Second part (``--part fetch``): a new snapshot of 10 M entries (one signed file of 80 MB, published
+as the hub publishes it, ``passgate_hub.published``) fetched by 100 gates at once through Debian's
+nginx on loopback, and as well (``--servers nginx,hub``) from the hub itself, ``passgate-hub serve``
+at ``/lists/`` (SQLite, ``--workers`` workers). Each simulated gate is a thread with the gate's own
+session and download code (``passgated.downloads.download``: streamed to a file of its own, fsync,
+size and SHA-256 checked), started together; the file is deleted once it is whole and checked, and
+if the free space beside the gates' folders is short, at most as many as fit hold one at once (the
+others wait their turn, and the wait counts). Figures: the time until all have it, each gate's time
+(p50, p95), the fleet's MB/s together, and the CPU the server's processes spent (from /proc). The
+baseline in the same runs, taking turns with the fleet: one gate alone fetching the same file, so
+``all / alone`` says what sharing the server costs (``gates``: the server gives the fleet no more
+than it gives one gate; 1: the fleet costs no more than one gate). The gates and the server share
+the same 2 cores (and one disk), so these times are the client's as much as the server's: the
+server's CPU a run is the figure for the server. No goal is set; the issue asks for the time.
+
+    python benchmarks/fleet.py [--part rounds|fetch|all] [--seconds 8] [--runs 3] [--connections 50]
+                               [--workers 3] [--snapshot-entries 10000000] [--fetch-gates 100]
+                               [--servers nginx,hub] [--gate-dir DIR] [--max-on-disk N]
 """
 
 from __future__ import annotations
@@ -22,8 +39,12 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,15 +53,22 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import served_nginx  # noqa: E402
 from hub_ingest import seed  # noqa: E402
 from served import served_hub  # noqa: E402
 
-from passgate import wire  # noqa: E402
+from passgate import generate_private_key, wire  # noqa: E402
+from passgate.denylist import DEFAULT_MAX_BYTES, DenyList  # noqa: E402
+from passgate_hub import published  # noqa: E402
+from passgated import downloads  # noqa: E402
+from passgated.config import HubSpec  # noqa: E402
+from passgated.sync import TIMEOUT, _session  # noqa: E402
 from tests.hub.pgcluster import PgCluster  # noqa: E402
 
 POLL_S = 10.0
 GOAL_GATES = 10_000
 TICKS = os.sysconf("SC_CLK_TCK")
+TRIES = 3  # a gate's download, resumed after a cut
 HEALTH = {"journal_ok": True, "lists_stale": False, "fault": None,
           "scanners": [{"source": "serial:/dev/ttyACM0", "connected": True}]}
 
@@ -147,13 +175,7 @@ async def _run(host: str, port: int, rounds: dict[str, list[bytes]], connections
     return sum(await asyncio.gather(*(client(share) for share in shares)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured run")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=3)
-    args = parser.parse_args()
+def rounds(args: argparse.Namespace) -> None:
     cluster = PgCluster().start()
     with contextlib.ExitStack() as stack:
         stack.callback(cluster.stop)
@@ -190,6 +212,167 @@ def main() -> None:
                   f"{'met' if capacity >= GOAL_GATES else 'NOT met'})")
         one, many = (statistics.median(r[1] + r[2] for r in figures[w]) for w in ways)
         print(f"CPU a round, one request / request by request: {one / many:.2f}")
+
+
+
+# --- a new snapshot fetched by many gates at once -------------------------------------------
+
+
+def publish_snapshot(root: Path, entries: int) -> wire.ListFile:
+    """A signed snapshot of ``entries`` random entries, published in ``root`` as the hub does
+    (named ``/lists/<sha256>.pgdl``, relative: each server's base URL goes before it)."""
+    import numpy as np
+
+    keys = np.sort(np.random.default_rng(entries).integers(0, 2**64, entries, dtype=np.uint64))
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    snapshot = DenyList(keys, kind="blocked", scope="bench", version=2, issued_at=int(time.time()))
+    return published.Published(root).file(snapshot.to_signed(generate_private_key()))
+
+
+def tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of ``root``, every process below it and every one of those that
+    has exited and been waited for (a hub worker uvicorn restarted, say) so far."""
+    total = 0
+    for pid in family(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime, stime, cutime, cstime
+    return total / TICKS
+
+
+def at_once(url: str, named: wire.ListFile, folder: Path, gates: int, room: int) -> tuple[list[float], int]:
+    """Seconds until each of ``gates`` gates, started together, has the file whole and checked
+    (at most ``room`` of them holding a file at once; each deletes it then), and how many times
+    one resumed a cut download as a gate's next round does (at once here, ``TRIES`` at most)."""
+    go = threading.Event()
+    slots = threading.BoundedSemaphore(room)
+    done: list[float] = [0.0] * gates
+    resumed = [0] * gates
+    errors: list[BaseException] = []
+
+    def gate(n: int) -> None:
+        session = _session(HubSpec(url=url, token=""))  # the gate's session for list files
+        try:
+            go.wait()
+            with slots:
+                for attempt in range(TRIES):
+                    try:
+                        path = downloads.download(session, url, named, folder / f"g{n:03d}", verify=True,
+                                                  timeout=TIMEOUT, max_bytes=DEFAULT_MAX_BYTES)
+                        break
+                    except (downloads.DownloadError, requests.RequestException):
+                        if attempt == TRIES - 1:
+                            raise
+                        resumed[n] += 1
+                done[n] = time.perf_counter()
+                path.unlink()
+        except BaseException as exc:  # reported below, by the thread that started them
+            errors.append(exc)
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=gate, args=(n,), daemon=True) for n in range(gates)]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+    go.set()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {gates} gates failed; the first: {errors[0]!r}")
+    return [t - started for t in done], sum(resumed)
+
+
+def span(values: list[float], fmt: str = "{:.2f}") -> str:
+    """``median s (runs low-high)``."""
+    low, mid, high = (fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+    return f"{mid} s (runs {low}-{high})"
+
+
+def fetch(args: argparse.Namespace) -> None:
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-fetch-")))
+        gate_root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-gates-",
+                                                                         dir=args.gate_dir)))
+        root = work / "published"
+        named = publish_snapshot(root, args.snapshot_entries)
+        mb = named.size / 1e6
+        free = shutil.disk_usage(gate_root).free
+        fit = max(1, int(free * 0.5 // named.size))  # half the free space at most
+        room = min(args.fetch_gates, args.max_on_disk or fit)
+        servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+        servers["nginx"] = stack.enter_context(served_nginx.served_nginx(root))
+        if "hub" in args.servers:
+            os.environ[published.ENV_DIR] = str(root)  # for the serve process; nothing else reads it
+            servers["hub"] = stack.enter_context(served_hub(f"sqlite:///{work}/hub.db", args.workers))
+        for base, _ in servers.values():  # warm-up: connections, the file in the page cache
+            at_once(downloads.url_of(named, base), named, gate_root, 1, 1)
+        alone: dict[str, list[float]] = {name: [] for name in servers}
+        fleet: dict[str, list[list[float]]] = {name: [] for name in servers}
+        server_cpu: dict[str, list[float]] = {name: [] for name in servers}
+        gates_cpu: dict[str, list[float]] = {name: [] for name in servers}
+        resumed = dict.fromkeys(servers, 0)
+        for _ in range(args.runs):
+            for name, (base, proc) in servers.items():
+                url = downloads.url_of(named, base)
+                times, cuts = at_once(url, named, gate_root, 1, 1)
+                alone[name] += times
+                before, own_before = tree_cpu_s(proc.pid), cpu_s([os.getpid()])
+                times, more = at_once(url, named, gate_root, args.fetch_gates, room)
+                server_cpu[name].append(tree_cpu_s(proc.pid) - before)
+                gates_cpu[name].append(cpu_s([os.getpid()]) - own_before)
+                fleet[name].append(times)
+                resumed[name] += cuts + more
+        gates = args.fetch_gates
+        print(f"\nfetch: a new snapshot of {args.snapshot_entries:,} entries ({mb:.1f} MB, signed), "
+              f"{gates} gates at once, each with the gate's download code (streamed to its own file in "
+              f"{gate_root.parent}, fsync, size and SHA-256 checked, then deleted), {args.runs} runs")
+        if room < gates:
+            print(f"at most {room} files on disk at once ({free / 1e9:.1f} GB free there): "
+                  f"the others wait their turn")
+        for name in servers:
+            label = (f"{served_nginx.version()} (a worker a core, sendfile)" if name == "nginx"
+                     else f"passgate-hub serve /lists/ ({args.workers} workers)")
+            all_s = [max(run) for run in fleet[name]]
+            p50 = [statistics.median(run) for run in fleet[name]]
+            p95 = [statistics.quantiles(run, n=20, method="inclusive")[18] if len(run) > 1 else run[0]
+                   for run in fleet[name]]
+            ratio = statistics.median(all_s) / statistics.median(alone[name])
+            print(f"{label}:")
+            print(f"  one gate alone: {span(alone[name])}, {mb / statistics.median(alone[name]):.0f} MB/s")
+            print(f"  {gates} at once: all have it after {span(all_s)}; a gate: p50 {span(p50)}, "
+                  f"p95 {span(p95)}; {gates * mb / statistics.median(all_s):.0f} MB/s together")
+            print(f"  all / alone: {ratio:.1f} (of {gates} gates); CPU a run: the server "
+                  f"{span(server_cpu[name], '{:.1f}')} "
+                  f"({statistics.median(server_cpu[name]) / (gates * mb / 1000):.2f} s a GB), "
+                  f"the gates' threads {span(gates_cpu[name], '{:.1f}')}")
+            if resumed[name]:
+                print(f"  cut downloads resumed: {resumed[name]} in all (the time counts them)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("rounds", "fetch", "all"), default="all",
+                        help="sync rounds, the snapshot fetched at once, or both")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--snapshot-entries", type=int, default=10_000_000)
+    parser.add_argument("--fetch-gates", type=int, default=100)
+    parser.add_argument("--servers", default="nginx,hub",
+                        help="nginx, and the hub itself beside it unless left out")
+    parser.add_argument("--gate-dir", type=Path, default=None,
+                        help="where the gates' folders go (default: the temp dir; /dev/shm: no disk)")
+    parser.add_argument("--max-on-disk", type=int, default=None,
+                        help="files held at once at most (default: as many as fit in half the free space)")
+    args = parser.parse_args()
+    if args.part in ("rounds", "all"):
+        rounds(args)
+    if args.part in ("fetch", "all"):
+        fetch(args)
 
 
 if __name__ == "__main__":
