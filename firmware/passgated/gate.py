@@ -304,6 +304,7 @@ class Gate:
             fault = journal_fault(self.effects.fault)
         else:
             try:
+                self.journal.catch_up()  # another process's redemptions count before FAULT can clear
                 self.history_missing = self.journal.history_missing()
             except JournalError as exc:
                 fault = journal_fault(str(exc))

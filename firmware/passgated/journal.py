@@ -14,7 +14,8 @@ A damaged journal is set aside at start (``open_journal``), kept for evidence, a
 marked as missing its redemption history (``history_missing``) until the hub has sent it again or an
 operator ran ``passgated journal recover``.
 
-Entries used and anti-passback state are read from here, so a restart forgets nothing. The
+Entries used and anti-passback state are read from here, so a restart forgets nothing; a pass the
+journal never redeemed (the usual scan) is told apart without SQLite by ``SeenPasses``. The
 ``events`` table doubles as the sync outbox (``sent``: 0 queued, 1 acknowledged by the hub, 2 refused
 by the hub as malformed and kept only for audit). Pass ids are stored as hex, never a name; what is
 kept and for how long is README's "Privacy" (``purge``; tests/test_privacy_claims.py checks it).
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -37,6 +39,7 @@ from passgate import wire
 
 from .policy import Decision, Direction, Usage
 from .records import EventKind
+from .seen import SeenPasses, for_path
 
 log = logging.getLogger("passgated.journal")
 
@@ -190,6 +193,10 @@ class Journal:
         self.write_lock = threading.Lock()
         self._db: sqlite3.Connection | None = None  # set by _open
         self._closed = False
+        # The control loop's journal (the one that recovers) answers usage through a filter; a file
+        # in memory is this connection's alone.
+        self._seen_key = os.path.realpath(self.path) if self.path != ":memory:" else f"memory:{id(self)}"
+        self._seen = SeenPasses(self._seen_key) if recover else None
         self.unavailable: str | None = None  # why it could not be opened (defer_errors)
         try:
             self._open()
@@ -220,6 +227,9 @@ class Journal:
             _add_columns(db)
             self._db = db
             self.recovered = self._recover() if self.recover else 0
+            if self._seen is not None:
+                in_memory = self.path == ":memory:"
+                self._seen.start(db, None if in_memory else lambda: _connect_read_only(self.path))
         except (sqlite3.Error, JournalError) as exc:
             self._db = None
             db.close()
@@ -304,10 +314,8 @@ class Journal:
             if reserve and pass_id:
                 rid = uuid.uuid4().hex
                 valid_until = decision.pass_.valid_until if decision.pass_ else None
-                self.db.execute(
-                    "INSERT INTO redemptions VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
-                    (rid, pass_id, self.gate_id, str(decision.direction), self.clock(), valid_until),
-                )
+                self._insert_redemption("INSERT", (rid, pass_id, self.gate_id, str(decision.direction),
+                                                   self.clock(), "reserved", valid_until))
         took = self.monotonic() - started
         if took > self.write_timeout_s:
             slow = JournalError(f"journal write took {took:.2f} s (limit {self.write_timeout_s:g} s)")
@@ -363,11 +371,16 @@ class Journal:
                               t: float, valid_until: float | None = None) -> bool:
         """A redemption made at another gate of the venue (from the hub); idempotent."""
         with self._tx():
-            cur = self.db.execute(
-                "INSERT OR IGNORE INTO redemptions VALUES (?, ?, ?, ?, ?, 'committed', ?)",
-                (redemption_id, pass_id, gate_id, direction, t, valid_until),
-            )
-        return cur.rowcount == 1
+            added = self._insert_redemption("INSERT OR IGNORE", (redemption_id, pass_id, gate_id, direction,
+                                                                 t, "committed", valid_until))
+        return added == 1
+
+    def _insert_redemption(self, verb: str, row: tuple[Any, ...]) -> int:
+        """Insert one redemption row (inside a transaction), its pass marked as seen first in every
+        filter of this file; returns the rows inserted."""
+        for seen in for_path(self._seen_key):
+            seen.mark(row[1])
+        return int(self.db.execute(f"{verb} INTO redemptions VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount)
 
     # -- meta: what must survive a restart ----------------------------------------------------
     def _meta(self, key: str) -> str | None:
@@ -403,13 +416,26 @@ class Journal:
     # -- reads --------------------------------------------------------------------------------
     def usage(self, pass_id: bytes) -> Usage:
         """Entries used and inside/exited state of one pass, across this and other gates (a scan
-        asks this before every decision: a pass never seen, the usual case, costs one index probe)."""
+        asks this before every decision: a pass never seen, the usual case, costs a bit's test)."""
+        seen = self._seen
+        if seen is not None and seen.ready and not seen.might_have(pass_id):
+            return UNUSED
         rows = self._read(USAGE_SQL, (pass_id.hex(),))
         if not rows:
             return UNUSED
         entries = [t for d, t in rows if d == Direction.ENTRY]
         return Usage(len(entries), rows[-1][0] == Direction.ENTRY,
                      any(d == Direction.EXIT for d, _ in rows), entries[-1] if entries else None)
+
+    def catch_up(self) -> None:
+        """Take in the redemptions another process wrote (``SeenPasses``); the gate's health check
+        calls it every second. Raises ``JournalError``."""
+        if self._seen is None:
+            return
+        try:
+            self._seen.catch_up(self.db)
+        except sqlite3.Error as exc:
+            raise _cause(exc) from exc
 
     def check(self) -> None:
         """The cheap check at start: the roots of what the policy reads can be read. A full scan
@@ -459,6 +485,8 @@ class Journal:
 
     def close(self) -> None:
         self._closed = True
+        if self._seen is not None:
+            self._seen.close()
         if self._db is None:
             return
         with contextlib.suppress(sqlite3.Error):
@@ -609,9 +637,8 @@ def salvage(damaged: Path, journal: Journal) -> tuple[int, int]:
             rid, pass_id, gate_id, direction, t, state, valid_until = row
             state = "assumed" if state == "reserved" else state
             with journal._tx():
-                cur = journal.db.execute("INSERT OR IGNORE INTO redemptions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                         (rid, pass_id, gate_id, direction, t, state, valid_until))
-            copied += cur.rowcount
+                copied += journal._insert_redemption("INSERT OR IGNORE", (rid, pass_id, gate_id, direction, t,
+                                                                          state, valid_until))
     return copied, skipped
 
 

@@ -479,18 +479,22 @@ def test_meta_survives_a_restart(tmp_path: Path) -> None:
 
 def test_usage_counts_what_holds_and_orders_by_time(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.db", "g1")
+    other = sqlite3.connect(tmp_path / "j.db", isolation_level=None)  # rows as another process writes them
     pid = admit().pass_id.hex()
     for rid, direction, t, state in [("a", "entry", 300.0, "committed"), ("b", "entry", 100.0, "assumed"),
                                      ("c", "exit", 200.0, "committed"), ("d", "entry", 400.0, "released"),
                                      ("e", "entry", 50.0, "reserved")]:
-        j.db.execute("INSERT INTO redemptions VALUES (?, ?, 'g1', ?, ?, ?, NULL)",
-                     (rid, pid, direction, t, state))
+        other.execute("INSERT INTO redemptions VALUES (?, ?, 'g1', ?, ?, ?, NULL)",
+                      (rid, pid, direction, t, state))
+    j.catch_up()  # what the gate's health check does every second
     usage = j.usage(bytes.fromhex(pid))
     assert (usage.entries_used, usage.inside, usage.exited, usage.last_entry_t) == (3, True, True, 300.0)
-    j.db.execute("INSERT INTO redemptions VALUES ('f', ?, 'g2', 'exit', 350.0, 'committed', NULL)", (pid,))
+    other.execute("INSERT INTO redemptions VALUES ('f', ?, 'g2', 'exit', 350.0, 'committed', NULL)", (pid,))
+    j.catch_up()
     usage = j.usage(bytes.fromhex(pid))
     assert (usage.inside, usage.last_entry_t) == (False, 300.0)
     assert j.usage(bytes(16)) == type(usage)()
+    other.close()
 
 
 def test_remote_redemptions_are_stored_as_given(tmp_path: Path) -> None:
