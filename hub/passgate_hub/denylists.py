@@ -5,8 +5,10 @@ N + 1 and stores the signed delta file right away, so serving a gate that is a f
 is a primary-key read. A gate further behind (away for a week) gets one compacted delta from its
 version to the newest, built from the entries added and removed in between (indexed by version)
 and cached; a new gate, one in an older epoch, or one whose changes would outweigh the list, gets
-a signed snapshot, built from the rows and cached per version. The scope of a venue's lists is the
-venue's name.
+a signed snapshot. A snapshot is built once for the hub, not once a worker: from the newest one
+the hub built before (kept in ``DenySnapshot``) and the signed deltas since, by one worker at a
+time (see ``SnapshotCache``); from the rows only when there is none of the same epoch. The scope
+of a venue's lists is the venue's name.
 
 A gate's stale-list policy judges how recently the hub vouched for its list, and a quiet list is
 not a stale one. A gate of protocol 3 is sent a signed freshness statement with each bundle ("list
@@ -31,9 +33,11 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from passgate import TrustStore, denylist, freshness
@@ -50,6 +54,9 @@ FRESH_EVERY_S = 300  # freshness statements are signed for times on this grid
 FRESH_PROTOCOL = 3  # the first gate protocol that reads freshness statements
 EPOCH_ZERO = 1_704_067_200  # 2024-01-01T00:00:00Z; an epoch is the minute it began, counted from here
 EPOCH_EVERY_S = 300  # a new epoch at most this often, whatever gates report
+# A (venue, kind)'s snapshot build on PostgreSQL: a two-key advisory lock in this space ("pgsn"),
+# apart from the retention purge's ("pgdt", 1) and the one-key locks ingest takes per pass.
+_PG_BUILD_LOCK = text("SELECT pg_advisory_xact_lock(1885827950, :key)")
 log = logging.getLogger(__name__)
 
 
@@ -71,9 +78,17 @@ def locked_list(db: Session, venue: Venue, kind: str) -> DenyList:
                       .with_for_update()).one()
 
 
-def _active(db: Session, venue: Venue, kind: str, pass_ids: Iterable[str] | None = None) -> set[str]:
-    query = select(DenyEntry.pass_id).where(DenyEntry.venue_id == venue.id, DenyEntry.kind == kind,
-                                           DenyEntry.version_removed.is_(None))
+def _active(db: Session, venue: Venue, kind: str, pass_ids: Iterable[str] | None = None, *,
+            at: int | None = None) -> set[str]:
+    """The pass ids on the list now, or at version ``at`` (a snapshot of ``at`` holds none a change
+    committed since added)."""
+    mine = (DenyEntry.venue_id == venue.id, DenyEntry.kind == kind)
+    if at is None:
+        query = select(DenyEntry.pass_id).where(*mine, DenyEntry.version_removed.is_(None))
+    else:
+        query = select(DenyEntry.pass_id).where(
+            *mine, DenyEntry.version_added <= at,
+            DenyEntry.version_removed.is_(None) | (DenyEntry.version_removed > at))
     if pass_ids is not None:
         query = query.where(DenyEntry.pass_id.in_(list(pass_ids)))
     return set(db.scalars(query))
@@ -233,10 +248,14 @@ class FreshnessCache(_Kept):
 
 class SnapshotCache(_Kept):
     """Signed snapshots by (venue, kind, version) and compacted deltas by (venue, kind, base,
-    version): built once, a few kept."""
+    version): a few kept in each worker. A snapshot this worker does not keep is built once for
+    the hub: the newest one built (by any worker) is kept in ``DenySnapshot``, and the next comes
+    from it, or from a newer one this worker keeps, and the signed deltas since (at 1 M entries,
+    from the rows took 6 s and 600 MB, each worker of a reconnecting fleet at once)."""
 
     def __init__(self, size: int = 64) -> None:
         super().__init__(size)
+        self._turns: dict[tuple[int, str], threading.Lock] = {}
 
     def get(self, db: Session, venue: Venue, kind: str, version: int, issued_at: int) -> bytes:
         if venue.offline:
@@ -249,39 +268,45 @@ class SnapshotCache(_Kept):
         kept = self._kept(key)
         if kept is not None:
             return kept
-        data = self._from_earlier(db, venue, kind, version)
-        if data is None:  # none kept (a new worker): from the rows
-            ids = [bytes.fromhex(p) for p in _active(db, venue, kind)]
-            data = denylist.DenyList.from_ids(ids, kind=kind, scope=venue.name, version=version,
-                                              issued_at=issued_at).to_signed(signing_key(db, venue))
+        with self._turn(venue.id, kind):
+            kept = self._kept(key)  # another thread of this worker built it meanwhile
+            if kept is not None:
+                return kept
+            with _building(db, venue, kind) as session:
+                data = self._build(session, venue, kind, version, issued_at)
         return self._keep(key, data)
 
-    def _from_earlier(self, db: Session, venue: Venue, kind: str, version: int) -> bytes | None:
-        """The snapshot at ``version`` built from the newest earlier one this worker keeps (same
-        epoch) and the signed deltas since: 8 bytes an entry in arrays, where the rows take a
-        Python object each (at 1 M entries, 6 s and 600 MB a build)."""
+    def _turn(self, venue_id: int, kind: str) -> threading.Lock:
+        """This worker's threads take turns building a list, so only one holds a second
+        connection (``_building``) and the others find the snapshot kept."""
+        with self._lock:
+            return self._turns.setdefault((venue_id, kind), threading.Lock())
+
+    def _build(self, db: Session, venue: Venue, kind: str, version: int, issued_at: int) -> bytes:
+        """The snapshot at ``version``: the stored one, or built from the newest earlier one
+        (stored or kept) and the deltas, or from the rows; stored unless a newer one is."""
+        stored = db.execute(select(DenySnapshot.version, DenySnapshot.data).where(
+            DenySnapshot.venue_id == venue.id, DenySnapshot.kind == kind)).one_or_none()
+        if stored is not None and stored.version == version:  # another worker built it
+            return stored.data
+        bases = [base for base in (self._earlier(venue.id, kind, version), stored)
+                 if base is not None and base[0] < version
+                 and denylist.epoch_of(base[0]) == denylist.epoch_of(version)]
+        data = _from_earlier(db, venue, kind, version, *max(bases, key=lambda b: b[0])) if bases else None
+        if data is None:  # none of this epoch (the list's first build, a new epoch), or it failed
+            ids = [bytes.fromhex(p) for p in _active(db, venue, kind, at=version)]
+            data = denylist.DenyList.from_ids(ids, kind=kind, scope=venue.name, version=version,
+                                              issued_at=issued_at).to_signed(signing_key(db, venue))
+        _store(db, venue, kind, version, data)
+        return data
+
+    def _earlier(self, venue_id: int, kind: str, version: int) -> tuple[int, bytes] | None:
+        """The newest snapshot of the list before ``version`` this worker keeps."""
         with self._lock:
             earlier = [(k[2], data) for k, data in self._items.items()
-                       if len(k) == 3 and k[:2] == (venue.id, kind) and isinstance(k[2], int)
-                       and k[2] < version and denylist.epoch_of(k[2]) == denylist.epoch_of(version)]
-        if not earlier:
-            return None
-        base, data = max(earlier)
-        deltas = list(db.scalars(select(DenyDelta.data).where(
-            DenyDelta.venue_id == venue.id, DenyDelta.kind == kind, DenyDelta.base >= base,
-            DenyDelta.base < version).order_by(DenyDelta.base)))
-        if len(deltas) != version - base:  # a gap (never expected): the rows know
-            return None
-        key = signing_key(db, venue)
-        trust = TrustStore()
-        trust.add(key.public_key(), purpose=KeyPurpose.DENYLIST, scope=venue.name)
-        current = denylist.read_signed(data, trust)
-        for delta in deltas:
-            change = denylist.read_signed(delta, trust)
-            if not isinstance(current, denylist.DenyList) or not isinstance(change, denylist.Delta):
-                return None
-            current = current.apply(change)
-        return current.to_signed(key) if current.version == version else None
+                       if len(k) == 3 and k[:2] == (venue_id, kind) and isinstance(k[2], int)
+                       and k[2] < version]
+        return max(earlier, key=lambda e: e[0], default=None)
 
     def compacted(self, db: Session, venue: Venue, kind: str, have: int, current: tuple[int, int]
                   ) -> bytes | None:
@@ -345,8 +370,66 @@ def updates_for(db: Session, venue: Venue, kind: str, have: int, current: tuple[
                            .order_by(DenyDelta.base)))
 
 
+@contextmanager
+def _building(db: Session, venue: Venue, kind: str) -> Iterator[Session]:
+    """The session a snapshot of (venue, kind) is built and stored in, one build at a time.
+
+    PostgreSQL: a short transaction of its own, holding an advisory lock on (venue, kind) until it
+    commits the stored snapshot, so workers asked at once take turns and the later ones find it
+    built. Not the list's row lock (``locked_list``): an operator's block would wait for a build.
+    SQLite: the caller's session. Its transaction (``BEGIN IMMEDIATE``, see ``db``) holds the one
+    write lock already, so builds take turns across processes as every writer does, and another
+    connection could not write before the caller ends; the stored snapshot is kept when the
+    caller commits (a sync round does; a request that writes nothing else rolls it back)."""
+    engine = db.get_bind().engine
+    if engine.dialect.name != "postgresql":
+        yield db
+        return
+    with Session(engine) as session, session.begin():
+        session.execute(_PG_BUILD_LOCK, {"key": (venue.id * len(KINDS) + KINDS.index(kind)) % 2**31})
+        yield session
+
+
+def _from_earlier(db: Session, venue: Venue, kind: str, version: int, base: int, data: bytes
+                  ) -> bytes | None:
+    """The snapshot at ``version`` built from the signed one at ``base`` (same epoch) and the
+    signed deltas since: 8 bytes an entry in arrays, where the rows take a Python object each.
+    None when a delta is missing or a file does not verify (never expected): the rows know."""
+    deltas = list(db.scalars(select(DenyDelta.data).where(
+        DenyDelta.venue_id == venue.id, DenyDelta.kind == kind, DenyDelta.base >= base,
+        DenyDelta.base < version).order_by(DenyDelta.base)))
+    if len(deltas) != version - base:
+        return None
+    key = signing_key(db, venue)
+    trust = TrustStore()
+    trust.add(key.public_key(), purpose=KeyPurpose.DENYLIST, scope=venue.name)
+    try:
+        current = denylist.read_signed(data, trust)
+        for delta in deltas:
+            change = denylist.read_signed(delta, trust)
+            if not isinstance(current, denylist.DenyList) or not isinstance(change, denylist.Delta):
+                return None
+            current = current.apply(change)
+    except denylist.DenyListError as exc:
+        log.warning("%s: the %s list at %s not built from version %s (%s): from the rows", venue.name,
+                    kind, denylist.describe_version(version), denylist.describe_version(base), exc)
+        return None
+    return current.to_signed(key) if current.version == version else None
+
+
+def _store(db: Session, venue: Venue, kind: str, version: int, data: bytes) -> None:
+    """Keep ``data`` as the list's newest snapshot, unless a newer one is kept already."""
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(DenySnapshot).values(venue_id=venue.id, kind=kind, version=version, data=data)
+    db.execute(stmt.on_conflict_do_update(
+        index_elements=[DenySnapshot.venue_id, DenySnapshot.kind],
+        set_={"version": stmt.excluded.version, "data": stmt.excluded.data},
+        where=DenySnapshot.version < stmt.excluded.version))
+
+
 def stored_snapshot(db: Session, venue: Venue, kind: str, version: int) -> bytes | None:
-    """An offline-issuer venue's uploaded snapshot of ``version``, if that is the one held."""
+    """An offline-issuer venue's uploaded snapshot of ``version``, if that is the one held (only
+    for such a venue: another's row is the hub's own newest build, see ``SnapshotCache``)."""
     return db.scalar(select(DenySnapshot.data).where(DenySnapshot.venue_id == venue.id,
                                                      DenySnapshot.kind == kind,
                                                      DenySnapshot.version == version))

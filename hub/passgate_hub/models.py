@@ -252,8 +252,10 @@ class DenyDelta(Base):
 
 
 class DenySnapshot(Base):
-    """An offline-issuer venue's newest signed snapshot of a list, as uploaded (the hub cannot
-    build one: it holds no signing key for it)."""
+    """The newest signed snapshot of a list: for an offline-issuer venue, as uploaded (the hub
+    cannot build one: it holds no signing key for it); for any other, the newest the hub built,
+    which the next is built from (``denylists.SnapshotCache``). Which of the two a row is follows
+    from ``Venue.offline``, set when the venue is created and never changed."""
 
     __tablename__ = "deny_snapshots"
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"), primary_key=True)
