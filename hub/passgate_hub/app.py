@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, auth, console, db, denylists, ops, published, retention, scope, sealing
+from . import __version__, auth, console, db, denylists, ops, published, retention, rounds, scope, sealing
 from .api import admin, gates
 from .console import reference
 from .schemas import PARSED_BY_ROUTE
@@ -128,7 +128,8 @@ def check_scoped(app: FastAPI, prefix: str = admin.router.prefix) -> None:
 
 @contextlib.asynccontextmanager
 async def _serving(app: FastAPI) -> AsyncIterator[None]:
-    """While the app serves, its retention purge runs in rounds (``retention.Purger``).
+    """While the app serves, its retention purge runs in rounds (``retention.Purger``) and quiet
+    heartbeats are written in batches (``rounds.Beats``).
 
     What the process built to start (modules, models, the app: a few hundred thousand objects) is
     set aside from the garbage collector's full passes first: each pass walked all of it, about a
@@ -137,7 +138,8 @@ async def _serving(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     task = asyncio.create_task(app.state.purger.run())
     try:
-        yield
+        async with app.state.beats.flushing(app.state.sessions):
+            yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -159,7 +161,9 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY,
     app.state.freshness = denylists.FreshnessCache()
     app.state.published = published.configured(engine, lists_dir, lists_url)
     app.state.vectors = gates.VersionVectors()
-    app.state.vectors.watch(app.state.sessions)
+    app.state.known = rounds.Known()
+    app.state.beats = rounds.Beats()
+    app.state.vectors.watch(app.state.sessions, app.state.known.forget)
     app.include_router(gates.router)
     app.include_router(gates.enroll_router)
     app.include_router(gates.files_router)

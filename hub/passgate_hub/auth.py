@@ -53,7 +53,7 @@ def db_session(*, request: Request):  # type: ignore[no-untyped-def]
 DB = Annotated[Session, Depends(db_session)]
 
 
-def _bearer(request: Request) -> str:
+def bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
@@ -79,16 +79,42 @@ class GateRef(NamedTuple):
     disabled_at: float | None
 
 
+class GateCard(NamedTuple):
+    """What a sync round needs of its gate (``rounds``): plain columns a worker may keep a second
+    and use from any thread, where an ORM object belongs to its session."""
+
+    id: int
+    gate_id: str
+    venue_id: int
+    zone_id: int | None
+    config: dict[str, Any]
+    token_hash: str
+    disabled_at: float | None
+
+
 # Built once: building a statement costs more than running it.
 _GATE_BY_TOKEN = select(Gate).where(Gate.token_hash == bindparam("digest"))
 _GATE_REF_BY_TOKEN = (select(*(Gate.__table__.c[name] for name in GateRef._fields))
                       .where(Gate.token_hash == bindparam("digest")))
+_GATE_CARD_BY_TOKEN = (select(*(Gate.__table__.c[name] for name in GateCard._fields))
+                       .where(Gate.token_hash == bindparam("digest")))
 
 
 def _lookup_gate_ref(db: Session, secret: str) -> GateRef | None:
     digest = hash_secret(secret)
     row = db.connection().execute(_GATE_REF_BY_TOKEN, {"digest": digest}).first()
     return GateRef(*row) if row is not None and hmac.compare_digest(row.token_hash, digest) else None
+
+
+def _lookup_gate_card(db: Session, secret: str) -> GateCard | None:
+    digest = hash_secret(secret)
+    row = db.connection().execute(_GATE_CARD_BY_TOKEN, {"digest": digest}).first()
+    return GateCard(*row) if row is not None and hmac.compare_digest(row.token_hash, digest) else None
+
+
+def syncing_gate(request: Request, db: Session, gate_id: str) -> GateCard:
+    """``current_gate``, as the columns a sync round needs (``rounds.Known`` keeps them)."""
+    return _gate(request, db, gate_id, _lookup_gate_card)
 
 
 def _lookup_key(db: Session, secret: str) -> ApiKey | None:
@@ -101,11 +127,11 @@ def _unknown() -> HTTPException:
     return HTTPException(401, "unknown or revoked credential", headers={"WWW-Authenticate": "Bearer"})
 
 
-G = TypeVar("G", Gate, GateRef)
+G = TypeVar("G", Gate, GateRef, GateCard)
 
 
 def _gate(request: Request, db: Session, gate_id: str, lookup: Callable[[Session, str], G | None]) -> G:
-    secret = _bearer(request)
+    secret = bearer(request)
     if secret.startswith(ADMIN_PREFIX):
         if _lookup_key(db, secret) is None:
             raise _unknown()
@@ -137,7 +163,7 @@ LAST_USED_RESOLUTION_S = 60.0  # a key's last use is written at most once a minu
 def current_admin(*, request: Request, db: DB) -> ApiKey:
     """The admin API key presented; 403 for a (valid) gate token. Notes when the key was last
     used (to the minute: not a write on every request)."""
-    secret = _bearer(request)
+    secret = bearer(request)
     if secret.startswith(GATE_PREFIX):
         if _lookup_gate(db, secret) is None:
             raise _unknown()

@@ -5,17 +5,21 @@ request, as before."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import event
+from sqlalchemy import event, select, update
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from passgate_hub import rounds
 from passgate_hub.api import gates as gate_api
+from passgate_hub.models import Gate as GateRow
 from passgated.policy import Direction
+from passgated.sync import SyncResult
 from tests.hub.fixtures import db_url, hub
 from tests.hub.server import HubServer, issue
 from tests.hub.test_api import setup_venue
@@ -124,3 +128,88 @@ def test_an_unchanged_bundle_is_answered_without_reading_lists_keys_or_venues(tw
     assert g1.sync.sync_once().ok
     assert g1.lists.versions()["revoked"] == before + 1
     assert bytes.fromhex(ticket["pass_id"]) in g1.lists.live["revoked"].current
+
+
+@pytest.fixture
+def kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a worker reads is kept a minute, not a second: a slow machine's rounds stay quiet."""
+    monkeypatch.setattr(rounds, "TTL_S", 60.0)
+    monkeypatch.setattr(gate_api, "VECTOR_TTL_S", 60.0)
+
+
+def gate_row(hub: HubServer, gate_id: str) -> tuple[float, dict[str, object]]:
+    with hub.session() as db:
+        row = db.execute(select(GateRow.last_seen, GateRow.health).where(GateRow.gate_id == gate_id)).one()
+    return row.last_seen, row.health
+
+
+def test_a_quiet_round_runs_no_statement_and_its_heartbeat_joins_a_batch(two_gates, kept) -> None:
+    hub, _, g1, _ = two_gates
+    assert g1.sync.sync_once().ok and g1.sync.sync_once().ok  # the first reads; then all is known
+    seen_before, _ = gate_row(hub, g1.gate_id)
+    seen = statements(hub)
+    assert g1.sync.sync_once().ok
+    assert seen == []  # no token lookup, no lists, no redemptions, no heartbeat update, no commit
+    assert gate_row(hub, g1.gate_id)[0] == seen_before
+    assert hub.app.state.beats.flush(hub.app.state.sessions) == 1
+    last_seen, health = gate_row(hub, g1.gate_id)
+    assert last_seen > seen_before and health["t"] == pytest.approx(last_seen, abs=5)
+
+
+def test_a_heartbeat_that_changes_what_the_hub_shows_is_written_at_once(two_gates, kept) -> None:
+    hub, _, g1, _ = two_gates
+    assert g1.sync.sync_once().ok and g1.sync.sync_once().ok
+    g1.sync.gate_health = lambda: {"fault": "Turnstile not ready", "scanners": [], "lists_stale": False}
+    seen = statements(hub)
+    assert g1.sync.sync_once().ok
+    assert any(s.lower().startswith("update gates") for s in seen)
+    assert gate_row(hub, g1.gate_id)[1]["health"]["fault"] == "Turnstile not ready"
+
+
+def test_a_new_redemption_this_worker_stored_ends_the_quiet_rounds_at_once(two_gates, kept) -> None:
+    hub, admin, g1, g2 = two_gates
+    for gate in (g1, g2, g2):
+        assert gate.sync.sync_once().ok
+    [ticket] = issue(hub, admin)
+    assert g1.scan(ticket["text"]).admit
+    result = SyncResult()
+    g1.sync._upload(result)  # the upload alone (g1's own round would read the newest again)
+    assert result.uploaded == 2  # so this worker forgets the venue's newest redemption
+    got = g2.sync.sync_once()
+    assert got.ok and got.redemptions == 1
+
+
+def test_a_batch_never_takes_a_gate_back_and_drops_what_a_changed_token_sent(two_gates, kept) -> None:
+    """Another worker wrote a newer heartbeat, or the token was rotated elsewhere (the CLI, straight
+    on the database) meanwhile: the batch writes nothing over either."""
+    hub, _, g1, g2 = two_gates
+    for gate in (g1, g1, g2, g2):
+        assert gate.sync.sync_once().ok
+    assert g1.sync.sync_once().ok and g2.sync.sync_once().ok  # both quiet: in the batch
+    with hub.session() as db:  # g1: a newer heartbeat from another worker; g2: a new token
+        db.execute(update(GateRow).where(GateRow.gate_id == g1.gate_id).values(last_seen=time.time() + 30))
+        db.execute(update(GateRow).where(GateRow.gate_id == g2.gate_id).values(token_hash="0" * 64))
+        db.commit()
+    newer, _ = gate_row(hub, g1.gate_id)
+    rotated, _ = gate_row(hub, g2.gate_id)
+    hub.app.state.beats.flush(hub.app.state.sessions)
+    assert gate_row(hub, g1.gate_id)[0] == newer and gate_row(hub, g2.gate_id)[0] == rotated
+
+
+def test_the_serving_hub_writes_its_batch_every_second(db_url: str, tmp_path: Path) -> None:
+    server = HubServer(db_url, purge_every_s=3600).start()
+    admin = server.admin()
+    tokens = setup_venue(server, admin)
+    gate = Gate(tmp_path / "g1", "arena-g1", server.url, tokens["g1"])
+    try:
+        assert gate.sync.sync_once().ok and gate.sync.sync_once().ok
+        before, _ = gate_row(server, gate.gate_id)
+        assert gate.sync.sync_once().ok
+        deadline = time.monotonic() + 10 * rounds.FLUSH_S
+        while gate_row(server, gate.gate_id)[0] == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gate_row(server, gate.gate_id)[0] > before
+    finally:
+        gate.close()
+        server.stop()
+        server.close()

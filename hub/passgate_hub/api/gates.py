@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -18,8 +19,8 @@ from sqlalchemy import event, func, inspect, select
 
 from passgate import wire
 
-from .. import audit, denylists, ingest, ops, published, sealing
-from ..auth import DB, CurrentGate, current_gate, uploading_gate
+from .. import audit, denylists, ingest, ops, published, rounds, sealing
+from ..auth import DB, CurrentGate, syncing_gate, uploading_gate
 from ..models import REDEMPTION_KINDS, DenyList, Event, IssuedPass, IssuerKey, Venue, Zone
 from ..models import Gate as GateRow
 from ..schemas import (
@@ -94,7 +95,7 @@ def bundle(*, request: Request, response: Response,
 
 
 VECTOR_TTL_S = 1.0  # how long a worker answers "unchanged" from what it last read of a venue
-_BUNDLE_GATE_FIELDS = ("config", "zone_id", "venue_id", "disabled_at", "deleted_at")
+_BUNDLE_GATE_FIELDS = ("config", "zone_id", "venue_id", "disabled_at", "deleted_at", "token_hash")
 
 
 class VersionVectors:
@@ -130,9 +131,10 @@ class VersionVectors:
         self._venues.clear()
         self._zones.clear()
 
-    def watch(self, sessions: Any) -> None:
-        """Forget on every flush of this worker's sessions that changes a list, a key, a venue,
-        a zone or a gate's settings (not a heartbeat): its next answers are read again."""
+    def watch(self, sessions: Any, also: Callable[[], None]) -> None:
+        """Forget (and call ``also``) on every flush of this worker's sessions that changes a list,
+        a key, a venue, a zone, a gate's settings or its token (not a heartbeat): its next answers
+        are read again."""
         @event.listens_for(sessions, "after_flush")
         def _flushed(session: Any, _context: Any) -> None:
             for row in (*session.new, *session.dirty, *session.deleted):
@@ -140,6 +142,7 @@ class VersionVectors:
                         isinstance(row, GateRow) and any(
                             inspect(row).attrs[name].history.has_changes() for name in _BUNDLE_GATE_FIELDS)):
                     self.forget()
+                    also()
                     return
 
 
@@ -255,6 +258,8 @@ def _upload(request: Request, gate_id: str, body: bytes) -> bytes:
             raise HTTPException(403, "a gate may only upload its own events")
         done = ingest.ingest(db, gate, batch.model_dump()["events"])
         db.commit()
+    if done.stored:
+        request.app.state.known.forget(gate.venue_id)  # its redemptions: read again at the next round
     return json.dumps(wire.dump(wire.EventAck(
         acked=done.acked, stored=done.stored, rejected=done.rejected,
         duplicates=len(done.acked) - done.stored, deferred=done.deferred))).encode()
@@ -333,25 +338,58 @@ async def sync(*, gate_id: str, request: Request, protocol: Protocol) -> Respons
     304 says), with the first page of the other gates' redemptions after ``redemptions_after``.
     What a quiet gate sends every round."""
     body = await request.body()
-    return Response(await run_in_threadpool(_sync, request, gate_id, protocol, body),
-                    media_type="application/json")
+    answer = _quiet_round(request, gate_id, protocol, body)
+    if answer is None:
+        answer = await run_in_threadpool(_sync, request, gate_id, protocol, body)
+    return Response(answer, media_type="application/json")
+
+
+def _held(wanted: dict[str, Any]) -> tuple[dict[str, int], dict[str, int | None]]:
+    """The list versions and signing times a ``SyncRequest`` says the gate holds."""
+    held = wanted["lists"]
+    return ({kind: held[kind]["version"] if kind in held else 0 for kind in denylists.KINDS},
+            {kind: held[kind]["issued_at"] if kind in held else None for kind in denylists.KINDS})
+
+
+def _quiet_round(request: Request, gate_id: str, protocol: int, body: bytes) -> bytes | None:
+    """The answer to a quiet round from what this worker knows (``rounds``), on the event loop: no
+    query, no thread. None when anything is not known to be quiet: the full round decides."""
+    state = request.app.state
+    now = time.time()
+    card = rounds.quiet_gate(request, gate_id, state.known, now)
+    if card is None or protocol < denylists.FRESH_PROTOCOL:
+        return None
+    wanted = parse_body(SyncRequest, body).model_dump()
+    have, signed = _held(wanted)
+    after = wanted["redemptions_after"]
+    etag = state.vectors.unchanged(card, have, signed, wanted["etag"], now)
+    if (etag is None or not state.known.nothing_after(card.venue_id, after, now)
+            or not state.beats.batched(card, wanted["heartbeat"], protocol, now)):
+        return None
+    return rounds.quiet_answer(now, etag, after)
 
 
 def _sync(request: Request, gate_id: str, protocol: int, body: bytes) -> bytes:
     """The round's whole work on one worker thread, as the upload's (``_upload``): declared as
     dependencies, a body and a response model, the token, the session, the body and the answer
-    would each be a hop between the event loop and a thread of their own. The token first."""
-    with request.app.state.sessions() as db:
-        gate = current_gate(gate_id=gate_id, request=request, db=db)
+    would each be a hop between the event loop and a thread of their own. The token first. What
+    it reads of the gate and the venue's redemptions is kept for the next quiet rounds."""
+    state = request.app.state
+    with state.sessions() as db:
+        now = time.time()
+        gate = syncing_gate(request, db, gate_id)
+        state.known.keep_gate(gate.token_hash, gate, now)
         wanted = parse_body(SyncRequest, body).model_dump()
-        held = wanted["lists"]
-        have = {kind: held[kind]["version"] if kind in held else 0 for kind in denylists.KINDS}
-        signed = {kind: held[kind]["issued_at"] if kind in held else None for kind in denylists.KINDS}
+        have, signed = _held(wanted)
         # the bundle first: it may roll back (a sealed key), which must not take the heartbeat with it
         etag, bundle_ = _bundle(request, db, gate, protocol, have, signed, wanted["etag"])
         page = _redemptions(db, gate, wanted["redemptions_after"], SYNC_REDEMPTIONS, include_own=False)
+        if not page.more:
+            state.known.read_newest(db, gate.venue_id, now)
         now = time.time()
-        _beat(gate, wanted["heartbeat"], protocol, now)
+        beat = state.beats.take(gate, wanted["heartbeat"], protocol, now)
+        if beat is not None:
+            rounds.Beats.write(db, [beat])
         db.commit()
     return json.dumps(wire.dump(wire.SyncAnswer(server_time=now, etag=etag, bundle=bundle_,
                                                 redemptions=page))).encode()
