@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import audit, scope
-from .models import ApiKey, Gate
+from .models import ApiKey, Gate, Venue
 from .scope import Role, Scope
 
 GATE_PREFIX = "pgg_"
@@ -90,14 +90,15 @@ class GateCard(NamedTuple):
     config: dict[str, Any]
     token_hash: str
     disabled_at: float | None
+    gates_rev: int  # the venue's, when this was read: kept only while it is still the venue's
 
 
 # Built once: building a statement costs more than running it.
 _GATE_BY_TOKEN = select(Gate).where(Gate.token_hash == bindparam("digest"))
 _GATE_REF_BY_TOKEN = (select(*(Gate.__table__.c[name] for name in GateRef._fields))
                       .where(Gate.token_hash == bindparam("digest")))
-_GATE_CARD_BY_TOKEN = (select(*(Gate.__table__.c[name] for name in GateCard._fields))
-                       .where(Gate.token_hash == bindparam("digest")))
+_GATE_CARD_BY_TOKEN = (select(*(Gate.__table__.c[name] for name in GateCard._fields[:-1]), Venue.gates_rev)
+                       .join(Venue, Venue.id == Gate.venue_id).where(Gate.token_hash == bindparam("digest")))
 
 
 def _lookup_gate_ref(db: Session, secret: str) -> GateRef | None:
@@ -109,7 +110,7 @@ def _lookup_gate_ref(db: Session, secret: str) -> GateRef | None:
 def _lookup_gate_card(db: Session, secret: str) -> GateCard | None:
     digest = hash_secret(secret)
     row = db.connection().execute(_GATE_CARD_BY_TOKEN, {"digest": digest}).first()
-    return GateCard(*row) if row is not None and hmac.compare_digest(row.token_hash, digest) else None
+    return GateCard._make(row) if row is not None and hmac.compare_digest(row.token_hash, digest) else None
 
 
 def syncing_gate(request: Request, db: Session, gate_id: str) -> GateCard:

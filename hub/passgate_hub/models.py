@@ -25,9 +25,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
     text,
+    update,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from passgate import wire
 
@@ -53,6 +56,8 @@ class Venue(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     keys_rev: Mapped[int] = mapped_column(Integer, default=0)  # bumped on key changes (ETag input)
+    # bumped when a gate of the venue changes what lets it sync (``bump_gates_rev``; ``rounds``)
+    gates_rev: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[float] = mapped_column(Double)
     # offline issuer: the hub holds only public keys; passes and lists are signed elsewhere
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
@@ -93,6 +98,27 @@ class Gate(Base):
     # a one-time enrollment code (its hash) an operator hands the gate instead of its token
     enroll_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     enroll_expires_at: Mapped[float | None] = mapped_column(Double)
+
+
+# What a worker keeps of a gate between its sync rounds (``auth.GateCard``): a change to any of these
+# bumps the venue's ``gates_rev``, so every worker reads the gate again within a second.
+GATE_SYNC_FIELDS = ("gate_id", "venue_id", "zone_id", "token_hash", "config", "disabled_at", "deleted_at")
+
+
+@event.listens_for(Session, "before_flush")
+def bump_gates_rev(session: Session, _context: Any, _instances: Any) -> None:
+    """Any session's flush (the API, the console, the CLI) that changes a gate's sync fields bumps
+    its venue's ``gates_rev`` (both venues', for a gate moved), in the same transaction."""
+    venues = set()
+    for row in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(row, Gate):
+            state = inspect(row)
+            if row in session.new or row in session.deleted or any(
+                    state.attrs[name].history.has_changes() for name in GATE_SYNC_FIELDS):
+                venues.add(row.venue_id)
+                venues.update(v for v in state.attrs.venue_id.history.deleted if v is not None)
+    for venue_id in venues - {None}:
+        session.execute(update(Venue).where(Venue.id == venue_id).values(gates_rev=Venue.gates_rev + 1))
 
 
 class Principal(Base):

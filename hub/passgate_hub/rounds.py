@@ -7,8 +7,11 @@ hub's CPU (the token's gate, the newest redemption, the heartbeat's update and c
 worker thread for them). This worker keeps instead, each for ``TTL_S`` or until its own sessions
 change it (``forget``):
 
-- each token's gate, as the round needs it (``auth.GateCard``; a disabled, deleted or re-tokened gate
-  is refused by every worker within ``TTL_S``);
+- each token's gate, as the round needs it (``auth.GateCard``), while its venue's ``gates_rev`` is the
+  one it was read with: every change to a gate's token, zone, settings or state through the hub's code
+  (API, console, CLI) bumps it (``models.bump_gates_rev``), and the venue's is read again every
+  ``TTL_S``, so a disabled, deleted or re-tokened gate is refused by every worker within a second
+  while a gate that polls every 10 s is still known at its next round;
 - each venue's newest redemption position (``Horizons``): a gate whose cursor is there gets an empty
   page; a redemption uploaded through another worker reaches it at most ``TTL_S`` later;
 
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 TTL_S = 1.0  # as api.gates.VECTOR_TTL_S: how long a worker answers from what it last read
 FLUSH_S = 1.0  # heartbeats that only say "still here" are written together this often
 OFFSET_MOVED_S = 1.0  # a gate's clock offset that moved more than this is written at once
+# A gate read is trusted while its venue's gates_rev is unchanged (every change through the hub's
+# code bumps it); this only bounds how long an edit made beside it (SQL by hand) goes unseen.
+CARD_TTL_S = 300.0
 MAX_KEPT = 100_000  # gates (and venues) remembered; past it, everything is read again
 
 _GATES: Table = Gate.__table__  # type: ignore[assignment]  # a mapped class's table is a Table
@@ -73,7 +79,7 @@ class Known:
     def keep_gate(self, digest: str, card: GateCard, now: float) -> None:
         if len(self._gates) >= MAX_KEPT:
             self._gates.clear()
-        self._gates[digest] = (now + TTL_S, card)
+        self._gates[digest] = (now + CARD_TTL_S, card)
 
     def nothing_after(self, venue_id: int, after: int, now: float) -> bool:
         """Whether the venue's newest redemption is at ``after``, as last read."""
@@ -186,14 +192,17 @@ class Beats:
                 log.exception("the last heartbeats not written")
 
 
-def quiet_gate(request: Any, gate_id: str, known: Known, now: float) -> GateCard | None:
-    """The token's gate when this worker knows it and it may sync; None: the full path decides
-    (and refuses what must be refused, with its reason)."""
+def quiet_gate(request: Any, gate_id: str, known: Known, gates_rev: Callable[[int, float], int | None],
+               now: float) -> GateCard | None:
+    """The token's gate when this worker knows it, it may sync, and its venue's ``gates_rev`` (as
+    read within ``TTL_S``) is still the one it was read with; None: the full path decides (and
+    refuses what must be refused, with its reason)."""
     secret = bearer(request)
     if secret.startswith(ADMIN_PREFIX):
         return None
     card = known.gate(hash_secret(secret), now)
-    if card is None or card.gate_id != gate_id or card.disabled_at is not None:
+    if (card is None or card.gate_id != gate_id or card.disabled_at is not None
+            or gates_rev(card.venue_id, now) != card.gates_rev):
         return None
     return card
 

@@ -15,6 +15,7 @@ from sqlalchemy import event, select, update
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from passgate_hub import db as hub_db
 from passgate_hub import rounds
 from passgate_hub.api import gates as gate_api
 from passgate_hub.models import Gate as GateRow
@@ -213,3 +214,23 @@ def test_the_serving_hub_writes_its_batch_every_second(db_url: str, tmp_path: Pa
         gate.close()
         server.stop()
         server.close()
+
+
+def test_a_token_changed_beside_this_worker_is_refused_within_a_second(two_gates, monkeypatch) -> None:
+    """Rotated by another worker or the CLI (another session factory, so this worker's own
+    forgetting plays no part): the venue's ``gates_rev`` moves, and a quiet round with the old
+    token is refused once the venue was read again, though the gate itself is still kept."""
+    monkeypatch.setattr(gate_api, "VECTOR_TTL_S", 0.3)
+    hub, _, g1, g2 = two_gates
+    assert g1.sync.sync_once().ok and g1.sync.sync_once().ok
+    url = hub.engine.url.render_as_string(hide_password=False)
+    elsewhere = hub_db.session_factory(hub_db.make_engine(url))
+    with elsewhere() as db:
+        row = db.scalar(select(GateRow).where(GateRow.gate_id == g1.gate_id))
+        assert row is not None
+        row.token_hash = "1" * 64
+        db.commit()
+    time.sleep(0.4)
+    assert g2.sync.sync_once().ok  # a round of the venue's other gate reads the venue again
+    result = g1.sync.sync_once()
+    assert not result.ok and "401" in str(g1.sync.status()["last_error"])

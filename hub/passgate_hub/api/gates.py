@@ -107,6 +107,7 @@ class VersionVectors:
     def __init__(self) -> None:
         self._venues: dict[int, tuple[float, int, dict[str, tuple[int, int]]]] = {}
         self._zones: dict[int | None, tuple[float, str | None]] = {}
+        self._gates_revs: dict[int, tuple[float, int]] = {}
 
     def unchanged(self, gate: Any, have: dict[str, int], signed: dict[str, int | None],
                   held_etag: str | None, now: float) -> str | None:
@@ -121,15 +122,22 @@ class VersionVectors:
         etag = _etag(keys_rev, zone[1], gate.config, versions, have, signed, denylists.fresh_as_of(now))
         return etag if etag == held_etag else None
 
-    def read(self, gate: Any, keys_rev: int, zone: str | None, versions: dict[str, tuple[int, int]],
+    def read(self, gate: Any, venue: Venue, zone: str | None, versions: dict[str, tuple[int, int]],
              now: float) -> None:
-        self._venues[gate.venue_id] = (now + VECTOR_TTL_S, keys_rev, dict(versions))
+        self._venues[gate.venue_id] = (now + VECTOR_TTL_S, venue.keys_rev, dict(versions))
         self._zones[gate.zone_id] = (now + VECTOR_TTL_S, zone)
+        self._gates_revs[gate.venue_id] = (now + VECTOR_TTL_S, venue.gates_rev)
+
+    def gates_rev(self, venue_id: int, now: float) -> int | None:
+        """The venue's ``gates_rev`` as read at most ``VECTOR_TTL_S`` ago (``rounds.quiet_gate``)."""
+        kept = self._gates_revs.get(venue_id)
+        return kept[1] if kept is not None and kept[0] >= now else None
 
     def forget(self) -> None:
         """Everything: this worker changed what an ETag is made of (its own sessions' flushes)."""
         self._venues.clear()
         self._zones.clear()
+        self._gates_revs.clear()
 
     def watch(self, sessions: Any, also: Callable[[], None]) -> None:
         """Forget (and call ``also``) on every flush of this worker's sessions that changes a list,
@@ -168,7 +176,7 @@ def _bundle(request: Request, db: Any, gate: Any, protocol: int, have: dict[str,
     as_of = denylists.fresh_as_of(now) if reads_freshness else None
     etag = _etag(venue.keys_rev, zone, gate.config, versions, have, signed, as_of)
     if reads_freshness and not changed:
-        vectors.read(gate, venue.keys_rev, zone, versions, now)
+        vectors.read(gate, venue, zone, versions, now)
     if held_etag == etag:
         return etag, None
     keys = db.scalars(select(IssuerKey).where(IssuerKey.venue_id == venue.id).order_by(IssuerKey.id))
@@ -356,7 +364,7 @@ def _quiet_round(request: Request, gate_id: str, protocol: int, body: bytes) -> 
     query, no thread. None when anything is not known to be quiet: the full round decides."""
     state = request.app.state
     now = time.time()
-    card = rounds.quiet_gate(request, gate_id, state.known, now)
+    card = rounds.quiet_gate(request, gate_id, state.known, state.vectors.gates_rev, now)
     if card is None or protocol < denylists.FRESH_PROTOCOL:
         return None
     wanted = parse_body(SyncRequest, body).model_dump()

@@ -1,0 +1,27 @@
+"""venues.gates_rev: bumped whenever a gate of the venue changes what lets it sync
+
+A worker answers a gate's quiet sync rounds from the gate it last read (``rounds``); it trusts that
+read only while the venue's ``gates_rev`` (read again every second) is the one it was read with, so
+a token rotated, revoked or disabled on any worker or from the CLI is refused within a second.
+
+Revision ID: 0013
+Revises: 0012
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("venues") as batch:
+        batch.add_column(sa.Column("gates_rev", sa.Integer(), nullable=False, server_default=sa.text("0")))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("venues") as batch:
+        batch.drop_column("gates_rev")
