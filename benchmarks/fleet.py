@@ -46,7 +46,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -119,50 +121,77 @@ def raw(method: str, path: str, host: str, token: str, body: bytes = b"", header
     return (head + "\r\n").encode() + body
 
 
-def rounds_of(base: str, gates: list[tuple[str, str]]) -> dict[str, dict[str, list[bytes]]]:
-    """For each gate, the requests of one quiet round both ways, as it holds its lists and bundle."""
+Request = Callable[[], bytes]  # built as it is sent: a heartbeat carries the gate's clock then
+
+
+def rounds_of(base: str, gates: list[tuple[str, str]]) -> dict[str, dict[str, list[Request]]]:
+    """For each gate, the requests of one quiet round both ways, as it holds its lists and bundle;
+    each heartbeat says what a quiet gate's says: its clock now, its lists vouched for 30 s before
+    this set-up (so their age grows with the clock), nothing else changed."""
     host = base.removeprefix("http://")
     session = requests.Session()
-    out: dict[str, dict[str, list[bytes]]] = {"one request": {}, "request by request": {}}
+    out: dict[str, dict[str, list[Request]]] = {"one request": {}, "request by request": {}}
+    vouched = time.time() - 30.0
+
+    def beat(lists: dict[str, dict[str, int]]) -> dict[str, Any]:
+        now = time.time()
+        held = {kind: {"version": each["version"], "age_s": now - vouched} for kind, each in lists.items()}
+        return {"t": now, "version": "0.1.0", "protocol": wire.PROTOCOL_VERSION, "backlog": 0,
+                "state": "IDLE", "lists": held, "health": HEALTH}
+
     for gate_id, token in gates:
-        beat = {"t": time.time(), "version": "0.1.0", "protocol": wire.PROTOCOL_VERSION, "backlog": 0,
-                "state": "IDLE", "lists": {}, "health": HEALTH}
         first = session.post(f"{base}/v1/gates/{gate_id}/sync", timeout=60,
                              headers={"Authorization": f"Bearer {token}",
                                       wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)},
-                             json={"heartbeat": beat}).json()
+                             json={"heartbeat": beat({})}).json()
         lists = {kind: {"version": u["version"], "issued_at": u["issued_at"]}
                  for kind, u in first["bundle"]["denylists"].items()}
-        beat["lists"] = {kind: {"version": held["version"], "age_s": 30.0} for kind, held in lists.items()}
         cursor = first["redemptions"]["cursor"]
-        body = json.dumps({"heartbeat": beat, "lists": lists, "etag": first["etag"],
-                           "redemptions_after": cursor}).encode()
-        out["one request"][gate_id] = [raw("POST", f"/v1/gates/{gate_id}/sync", host, token, body)]
+        # the round after, holding what the first brought: its ETag is the one a settled gate holds
+        settled = session.post(f"{base}/v1/gates/{gate_id}/sync", timeout=60,
+                               headers={"Authorization": f"Bearer {token}",
+                                        wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)},
+                               json={"heartbeat": beat(lists), "lists": lists, "etag": first["etag"],
+                                     "redemptions_after": cursor}).json()
+        first["etag"] = settled["etag"]
+
+        def sync(gate_id: str = gate_id, token: str = token, lists: dict[str, dict[str, int]] = lists,
+                 etag: str = first["etag"], cursor: int = cursor) -> bytes:
+            body = json.dumps({"heartbeat": beat(lists), "lists": lists, "etag": etag,
+                               "redemptions_after": cursor}).encode()
+            return raw("POST", f"/v1/gates/{gate_id}/sync", host, token, body)
+
+        def heartbeat(gate_id: str = gate_id, token: str = token, lists: dict[str, dict[str, int]] = lists
+                      ) -> bytes:
+            body = json.dumps(beat(lists)).encode()
+            return raw("POST", f"/v1/gates/{gate_id}/heartbeat", host, token, body)
+
+        out["one request"][gate_id] = [sync]
         query = "&".join(f"{kind}={held['version']}&{kind}_issued_at={held['issued_at']}"
                          for kind, held in lists.items())
         etag = session.get(f"{base}/v1/gates/{gate_id}/bundle?{query}", timeout=60,
                            headers={"Authorization": f"Bearer {token}",
                                     wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)}).headers["ETag"]
-        out["request by request"][gate_id] = [
-            raw("POST", f"/v1/gates/{gate_id}/heartbeat", host, token, json.dumps(beat).encode()),
-            raw("GET", f"/v1/gates/{gate_id}/bundle?{query}", host, token,
-                headers=f"If-None-Match: {etag}\r\n"),
-            raw("GET", f"/v1/gates/{gate_id}/redemptions?after={cursor}", host, token)]
+        bundle = raw("GET", f"/v1/gates/{gate_id}/bundle?{query}", host, token,
+                     headers=f"If-None-Match: {etag}\r\n")
+        redemptions = raw("GET", f"/v1/gates/{gate_id}/redemptions?after={cursor}", host, token)
+        out["request by request"][gate_id] = [heartbeat, lambda bundle=bundle: bundle,
+                                              lambda redemptions=redemptions: redemptions]
     return out
 
 
-async def _run(host: str, port: int, rounds: dict[str, list[bytes]], connections: int,
+async def _run(host: str, port: int, rounds: dict[str, list[Request]], connections: int,
                seconds: float) -> int:
     """Rounds done in ``seconds`` by ``connections`` clients, each cycling through its gates."""
     gates = list(rounds.values())
     stop = time.monotonic() + seconds
 
-    async def client(share: list[list[bytes]]) -> int:
+    async def client(share: list[list[Request]]) -> int:
         reader, writer = await asyncio.open_connection(host, port)
         done, i = 0, 0
         while time.monotonic() < stop:
             for request in share[i % len(share)]:
-                writer.write(request)
+                writer.write(request())
                 head = await reader.readuntil(b"\r\n\r\n")
                 match = re.search(rb"(?i)content-length: *(\d+)", head)
                 body = await reader.readexactly(int(match.group(1))) if match else b""
