@@ -280,6 +280,8 @@ def test_everything_a_guard_needs_fits_a_small_monitor_and_a_phone(
         display.publish(admitted("Season ticket, category A", n + 1))
     display.publish(decision("refuse", "already_inside", "Already inside since 18:02"))
     expect(browser_page.locator("#reason")).to_have_text("Already inside since 18:02")
+    # the layout as it stays, not as the arrival animation (which scales it up to full size) left it
+    browser_page.wait_for_function("() => document.getAnimations().every(a => a.playState !== 'running')")
     for part in ("#headline", "#reason", "#recent li >> nth=4", "#today", "#gate", "#state"):
         box = browser_page.locator(part).bounding_box()
         assert box is not None and box["width"] > 0, part
