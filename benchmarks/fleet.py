@@ -1,13 +1,18 @@
-"""A fleet's sync rounds against one hub: 1,000 gates, each round as a quiet gate makes it (no
-events to upload, nothing changed), on PostgreSQL, the hub with 3 workers on this 2-core machine.
+"""A fleet's sync rounds against one hub: 1,000 gates of one venue, each round as a quiet gate makes it
+(no events to upload, nothing changed: it holds the bundle's ETag as a settled gate does, and its
+heartbeat carries its clock and its lists' growing age), on PostgreSQL, the hub with 3 workers on this
+2-core machine.
 
-Two ways, taking turns: protocol 3's one request (``POST sync``: heartbeat, bundle check, first page
-of redemptions) and the request-by-request round a gate of protocol 2 makes (``POST heartbeat``,
-``GET bundle`` with ``If-None-Match``, ``GET redemptions``). For each: rounds a second, and the CPU
-the hub's processes and PostgreSQL's spent a round (from /proc), which says how many gates polling
-every 10 s one 2-core replica can serve (2 cores × 10 s / CPU a round). The clients are one asyncio
-thread on kept-alive connections with requests built before the clock starts, so they take as
-little of the same cores as a client can.
+Three ways, taking turns: protocol 3's one request (``POST sync``: heartbeat, bundle check, first page
+of redemptions; a worker answers it from what it knows, ``passgate_hub.rounds``); the same for as many
+gates again spread over ``--venues`` venues (10 gates a venue by default: a venue's gates then reach a
+worker less often than once a second, so more of their rounds read the venue again); and the
+request-by-request round a gate of protocol 2 makes (``POST heartbeat``, ``GET bundle`` with
+``If-None-Match``, ``GET redemptions``), the baseline. For each: rounds a second, and the CPU the
+hub's processes and PostgreSQL's spent a round (from /proc), which says how many gates polling every
+10 s one 2-core replica can serve (2 cores × 10 s / CPU a round). The clients are one asyncio thread
+on kept-alive connections, each request built as it is sent, so they take as little of the same
+cores as a client can.
 
 Goal ("Fleet scale" issue): one replica serves at least 10,000 gates polling every 10 s.
 
@@ -27,7 +32,7 @@ the same 2 cores (and one disk), so these times are the client's as much as the 
 server's CPU a run is the figure for the server. No goal is set; the issue asks for the time.
 
     python benchmarks/fleet.py [--part rounds|fetch|all] [--seconds 8] [--runs 3] [--connections 50]
-                               [--workers 3] [--snapshot-entries 10000000] [--fetch-gates 100]
+                               [--workers 3] [--venues 100] [--snapshot-entries 10000000] [--fetch-gates 100]
                                [--servers nginx,hub] [--gate-dir DIR] [--max-on-disk N]
 """
 
@@ -61,7 +66,7 @@ from served import served_hub  # noqa: E402
 
 from passgate import generate_private_key, wire  # noqa: E402
 from passgate.denylist import DEFAULT_MAX_BYTES, DenyList  # noqa: E402
-from passgate_hub import published  # noqa: E402
+from passgate_hub import audit, db, ops, published  # noqa: E402
 from passgated import downloads  # noqa: E402
 from passgated.config import HubSpec  # noqa: E402
 from passgated.sync import TIMEOUT, _session  # noqa: E402
@@ -204,15 +209,36 @@ async def _run(host: str, port: int, rounds: dict[str, list[Request]], connectio
     return sum(await asyncio.gather(*(client(share) for share in shares)))
 
 
+def seed_venues(url: str, venues: int, gates: int) -> list[tuple[str, str]]:
+    """As many gates again, spread over ``venues`` venues: a venue's gates then reach a worker less
+    often than once a second, and a worker reads the venue again for more of their rounds."""
+    if venues <= 1:
+        return []
+    engine = db.make_engine(url)
+    out = []
+    with db.session_factory(engine)() as session:
+        audit.act_as(session, audit.Actor("benchmark", None))
+        for v in range(venues):
+            venue = ops.create_venue(session, f"v{v:04d}")
+            out += [(f"v{v:04d}-g{i:04d}", ops.create_gate(session, venue, f"v{v:04d}-g{i:04d}"))
+                    for i in range(gates // venues)]
+        session.commit()
+    engine.dispose()
+    return out
+
+
 def rounds(args: argparse.Namespace) -> None:
     cluster = PgCluster().start()
     with contextlib.ExitStack() as stack:
         stack.callback(cluster.stop)
         url = cluster.create_database("bench")
         gates = seed(url)
+        spread = seed_venues(url, args.venues, len(gates))
         base, proc = stack.enter_context(served_hub(url, args.workers))
         port = int(base.rsplit(":", 1)[1])
         ways = rounds_of(base, gates)
+        if spread:
+            ways[f"one request, {args.venues} venues"] = rounds_of(base, spread)["one request"]
         host = "127.0.0.1"
         figures: dict[str, list[tuple[float, float, float]]] = {way: [] for way in ways}
         for rounds in ways.values():  # warm-up
@@ -239,7 +265,8 @@ def rounds(args: argparse.Namespace) -> None:
                   f"hub {hub_ms:.2f} ms + PostgreSQL {pg_ms:.2f} ms -> one 2-core replica serves about "
                   f"{capacity:,.0f} gates polling every {POLL_S:.0f} s (goal >= {GOAL_GATES:,}: "
                   f"{'met' if capacity >= GOAL_GATES else 'NOT met'})")
-        one, many = (statistics.median(r[1] + r[2] for r in figures[w]) for w in ways)
+        one, many = (statistics.median(r[1] + r[2] for r in figures[w]) for w in ("one request",
+                                                                                  "request by request"))
         print(f"CPU a round, one request / request by request: {one / many:.2f}")
 
 
@@ -389,6 +416,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--venues", type=int, default=100,
+                        help="rounds part: as many gates again over this many venues (1: not measured)")
     parser.add_argument("--snapshot-entries", type=int, default=10_000_000)
     parser.add_argument("--fetch-gates", type=int, default=100)
     parser.add_argument("--servers", default="nginx,hub",

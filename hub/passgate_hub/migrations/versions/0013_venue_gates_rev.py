@@ -18,10 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("venues") as batch:
-        batch.add_column(sa.Column("gates_rev", sa.Integer(), nullable=False, server_default=sa.text("0")))
+    op.add_column("venues", sa.Column("gates_rev", sa.Integer(), nullable=False, server_default=sa.text("0")))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("venues") as batch:
-        batch.drop_column("gates_rev")
+    # ALTER TABLE ... DROP COLUMN on SQLite too (3.35 and later): a batch would copy the table, and
+    # dropping the old one is refused while zones and gates refer to it
+    op.drop_column("venues", "gates_rev")
