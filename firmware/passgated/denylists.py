@@ -22,7 +22,9 @@ start is ignored (the list is then as old as its signature: never fresher than i
 from __future__ import annotations
 
 import logging
+import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -90,6 +92,11 @@ class DenyLists:
         self.live: dict[str, LiveDenyList] = {}
         self.damaged: dict[str, str] = {}  # kind -> why it could not be rebuilt (version 0 meanwhile)
         self.fresh: dict[str, freshness.Freshness] = {}  # kind -> newest statement for its version
+        # Changes to the lists or statements held, counted after each one is in place, and the oldest
+        # vouching time as of a count: a scan's stale check reads it instead of every list's times.
+        self._changes = 0
+        self._changes_lock = threading.Lock()  # the sync and drop-folder threads both apply lists
+        self._oldest: tuple[int, float] = (-1, 0.0)
         kinds = tuple(kinds)
         if kinds and layout is None:
             raise ValueError("deny lists need a directory")
@@ -149,10 +156,22 @@ class DenyLists:
     def _check(live: LiveDenyList | None) -> DenyCheck:
         return live.current if live is not None else ABSENT
 
+    def _changed(self) -> None:
+        with self._changes_lock:
+            self._changes += 1
+
     def stale(self, now: float) -> bool:
-        """Any list held is older than allowed (a lost list is version 0: always stale)."""
-        max_age_s = self.max_age_s
-        return any(now - self._vouched_at(kind, live.current) > max_age_s for kind, live in self.live.items())
+        """Any list held is older than allowed (a lost list is version 0: always stale). The oldest
+        vouching time is read again only after a change (counted after it, so one made meanwhile
+        by the sync thread is read at the next scan); ``now - oldest`` is the largest of the
+        lists' ages, rounding included, so the answer is the same as asking each list."""
+        changes = self._changes
+        oldest = self._oldest
+        if oldest[0] != changes:
+            oldest = (changes, min((self._vouched_at(kind, live.current) for kind, live in self.live.items()),
+                                   default=math.inf))
+            self._oldest = oldest
+        return now - oldest[1] > self.max_age_s
 
     def _vouched_at(self, kind: str, current: DenyList) -> float:
         """When the signer last vouched for ``current``: its signing time, or a later statement's."""
@@ -183,6 +202,7 @@ class DenyLists:
         if self.layout is not None:
             atomic_write(self.layout.fresh(statement.kind), [data])
         self.fresh[statement.kind] = statement
+        self._changed()
         return True
 
     # -- updates ------------------------------------------------------------------------------
@@ -201,6 +221,7 @@ class DenyLists:
             live = LiveDenyList(self.layout.local(header.kind), kind=header.kind, scope=self.scope)
         new = live.apply_signed(source, trust, max_bytes=self.max_bytes)
         self.live[header.kind] = live  # held from now on: it can go stale
+        self._changed()
         self.damaged.pop(header.kind, None)
         if self.layout is not None:
             self._keep(source, header.kind, header.is_delta, new.version)

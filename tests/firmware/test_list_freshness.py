@@ -153,3 +153,34 @@ def test_the_hub_signs_one_statement_a_grid_step(hub: HubServer) -> None:
         assert read.applies_to(kind, "arena", versions[kind][0])
         assert read.as_of % hub_lists.FRESH_EVERY_S == 0
         assert time.time() - read.as_of < hub_lists.FRESH_EVERY_S + 60
+
+
+def test_the_stale_check_a_scan_makes_follows_every_change_at_once(tmp_path: Path) -> None:
+    """The gate keeps the oldest vouching time between changes: after each new list, statement,
+    second kind or maximum age, the scan's answer is the one the lists' own ages give."""
+    gate = DenyLists(ListsLayout(tmp_path), ("revoked", "blocked"), scope="acme", trust=trust, max_age_s=DAY)
+    store = trust()
+
+    def agree(now: float) -> bool:
+        by_ages = any(gate.age(kind, now) > gate.max_age_s for kind in gate.live)
+        assert gate.stale(now) is by_ages
+        return by_ages
+
+    assert agree(NOW)  # nothing held yet: version 0 of each, always stale
+    versions = {"revoked": 0, "blocked": 0}
+    steps = [("revoked", NOW - 2 * DAY, None), ("blocked", NOW - 60, None), ("revoked", None, NOW - 30),
+             ("revoked", NOW - 3 * DAY, None), ("blocked", None, NOW), ("revoked", NOW - 10, None)]
+    for kind, signed_at, fresh_as_of in steps:
+        if signed_at is not None:
+            versions[kind] += 1
+            gate.apply_signed(sign_snapshot(LIST_KEY, ID[:versions[kind]], kind=kind, scope="acme",
+                                            version=versions[kind], issued_at=signed_at), store)
+        else:
+            assert fresh_as_of is not None
+            gate.apply_fresh(freshness.sign(LIST_KEY, kind=kind, scope="acme", version=versions[kind],
+                                            as_of=fresh_as_of), store)
+        for now in (NOW, NOW + DAY / 2, NOW + 2 * DAY):
+            agree(now)
+    assert not agree(NOW)
+    gate.max_age_s = 5.0  # the hub's settings: taken at the next scan
+    assert agree(NOW)
