@@ -119,6 +119,10 @@ _CRC = struct.Struct("<I")
 _TAMPERED = "data does not match the signed digest (tampered or truncated)"
 _entry_key = struct.Struct("<Q").unpack_from
 _sha256 = hashlib.sha256
+# The last pass id looked up and its key, as one tuple (read and replaced whole, so no thread sees a
+# key beside another id; holding the id keeps it alive, so ``is`` cannot match another object): a
+# scan looks its pass up in the revoked and then the blocked list, and hashes it once.
+_last_key: tuple[bytes, int] = (b"", _entry_key(_sha256(b"").digest())[0])
 _LE = np.dtype("<u8")
 
 
@@ -293,7 +297,14 @@ class DenyList:
         return cls(np.empty(0, np.uint64), kind=kind, scope=scope, version=0, issued_at=0)
 
     def __contains__(self, pass_id: bytes) -> bool:
-        h = _entry_key(_sha256(pass_id).digest())[0]
+        global _last_key
+        last = _last_key
+        if last[0] is pass_id:
+            h = last[1]
+        else:
+            h = _entry_key(_sha256(pass_id).digest())[0]
+            if type(pass_id) is bytes:  # never a buffer that could change under the same identity
+                _last_key = (pass_id, h)
         index = self._index
         bucket = h >> self._shift
         hi = index[bucket + 1]

@@ -71,6 +71,22 @@ def test_membership_matches_a_set(listed: list[bytes], probes: list[bytes]) -> N
     assert members(dl, probes + listed) == oracle & set(probes + listed)
 
 
+@given(first=st.lists(pooled_ids, max_size=30), second=st.lists(pooled_ids, max_size=30),
+       probes=st.lists(pooled_ids, min_size=1, max_size=30))
+def test_two_lists_asked_in_turn_answer_each_for_its_own(first: list[bytes], second: list[bytes],
+                                                          probes: list[bytes]) -> None:
+    """As a scan asks: the same pass in the revoked list, then the blocked one (its key is hashed
+    once); other passes between; a buffer changed in place between two questions."""
+    lists = DenyList.from_ids(first), DenyList.from_ids(second)
+    for probe in probes:
+        assert [probe in dl for dl in lists] == [probe in set(ids) for ids in (first, second)]
+    if first:
+        buffer = bytearray(first[0])
+        assert buffer in lists[0]
+        buffer[:] = b"\xfe" * 17  # never listed: no pooled id has 17 bytes
+        assert buffer not in lists[0]
+
+
 @given(
     listed=st.lists(pooled_ids, max_size=60),
     adds=st.lists(pooled_ids, max_size=30),
