@@ -73,7 +73,8 @@ class HubProcess:
                     return self
             except requests.ConnectionError:
                 time.sleep(0.05)
-        raise RuntimeError("the hub did not start")
+        self.stop()  # not left serving (and holding its database) after the test gave up on it
+        raise RuntimeError(f"the hub did not start within {WAIT_S:g} s")
 
     def stop(self) -> None:
         stop(self.child)
