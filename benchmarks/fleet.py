@@ -106,6 +106,17 @@ def family(root: int) -> list[int]:
     return out
 
 
+def postmaster_pid() -> int:
+    """The PostgreSQL server's first process (its backends' CPU, once they exit, is in its own)."""
+    pids = set(postgres_pids())
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        parent = int(re.search(r"PPid:\s*(\d+)", status).group(1))  # type: ignore[union-attr]
+        if parent not in pids:
+            return pid
+    raise RuntimeError("no PostgreSQL server is running")
+
+
 def postgres_pids() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -127,6 +138,27 @@ def raw(method: str, path: str, host: str, token: str, body: bytes = b"", header
 
 
 Request = Callable[[], bytes]  # built as it is sent: a heartbeat carries the gate's clock then
+NO_BUNDLE = b'"bundle": null'
+ETAG = re.compile(rb'"etag":\s*("(?:[^"\\]|\\.)*")')  # a JSON string (an ETag holds quotes)
+
+
+class SyncRound:
+    """A gate's one-request round: built as it is sent, with the ETag of the last answer (as a gate
+    keeps it: the hub's answer changes it when the bundle does, e.g. each new freshness grid step)."""
+
+    def __init__(self, build: Callable[[str], bytes], etag: str) -> None:
+        self.build, self.etag = build, etag
+        self.bundles = 0  # answers that carried a bundle (a new freshness grid step, every 5 minutes)
+
+    def __call__(self) -> bytes:
+        return self.build(self.etag)
+
+    def answered(self, body: bytes) -> None:
+        match = ETAG.search(body)
+        if match:
+            self.etag = json.loads(match.group(1))
+        if NO_BUNDLE not in body:
+            self.bundles += 1
 
 
 def rounds_of(base: str, gates: list[tuple[str, str]]) -> dict[str, dict[str, list[Request]]]:
@@ -160,8 +192,8 @@ def rounds_of(base: str, gates: list[tuple[str, str]]) -> dict[str, dict[str, li
                                      "redemptions_after": cursor}).json()
         first["etag"] = settled["etag"]
 
-        def sync(gate_id: str = gate_id, token: str = token, lists: dict[str, dict[str, int]] = lists,
-                 etag: str = first["etag"], cursor: int = cursor) -> bytes:
+        def sync(etag: str, gate_id: str = gate_id, token: str = token,
+                 lists: dict[str, dict[str, int]] = lists, cursor: int = cursor) -> bytes:
             body = json.dumps({"heartbeat": beat(lists), "lists": lists, "etag": etag,
                                "redemptions_after": cursor}).encode()
             return raw("POST", f"/v1/gates/{gate_id}/sync", host, token, body)
@@ -171,7 +203,7 @@ def rounds_of(base: str, gates: list[tuple[str, str]]) -> dict[str, dict[str, li
             body = json.dumps(beat(lists)).encode()
             return raw("POST", f"/v1/gates/{gate_id}/heartbeat", host, token, body)
 
-        out["one request"][gate_id] = [sync]
+        out["one request"][gate_id] = [SyncRound(sync, first["etag"])]
         query = "&".join(f"{kind}={held['version']}&{kind}_issued_at={held['issued_at']}"
                          for kind, held in lists.items())
         etag = session.get(f"{base}/v1/gates/{gate_id}/bundle?{query}", timeout=60,
@@ -201,6 +233,8 @@ async def _run(host: str, port: int, rounds: dict[str, list[Request]], connectio
                 match = re.search(rb"(?i)content-length: *(\d+)", head)
                 body = await reader.readexactly(int(match.group(1))) if match else b""
                 assert head[9:12] in (b"200", b"304"), head + body[:300]
+                if isinstance(request, SyncRound):
+                    request.answered(body)
             done, i = done + 1, i + 1
         writer.close()
         return done
@@ -243,16 +277,23 @@ def rounds(args: argparse.Namespace) -> None:
         figures: dict[str, list[tuple[float, float, float]]] = {way: [] for way in ways}
         for rounds in ways.values():  # warm-up
             asyncio.run(_run(host, port, rounds, args.connections, 1.0))
+        postmaster = postmaster_pid()
+        bundles: dict[str, list[int]] = {way: [] for way in ways}
+
+        def with_bundles(rounds: dict[str, list[Request]]) -> int:
+            return sum(r.bundles for each in rounds.values() for r in each if isinstance(r, SyncRound))
+
         for _ in range(args.runs):
             for way, rounds in ways.items():
-                hub_pids, pg_pids = family(proc.pid), postgres_pids()
-                hub_before, pg_before = cpu_s(hub_pids), cpu_s(pg_pids)
+                answered = with_bundles(rounds)
+                hub_before, pg_before = tree_cpu_s(proc.pid), tree_cpu_s(postmaster)
                 started = time.perf_counter()
                 done = asyncio.run(_run(host, port, rounds, args.connections, args.seconds))
                 elapsed = time.perf_counter() - started
-                hub_ms = (cpu_s(hub_pids) - hub_before) * 1000 / done
-                pg_ms = (cpu_s(pg_pids) - pg_before) * 1000 / done
+                hub_ms = (tree_cpu_s(proc.pid) - hub_before) * 1000 / done
+                pg_ms = (tree_cpu_s(postmaster) - pg_before) * 1000 / done
                 figures[way].append((done / elapsed, hub_ms, pg_ms))
+                bundles[way].append(with_bundles(rounds) - answered)
         print(f"\nfleet: {len(gates):,} gates, quiet rounds, PostgreSQL, {args.workers} hub workers, "
               f"{args.connections} client connections, {args.runs} runs of {args.seconds:.0f} s")
         for way, runs in figures.items():
@@ -261,10 +302,15 @@ def rounds(args: argparse.Namespace) -> None:
             pg_ms = statistics.median(r[2] for r in runs)
             capacity = 2 * POLL_S * 1000 / (hub_ms + pg_ms)
             each = ", ".join(f"{r[0]:.0f}" for r in runs)
+            cpu_each = ", ".join(f"{r[1] + r[2]:.2f}" for r in runs)
             print(f"{way:19}: {rate:6.0f} rounds/s (runs {each}); CPU a round: "
-                  f"hub {hub_ms:.2f} ms + PostgreSQL {pg_ms:.2f} ms -> one 2-core replica serves about "
-                  f"{capacity:,.0f} gates polling every {POLL_S:.0f} s (goal >= {GOAL_GATES:,}: "
+                  f"hub {hub_ms:.2f} ms + PostgreSQL {pg_ms:.2f} ms (runs {cpu_each}) -> one 2-core replica "
+                  f"serves about {capacity:,.0f} gates polling every {POLL_S:.0f} s (goal >= {GOAL_GATES:,}: "
                   f"{'met' if capacity >= GOAL_GATES else 'NOT met'})")
+            if any(bundles[way]):
+                print(f"{'':21}rounds answered with a whole bundle, each run: "
+                      f"{', '.join(str(n) for n in bundles[way])} (a new 5-minute freshness step sends "
+                      "every gate its bundle again)")
         one, many = (statistics.median(r[1] + r[2] for r in figures[w]) for w in ("one request",
                                                                                   "request by request"))
         print(f"CPU a round, one request / request by request: {one / many:.2f}")
