@@ -110,7 +110,10 @@ def postmaster_pid() -> int:
     """The PostgreSQL server's first process (its backends' CPU, once they exit, is in its own)."""
     pids = set(postgres_pids())
     for pid in pids:
-        status = Path(f"/proc/{pid}/status").read_text()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:  # a backend that ended meanwhile
+            continue
         parent = int(re.search(r"PPid:\s*(\d+)", status).group(1))  # type: ignore[union-attr]
         if parent not in pids:
             return pid
