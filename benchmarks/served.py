@@ -23,21 +23,21 @@ def served_hub(url: str, workers: int) -> Iterator[tuple[str, subprocess.Popen[b
     proc = subprocess.Popen([str(hub), "--database", url, "serve", "--port", base.rsplit(":", 1)[1],
                              "--workers", str(workers), "--log-level", "warning"])
     try:
-        wait_up(base, proc)
+        wait_up(f"{base}/openapi.json", proc, "passgate-hub serve")
         yield base, proc
     finally:
         proc.terminate()
         proc.wait(30)
 
 
-def wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
-    """Until the hub answers (a busy machine may take seconds over its first answer)."""
+def wait_up(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    """Until ``url`` answers (a busy machine may take seconds over a server's first answer)."""
     for _ in range(300):
         if proc.poll() is not None:
-            raise RuntimeError("passgate-hub serve exited")
+            raise RuntimeError(f"{what} exited")
         try:
-            requests.get(f"{base}/openapi.json", timeout=10)
+            requests.get(url, timeout=10)
             return
         except requests.RequestException:
             time.sleep(0.2)
-    raise RuntimeError("passgate-hub serve did not start")
+    raise RuntimeError(f"{what} did not start")

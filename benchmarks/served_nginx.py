@@ -11,12 +11,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
+from served import wait_up
 
 from tests.hub.pgcluster import free_port
 
@@ -44,16 +43,7 @@ http {{
 """)
         proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", tmp])
         try:
-            for _ in range(200):  # 10 s
-                if proc.poll() is not None:
-                    raise RuntimeError("nginx exited (its message is above)")
-                try:
-                    requests.get(f"{base}/lists/", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
-            else:
-                raise RuntimeError("nginx did not start")
+            wait_up(f"{base}/lists/", proc, "nginx (its message is above)")
             yield base, proc
         finally:
             proc.terminate()
