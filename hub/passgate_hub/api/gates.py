@@ -21,7 +21,7 @@ from passgate import wire
 
 from .. import audit, denylists, ingest, ops, published, rounds, sealing
 from ..auth import DB, CurrentGate, syncing_gate, uploading_gate
-from ..models import REDEMPTION_KINDS, DenyList, Event, IssuedPass, IssuerKey, Venue, Zone
+from ..models import GATE_SYNC_FIELDS, REDEMPTION_KINDS, DenyList, Event, IssuedPass, IssuerKey, Venue, Zone
 from ..models import Gate as GateRow
 from ..schemas import (
     Bundle,
@@ -95,7 +95,6 @@ def bundle(*, request: Request, response: Response,
 
 
 VECTOR_TTL_S = 1.0  # how long a worker answers "unchanged" from what it last read of a venue
-_BUNDLE_GATE_FIELDS = ("config", "zone_id", "venue_id", "disabled_at", "deleted_at", "token_hash")
 
 
 class VersionVectors:
@@ -148,7 +147,7 @@ class VersionVectors:
             for row in (*session.new, *session.dirty, *session.deleted):
                 if isinstance(row, DenyList | Venue | Zone | IssuerKey) or (
                         isinstance(row, GateRow) and any(
-                            inspect(row).attrs[name].history.has_changes() for name in _BUNDLE_GATE_FIELDS)):
+                            inspect(row).attrs[name].history.has_changes() for name in GATE_SYNC_FIELDS)):
                     self.forget()
                     also()
                     return
