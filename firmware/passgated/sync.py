@@ -362,13 +362,17 @@ class SyncClient:
         held = {}
         for kind, live in self.lists.live.items():
             current = live.current  # one reference: a drop folder may swap it meanwhile
-            held[kind] = wire.ListHeld(current.version, current.issued_at if current.version else None)
+            statement = self.lists.fresh.get(kind)
+            vouched = statement is not None and statement.version == current.version and current.version
+            held[kind] = wire.ListHeld(current.version, current.issued_at if current.version else None,
+                                       statement.as_of if statement is not None and vouched else None)
         return held
 
     def _pull_bundle(self, result: SyncResult) -> None:
         if self._answer is not None:  # the round's one request brought it, if it changed
             if self._raw_bundle is not None:
                 self._take_bundle(self._raw_bundle, self._answer.etag)
+            self._take_statements(self._answer.fresh)
             return
         params: dict[str, int] = {}
         for kind, held in self._held().items():
@@ -405,6 +409,20 @@ class SyncClient:
         if problems:
             raise ValueError("; ".join(problems))
         self._etag = etag
+
+    def _take_statements(self, fresh: dict[str, str]) -> None:
+        """Apply the freshness statements a sync answer brought apart from the bundle (protocol 4:
+        a quiet list stays fresh without the bundle), each on its own."""
+        if self.lists is None:
+            return
+        problems = []
+        for kind, text in fresh.items():
+            try:
+                self.lists.apply_fresh(_unbase64(text, "a freshness statement"), self._list_trust)
+            except ValueError as exc:  # FreshnessError is one
+                problems.append(f"{kind} list: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def _apply_file(self, named: wire.ListFile) -> None:
         """Download a published list file (resuming a cut one) and apply it; the file goes to

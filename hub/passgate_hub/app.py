@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -128,8 +129,9 @@ def check_scoped(app: FastAPI, prefix: str = admin.router.prefix) -> None:
 
 @contextlib.asynccontextmanager
 async def _serving(app: FastAPI) -> AsyncIterator[None]:
-    """While the app serves, its retention purge runs in rounds (``retention.Purger``) and quiet
-    heartbeats are written in batches (``rounds.Beats``).
+    """While the app serves, its retention purge runs in rounds (``retention.Purger``), quiet
+    heartbeats are written in batches (``rounds.Beats``) and what quiet rounds are answered from is
+    read again (``rounds.refreshing``).
 
     What the process built to start (modules, models, the app: a few hundred thousand objects) is
     set aside from the garbage collector's full passes first: each pass walked all of it, about a
@@ -138,7 +140,9 @@ async def _serving(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     task = asyncio.create_task(app.state.purger.run())
     try:
-        async with app.state.beats.flushing(app.state.sessions):
+        state = app.state
+        async with state.beats.flushing(state.sessions), rounds.refreshing(functools.partial(
+                rounds.refresh, state.sessions, state.vectors, state.known, state.freshness)):
             yield
     finally:
         task.cancel()
@@ -160,7 +164,7 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY,
     app.state.snapshots = denylists.SnapshotCache()
     app.state.freshness = denylists.FreshnessCache()
     app.state.published = published.configured(engine, lists_dir, lists_url)
-    app.state.vectors = gates.VersionVectors()
+    app.state.vectors = rounds.VersionVectors()
     app.state.known = rounds.Known()
     app.state.beats = rounds.Beats()
     app.state.vectors.watch(app.state.sessions, app.state.known.forget)

@@ -52,6 +52,7 @@ MAX_DELTAS = 32  # further behind than this, one compacted delta (or a snapshot)
 REFRESH_S = 3600.0
 FRESH_EVERY_S = 300  # freshness statements are signed for times on this grid
 FRESH_PROTOCOL = 3  # the first gate protocol that reads freshness statements
+FRESH_APART_PROTOCOL = 4  # the first that takes them in the sync answer, apart from the bundle
 EPOCH_ZERO = 1_704_067_200  # 2024-01-01T00:00:00Z; an epoch is the minute it began, counted from here
 EPOCH_EVERY_S = 300  # a new epoch at most this often, whatever gates report
 # A (venue, kind)'s snapshot build on PostgreSQL: a two-key advisory lock in this space ("pgsn"),
@@ -230,8 +231,12 @@ class FreshnessCache(_Kept):
     """Signed freshness statements by (venue, kind, version, as_of): one signature a list a grid
     step per process (Ed25519 is deterministic: every worker makes the same bytes)."""
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 50_000) -> None:  # ~200 bytes each: two lists of 25,000 venues
         super().__init__(size)
+
+    def kept(self, venue_id: int, kind: str, version: int, as_of: int) -> bytes | None:
+        """The statement when this process signed it already; None: not (``get`` signs it)."""
+        return self._kept((venue_id, kind, version, as_of))
 
     def get(self, db: Session, venue: Venue, kind: str, version: int, as_of: int) -> bytes | None:
         """The statement that ``kind`` at ``version`` is current as of ``as_of``; None for a list

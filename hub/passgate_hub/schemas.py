@@ -44,7 +44,7 @@ def _annotation(hint: Any, bounds: dict[str, Any], request: bool) -> Any:
         return Annotated[list[item], Field(**constraints)]  # type: ignore[valid-type]
     if origin is dict:
         key = Annotated[str, StringConstraints(max_length=64)]
-        return Annotated[dict[key, _annotation(args[1], {}, request)],  # type: ignore[misc]
+        return Annotated[dict[key, _annotation(args[1], bounds.get("item", {}), request)],  # type: ignore[misc]
                          Field(**constraints)]
     if dataclasses.is_dataclass(hint):
         return derive(hint, request=request)  # type: ignore[arg-type]

@@ -63,7 +63,9 @@ __all__ = [
     "parse",
 ]
 
-PROTOCOL_VERSION = 3  # 3: lists kept fresh by signed statements (ListUpdate.fresh), not new versions
+# 3: lists kept fresh by signed statements (ListUpdate.fresh), not new versions; 4: a quiet list's
+# statements come in the sync answer (SyncAnswer.fresh), so the bundle's ETag does not step with them
+PROTOCOL_VERSION = 4
 PROTOCOL_HEADER = "Passgate-Protocol"
 MAX_BATCH = 1000  # events in one upload
 MAX_REDEMPTIONS = 5000  # redemptions in one page
@@ -167,7 +169,7 @@ def limits(*, max_length: int | None = None, min_length: int | None = None, patt
            ge: float | None = None, le: float | None = None, item: dict[str, Any] | None = None,
            default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with bounds the parser (and the hub's derived models) enforce; ``item``:
-    the bounds of each element of a list."""
+    the bounds of each element of a list, or each value of a dict."""
     bounds = {k: v for k, v in (("max_length", max_length), ("min_length", min_length),
                                 ("pattern", pattern), ("ge", ge), ("le", le), ("item", item))
               if v is not None}
@@ -375,6 +377,8 @@ class ListHeld:
 
     version: int = limits(ge=0, le=2**63 - 1, default=0)
     issued_at: int | None = limits(ge=0, le=2**62, default=None)
+    # the time the newest freshness statement the gate holds for this version vouches for (protocol 4)
+    as_of: int | None = limits(ge=0, le=2**62, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,12 +396,15 @@ class SyncRequest:
 @dataclass(frozen=True, slots=True)
 class SyncAnswer:
     """The hub's clock (for the gate's offset), the bundle when it changed since ``etag`` (None:
-    unchanged, what a 304 says), its new ETag, and the first page of redemptions after the cursor."""
+    unchanged, what a 304 says), its new ETag, and the first page of redemptions after the cursor.
+    ``fresh`` (protocol 4): by kind, base64 of a freshness statement newer than the one the gate
+    holds (``ListHeld.as_of``) for the version it holds, when that is the hub's."""
 
     server_time: float = limits()
     etag: str = limits(max_length=128, default="")
     bundle: Bundle | None = limits(default=None)
     redemptions: RedemptionPage = limits(factory=RedemptionPage)
+    fresh: dict[str, str] = limits(max_length=8, item={"max_length": 2048}, factory=dict)
 
 
 # -- parsing and dumping ---------------------------------------------------------------------
@@ -461,7 +468,8 @@ def _value(hint: Any, value: Any, bounds: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ProtocolError(f"{where}: expected an object")
         _length(len(value), bounds, where)
-        return {_value(str, k, {"max_length": 64}, f"{where} key"): _value(args[1], v, {}, f"{where}.{k}")
+        item = bounds.get("item", {})
+        return {_value(str, k, {"max_length": 64}, f"{where} key"): _value(args[1], v, item, f"{where}.{k}")
                 for k, v in value.items()}
     if hint is Any:
         return value

@@ -1,7 +1,8 @@
 """One request a quiet round (protocol 3's ``POST sync``): the heartbeat, the bundle only when it
 changed and the first page of redemptions in one answer; an upload before it only when there are
 events; more pages asked for only when the answer says so; and a hub without it served request by
-request, as before."""
+request, as before. Protocol 4: a new freshness grid step brings statements in the answer, not the
+bundle again; and a worker reads again what its quiet rounds are answered from (``rounds.refresh``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from sqlalchemy import event, select, update
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from passgate import wire
 from passgate_hub import db as hub_db
+from passgate_hub import denylists as hub_lists
 from passgate_hub import rounds
 from passgate_hub.api import gates as gate_api
 from passgate_hub.models import Gate as GateRow
@@ -129,13 +132,15 @@ def test_an_unchanged_bundle_is_answered_without_reading_lists_keys_or_venues(tw
     assert g1.sync.sync_once().ok
     assert g1.lists.versions()["revoked"] == before + 1
     assert bytes.fromhex(ticket["pass_id"]) in g1.lists.live["revoked"].current
+    etag = g1.sync._etag
+    assert g1.sync.sync_once().ok  # the answer's ETag named what it brought: once is enough
+    assert g1.sync._raw_bundle is None and g1.sync._etag == etag
 
 
 @pytest.fixture
 def kept(monkeypatch: pytest.MonkeyPatch) -> None:
     """What a worker reads is kept a minute, not a second: a slow machine's rounds stay quiet."""
     monkeypatch.setattr(rounds, "TTL_S", 60.0)
-    monkeypatch.setattr(gate_api, "VECTOR_TTL_S", 60.0)
 
 
 def gate_row(hub: HubServer, gate_id: str) -> tuple[float, dict[str, object]]:
@@ -220,7 +225,7 @@ def test_a_token_changed_beside_this_worker_is_refused_within_a_second(two_gates
     """Rotated by another worker or the CLI (another session factory, so this worker's own
     forgetting plays no part): the venue's ``gates_rev`` moves, and a quiet round with the old
     token is refused once the venue was read again, though the gate itself is still kept."""
-    monkeypatch.setattr(gate_api, "VECTOR_TTL_S", 0.3)
+    monkeypatch.setattr(rounds, "TTL_S", 0.3)
     hub, _, g1, g2 = two_gates
     assert g1.sync.sync_once().ok and g1.sync.sync_once().ok
     url = hub.engine.url.render_as_string(hide_password=False)
@@ -234,3 +239,154 @@ def test_a_token_changed_beside_this_worker_is_refused_within_a_second(two_gates
     assert g2.sync.sync_once().ok  # a round of the venue's other gate reads the venue again
     result = g1.sync.sync_once()
     assert not result.ok and "401" in str(g1.sync.status()["last_error"])
+
+
+@pytest.fixture
+def grid(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The freshness grid's step, moved by the test (``step[0] += 300``) whatever the clock says."""
+    step = [hub_lists.fresh_as_of(time.time())]
+    monkeypatch.setattr(hub_lists, "fresh_as_of", lambda now: step[0])
+    return step
+
+
+def refresh(hub: HubServer) -> int:
+    state = hub.app.state
+    return rounds.refresh(state.sessions, state.vectors, state.known, state.freshness, time.time())
+
+
+def test_a_new_freshness_step_brings_statements_in_the_answer_not_the_bundle(two_gates, kept, grid) -> None:
+    hub, _, g1, _ = two_gates
+    assert g1.sync.sync_once().ok and g1.sync.sync_once().ok
+    etag, versions = g1.sync._etag, g1.lists.versions()
+    assert g1.sync._answer is not None and g1.sync._answer.fresh == {}  # it holds this step's
+    for step in (1, 2):
+        grid[0] += 300
+        if step == 2:  # read ahead by the worker's refresh: the round itself runs no SQL
+            assert refresh(hub) == 1
+            seen = statements(hub)
+        assert g1.sync.sync_once().ok
+        answer = g1.sync._answer
+        assert answer is not None and g1.sync._raw_bundle is None and g1.sync._etag == etag
+        assert set(answer.fresh) == {"revoked", "blocked"}
+        assert all(g1.lists.fresh[kind].as_of == grid[0] for kind in versions)
+        assert g1.lists.versions() == versions
+        if step == 2:
+            assert seen == []
+    assert g1.sync.sync_once().ok and g1.sync._answer.fresh == {}  # held now: not sent again
+
+
+def test_a_gate_of_protocol_3_still_gets_the_bundle_each_step(two_gates, kept, grid) -> None:
+    """It reads statements only in the bundle: its ETag steps with the grid."""
+    hub, _, g1, _ = two_gates
+    token = g1.sync.hub.token
+    beat = wire.dump(wire.Heartbeat(t=time.time(), protocol=3))
+
+    def sync(body: dict[str, object]) -> dict[str, object]:
+        r = requests.post(f"{hub.url}/v1/gates/{g1.gate_id}/sync", json={"heartbeat": beat, **body},
+                          timeout=10, headers={"Authorization": f"Bearer {token}", wire.PROTOCOL_HEADER: "3"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    first = sync({})
+    held = {kind: {"version": u["version"], "issued_at": u["issued_at"]}
+            for kind, u in first["bundle"]["denylists"].items()}
+    again = sync({"lists": held, "etag": first["etag"]})
+    assert again["bundle"] is None and again["etag"] == first["etag"] and again["fresh"] == {}
+    grid[0] += 300
+    stepped = sync({"lists": held, "etag": first["etag"]})
+    assert stepped["bundle"] is not None and stepped["etag"] != first["etag"] and stepped["fresh"] == {}
+    assert all(info["fresh"] for info in stepped["bundle"]["denylists"].values())
+
+
+def test_the_etag_names_what_the_bundle_brings_and_statements_go_only_to_the_list_they_speak_for() -> None:
+    versions = {"revoked": (5, 1000), "blocked": (2, 900)}
+    settled, holds = rounds.bundle_etag(1, "floor", {}, versions, {"revoked": 5, "blocked": 2},
+                                        {"revoked": 1000, "blocked": 900}, None)
+    behind, behind_holds = rounds.bundle_etag(1, "floor", {}, versions, {"revoked": 4, "blocked": 2},
+                                              {"revoked": 990, "blocked": 900}, None)
+    assert holds and not behind_holds and behind == settled  # once applied, the gate holds this ETag
+    forked, forked_holds = rounds.bundle_etag(1, "floor", {}, versions, {"revoked": 5, "blocked": 2},
+                                              {"revoked": 777, "blocked": 900}, None)
+    assert forked_holds and forked != settled  # nothing to bring until a new epoch: not resent
+    assert rounds.bundle_etag(1, "floor", {}, versions, {}, {}, 300)[0] != rounds.bundle_etag(
+        1, "floor", {}, versions, {}, {}, 600)[0]  # protocol 3: the grid step is in it
+    made = {"revoked": "R", "blocked": "B"}
+    held = {"revoked": 5, "blocked": 2}
+    signed = {"revoked": 1000, "blocked": 900}
+    assert rounds.due_statements(made, versions, held, signed, {}, 600) == made
+    assert rounds.due_statements(made, versions, held, signed, {"revoked": 600, "blocked": 300}, 600) == {
+        "blocked": "B"}
+    forked = {**signed, "revoked": 777}
+    assert rounds.due_statements(made, versions, held, forked, {}, 600) == {"blocked": "B"}
+    assert rounds.due_statements(made, versions, {**held, "blocked": 1}, signed, {}, 600) == {"revoked": "R"}
+
+
+def venue_of(hub: HubServer, gate_id: str) -> int:
+    with hub.session() as db:
+        return db.scalars(select(GateRow.venue_id).where(GateRow.gate_id == gate_id)).one()
+
+
+def test_refresh_reads_a_change_made_elsewhere_and_keeps_nothing_read_before_a_forget(two_gates) -> None:
+    hub, _, g1, _ = two_gates
+    vectors = hub.app.state.vectors
+    assert g1.sync.sync_once().ok and g1.sync.sync_once().ok
+    venue = venue_of(hub, g1.gate_id)
+    rev = vectors.gates_rev(venue, time.time())
+    assert rev is not None and refresh(hub) == 1
+    url = hub.engine.url.render_as_string(hide_password=False)
+    with hub_db.session_factory(hub_db.make_engine(url))() as db:  # another worker's change: no forget here
+        row = db.scalar(select(GateRow).where(GateRow.gate_id == "arena-g2"))
+        assert row is not None
+        row.config = {**row.config, "relay_pulse_ms": 400}
+        db.commit()
+    assert vectors.gates_rev(venue, time.time()) == rev  # not seen yet
+    assert refresh(hub) == 1
+    assert vectors.gates_rev(venue, time.time()) == rev + 1
+    result = g1.sync.sync_once()  # its card was read at the old gates_rev: the full path reads it again
+    assert result.ok and g1.sync._raw_bundle is None
+
+    real = rounds._statements
+
+    def forgotten_meanwhile(*args: object) -> dict[str, str]:
+        vectors.forget()  # as a flush on another thread of this worker would
+        return real(*args)  # type: ignore[arg-type]
+
+    rounds._statements = forgotten_meanwhile  # type: ignore[assignment]
+    try:
+        assert refresh(hub) == 0
+    finally:
+        rounds._statements = real
+    assert vectors.gates_rev(venue, time.time()) is None
+
+
+def test_refresh_drops_a_venue_no_round_asked_for_lately(two_gates) -> None:
+    hub, _, g1, _ = two_gates
+    vectors = hub.app.state.vectors
+    assert g1.sync.sync_once().ok and g1.sync.sync_once().ok  # the first signs the lists; then read
+    venue = venue_of(hub, g1.gate_id)
+    assert refresh(hub) == 1
+    later = time.time() + rounds.IDLE_S + 1
+    state = hub.app.state
+    assert rounds.refresh(state.sessions, vectors, state.known, state.freshness, later) == 0
+    assert vectors.gates_rev(venue, later) is None
+
+
+def test_the_serving_hub_reads_its_venues_again_every_half_second(db_url: str, tmp_path: Path) -> None:
+    server = HubServer(db_url, purge_every_s=3600).start()
+    tokens = setup_venue(server, server.admin())
+    gate = Gate(tmp_path / "g1", "arena-g1", server.url, tokens["g1"])
+    try:
+        assert gate.sync.sync_once().ok and gate.sync.sync_once().ok
+        venue, read_at = venue_of(server, gate.gate_id), time.time()
+        vectors = server.app.state.vectors
+        deadline = time.monotonic() + 20 * rounds.TTL_S
+        while time.monotonic() < deadline:  # past the first read's TTL, kept by the refresh
+            if time.time() > read_at + 2 * rounds.TTL_S and vectors.gates_rev(venue, time.time()) is not None:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the venue was not read again")
+    finally:
+        gate.close()
+        server.stop()
+        server.close()

@@ -4,25 +4,23 @@ gates' redemptions and reports its health. A gate sees only its own venue's data
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import func, select
 
 from passgate import wire
 
 from .. import audit, denylists, ingest, ops, published, rounds, sealing
 from ..auth import DB, CurrentGate, syncing_gate, uploading_gate
-from ..models import GATE_SYNC_FIELDS, REDEMPTION_KINDS, DenyList, Event, IssuedPass, IssuerKey, Venue, Zone
-from ..models import Gate as GateRow
+from ..models import REDEMPTION_KINDS, Event, IssuedPass, IssuerKey, Venue, Zone
 from ..schemas import (
     Bundle,
     Enrolled,
@@ -64,11 +62,6 @@ Protocol = Annotated[int, Depends(gate_protocol)]
 router = APIRouter(prefix="/v1/gates/{gate_id}", tags=["gate"], dependencies=[Depends(gate_protocol)])
 
 
-def _etag(*parts: object) -> str:
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-    return f'"{digest[:32]}"'
-
-
 @router.get("/bundle", response_model=Bundle, responses={304: {"description": "unchanged"}})
 def bundle(*, request: Request, response: Response,
            revoked: int = Query(0, ge=0, le=wire.bounds(wire.ListUpdate, "version")["le"],
@@ -87,80 +80,31 @@ def bundle(*, request: Request, response: Response,
     """
     have = {"revoked": revoked, "blocked": blocked}
     signed = {"revoked": revoked_issued_at, "blocked": blocked_issued_at}
-    etag, answer = _bundle(request, db, gate, protocol, have, signed, request.headers.get("if-none-match"))
+    etag, answer, _ = _bundle(request, db, gate, protocol, have, signed, request.headers.get("if-none-match"))
     if answer is None:
         return Response(status_code=304, headers={"ETag": etag})
     response.headers["ETag"] = etag
     return wire.dump(answer)
 
 
-VECTOR_TTL_S = 1.0  # how long a worker answers "unchanged" from what it last read of a venue
-
-
-class VersionVectors:
-    """What a bundle's ETag is made of, per venue (keys revision, list versions and signing times)
-    and per zone (its name), as this worker last read them: a gate of protocol 3 that holds them
-    all is answered "unchanged" without a query. Read again after ``VECTOR_TTL_S``, so a change
-    on the hub reaches every worker's answers within that; anything else takes the full path."""
-
-    def __init__(self) -> None:
-        self._venues: dict[int, tuple[float, int, dict[str, tuple[int, int]]]] = {}
-        self._zones: dict[int | None, tuple[float, str | None]] = {}
-        self._gates_revs: dict[int, tuple[float, int]] = {}
-
-    def unchanged(self, gate: Any, have: dict[str, int], signed: dict[str, int | None],
-                  held_etag: str | None, now: float) -> str | None:
-        """The ETag the gate holds, when it is still the bundle's; else None."""
-        venue, zone = self._venues.get(gate.venue_id), self._zones.get(gate.zone_id)
-        if held_etag is None or venue is None or zone is None or min(venue[0], zone[0]) < now:
-            return None
-        _, keys_rev, versions = venue
-        if any(have.get(kind) != version or signed.get(kind) != issued_at
-               for kind, (version, issued_at) in versions.items()):
-            return None  # behind, ahead or forked: the full path judges
-        etag = _etag(keys_rev, zone[1], gate.config, versions, have, signed, denylists.fresh_as_of(now))
-        return etag if etag == held_etag else None
-
-    def read(self, gate: Any, venue: Venue, zone: str | None, versions: dict[str, tuple[int, int]],
-             now: float) -> None:
-        self._venues[gate.venue_id] = (now + VECTOR_TTL_S, venue.keys_rev, dict(versions))
-        self._zones[gate.zone_id] = (now + VECTOR_TTL_S, zone)
-        self._gates_revs[gate.venue_id] = (now + VECTOR_TTL_S, venue.gates_rev)
-
-    def gates_rev(self, venue_id: int, now: float) -> int | None:
-        """The venue's ``gates_rev`` as read at most ``VECTOR_TTL_S`` ago (``rounds.quiet_gate``)."""
-        kept = self._gates_revs.get(venue_id)
-        return kept[1] if kept is not None and kept[0] >= now else None
-
-    def forget(self) -> None:
-        """Everything: this worker changed what an ETag is made of (its own sessions' flushes)."""
-        self._venues.clear()
-        self._zones.clear()
-        self._gates_revs.clear()
-
-    def watch(self, sessions: Any, also: Callable[[], None]) -> None:
-        """Forget (and call ``also``) on every flush of this worker's sessions that changes a list,
-        a key, a venue, a zone, a gate's settings or its token (not a heartbeat): its next answers
-        are read again."""
-        @event.listens_for(sessions, "after_flush")
-        def _flushed(session: Any, _context: Any) -> None:
-            for row in (*session.new, *session.dirty, *session.deleted):
-                if isinstance(row, DenyList | Venue | Zone | IssuerKey) or (
-                        isinstance(row, GateRow) and any(
-                            inspect(row).attrs[name].history.has_changes() for name in GATE_SYNC_FIELDS)):
-                    self.forget()
-                    also()
-                    return
-
-
 def _bundle(request: Request, db: Any, gate: Any, protocol: int, have: dict[str, int],
-            signed: dict[str, int | None], held_etag: str | None) -> tuple[str, wire.Bundle | None]:
-    """The bundle's ETag, and the bundle unless the gate holds that ETag already (None)."""
+            signed: dict[str, int | None], held_etag: str | None, *, apart: bool = False,
+            held_as_of: Mapping[str, int | None] | None = None,
+            ) -> tuple[str, wire.Bundle | None, dict[str, str]]:
+    """The bundle's ETag; the bundle unless the gate holds that ETag and what it brings (None);
+    and, when no bundle goes to a gate that takes statements apart (``apart``, protocol 4), the
+    statements newer than those it holds (``held_as_of``)."""
     reads_freshness = protocol >= denylists.FRESH_PROTOCOL
     vectors = request.app.state.vectors
     now = time.time()
-    if reads_freshness and (etag := vectors.unchanged(gate, have, signed, held_etag, now)) is not None:
-        return etag, None
+    as_of = denylists.fresh_as_of(now)
+    held_as_of = held_as_of or {}
+    etag = vectors.unchanged(gate, have, signed, held_etag, now, apart=apart) if reads_freshness else None
+    if etag is not None:
+        due = vectors.statements(gate.venue_id, have, signed, held_as_of, now) if apart else {}
+        if due is not None:
+            return etag, None, due
+    generation = vectors.generation
     venue, zone = db.execute(select(Venue, Zone.name).outerjoin(Zone, Zone.id == gate.zone_id)
                              .where(Venue.id == gate.venue_id)).one()
     # a gate ahead, or holding this version number with other contents: a new epoch
@@ -172,12 +116,16 @@ def _bundle(request: Request, db: Any, gate: Any, protocol: int, have: dict[str,
         versions, changed = denylists.current_versions(db, venue), False
     if changed:
         db.commit()
-    as_of = denylists.fresh_as_of(now) if reads_freshness else None
-    etag = _etag(venue.keys_rev, zone, gate.config, versions, have, signed, as_of)
+    etag, holds = rounds.bundle_etag(venue.keys_rev, zone, gate.config, versions, have, signed,
+                                     None if apart or not reads_freshness else as_of)
+    statements = {kind: text for kind, (version, _) in versions.items()
+                  if (text := _statement(request, db, venue, kind, version, as_of)) is not None
+                  } if reads_freshness else {}
     if reads_freshness and not changed:
-        vectors.read(gate, venue, zone, versions, now)
-    if held_etag == etag:
-        return etag, None
+        vectors.read(generation, gate, venue, zone, versions, as_of, statements, now)
+    if held_etag == etag and holds:
+        return etag, None, (rounds.due_statements(statements, versions, have, signed, held_as_of, as_of)
+                            if apart else {})
     keys = db.scalars(select(IssuerKey).where(IssuerKey.venue_id == venue.id).order_by(IssuerKey.id))
     cache = request.app.state.snapshots
 
@@ -191,7 +139,7 @@ def _bundle(request: Request, db: Any, gate: Any, protocol: int, have: dict[str,
 
     def update(kind: str, version: int, issued_at: int) -> wire.ListUpdate:
         files = denylists.updates_for(db, venue, kind, have[kind], (version, issued_at), cache)
-        fresh = _statement(request, db, venue, kind, version, as_of if not forked(kind) else None)
+        fresh = statements.get(kind) if not forked(kind) else None
         if publisher is not None:
             return wire.ListUpdate(version=version, issued_at=issued_at, fresh=fresh,
                                    files=[publisher.file(data) for data in files])
@@ -211,15 +159,12 @@ def _bundle(request: Request, db: Any, gate: Any, protocol: int, have: dict[str,
         denylists=lists,
         settings=settings,
         config={"zones": [zone] if zone else [], **gate.config},  # for gates of protocol 1
-    )
+    ), {}
 
 
-def _statement(request: Request, db: Any, venue: Venue, kind: str, version: int,
-               as_of: int | None) -> str | None:
-    """The freshness statement for a list at ``version`` (base64), or None: the gate does not read
-    them (``as_of`` None), or the hub cannot sign (an offline issuer's venue, a sealed key)."""
-    if as_of is None:
-        return None
+def _statement(request: Request, db: Any, venue: Venue, kind: str, version: int, as_of: int) -> str | None:
+    """The freshness statement for a list at ``version`` (base64), or None: the hub cannot sign
+    (an offline issuer's venue, a sealed key)."""
     try:
         data = request.app.state.freshness.get(db, venue, kind, version, as_of)
     except sealing.SealingError as exc:  # the gate's stale policy judges the list by its signing time
@@ -351,11 +296,12 @@ async def sync(*, gate_id: str, request: Request, protocol: Protocol) -> Respons
     return Response(answer, media_type="application/json")
 
 
-def _held(wanted: dict[str, Any]) -> tuple[dict[str, int], dict[str, int | None]]:
-    """The list versions and signing times a ``SyncRequest`` says the gate holds."""
+def _held(wanted: dict[str, Any]) -> tuple[dict[str, int], dict[str, int | None], dict[str, int | None]]:
+    """The list versions, signing times and statements' times a ``SyncRequest`` says the gate holds."""
     held = wanted["lists"]
     return ({kind: held[kind]["version"] if kind in held else 0 for kind in denylists.KINDS},
-            {kind: held[kind]["issued_at"] if kind in held else None for kind in denylists.KINDS})
+            {kind: held[kind]["issued_at"] if kind in held else None for kind in denylists.KINDS},
+            {kind: held[kind]["as_of"] if kind in held else None for kind in denylists.KINDS})
 
 
 def _quiet_round(request: Request, gate_id: str, protocol: int, body: bytes) -> bytes | None:
@@ -367,13 +313,15 @@ def _quiet_round(request: Request, gate_id: str, protocol: int, body: bytes) -> 
     if card is None or protocol < denylists.FRESH_PROTOCOL:
         return None
     wanted = parse_body(SyncRequest, body).model_dump()
-    have, signed = _held(wanted)
+    have, signed, as_of = _held(wanted)
     after = wanted["redemptions_after"]
-    etag = state.vectors.unchanged(card, have, signed, wanted["etag"], now)
-    if (etag is None or not state.known.nothing_after(card.venue_id, after, now)
+    apart = protocol >= denylists.FRESH_APART_PROTOCOL
+    etag = state.vectors.unchanged(card, have, signed, wanted["etag"], now, apart=apart)
+    due = state.vectors.statements(card.venue_id, have, signed, as_of, now) if apart else {}
+    if (etag is None or due is None or not state.known.nothing_after(card.venue_id, after, now)
             or not state.beats.batched(card, wanted["heartbeat"], protocol, now)):
         return None
-    return rounds.quiet_answer(now, etag, after)
+    return rounds.quiet_answer(now, etag, after, due)
 
 
 def _sync(request: Request, gate_id: str, protocol: int, body: bytes) -> bytes:
@@ -387,9 +335,10 @@ def _sync(request: Request, gate_id: str, protocol: int, body: bytes) -> bytes:
         gate = syncing_gate(request, db, gate_id)
         state.known.keep_gate(gate.token_hash, gate, now)
         wanted = parse_body(SyncRequest, body).model_dump()
-        have, signed = _held(wanted)
+        have, signed, as_of = _held(wanted)
         # the bundle first: it may roll back (a sealed key), which must not take the heartbeat with it
-        etag, bundle_ = _bundle(request, db, gate, protocol, have, signed, wanted["etag"])
+        etag, bundle_, fresh = _bundle(request, db, gate, protocol, have, signed, wanted["etag"],
+                                       apart=protocol >= denylists.FRESH_APART_PROTOCOL, held_as_of=as_of)
         page = _redemptions(db, gate, wanted["redemptions_after"], SYNC_REDEMPTIONS, include_own=False)
         if not page.more:
             state.known.read_newest(db, gate.venue_id, now)
@@ -398,7 +347,7 @@ def _sync(request: Request, gate_id: str, protocol: int, body: bytes) -> bytes:
         if beat is not None:
             rounds.Beats.write(db, [beat])
         db.commit()
-    return json.dumps(wire.dump(wire.SyncAnswer(server_time=now, etag=etag, bundle=bundle_,
+    return json.dumps(wire.dump(wire.SyncAnswer(server_time=now, etag=etag, bundle=bundle_, fresh=fresh,
                                                 redemptions=page))).encode()
 
 
