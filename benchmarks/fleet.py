@@ -3,16 +3,19 @@
 heartbeat carries its clock and its lists' growing age), on PostgreSQL, the hub with 3 workers on this
 2-core machine.
 
-Three ways, taking turns: protocol 3's one request (``POST sync``: heartbeat, bundle check, first page
+Four ways, taking turns: protocol 4's one request (``POST sync``: heartbeat, bundle check, first page
 of redemptions; a worker answers it from what it knows, ``passgate_hub.rounds``); the same for as many
 gates again spread over ``--venues`` venues (10 gates a venue by default: a venue's gates then reach a
-worker less often than once a second, so more of their rounds read the venue again); and the
-request-by-request round a gate of protocol 2 makes (``POST heartbeat``, ``GET bundle`` with
-``If-None-Match``, ``GET redemptions``), the baseline. For each: rounds a second, and the CPU the
-hub's processes and PostgreSQL's spent a round (from /proc), which says how many gates polling every
-10 s one 2-core replica can serve (2 cores × 10 s / CPU a round). The clients are one asyncio thread
-on kept-alive connections, each request built as it is sent, so they take as little of the same
-cores as a client can.
+worker less often than once a second, so it is the worker's refresh that keeps what they are
+answered from); the first gates' rounds at a new freshness grid step (each gate holds the last
+step's statements, so every answer carries this step's: at 10 s a round, one round in 30 of every
+gate is such a round); and the request-by-request round a gate makes of a hub without the one
+request (``POST heartbeat``, ``GET bundle`` with ``If-None-Match``, ``GET redemptions``), the
+baseline. For each:
+rounds a second, and the CPU the hub's processes and PostgreSQL's spent a round (from /proc), which
+says how many gates polling every 10 s one 2-core replica can serve (2 cores × 10 s / CPU a round).
+The clients are one asyncio thread on kept-alive connections, each request built as it is sent, so
+they take as little of the same cores as a client can.
 
 Goal ("Fleet scale" issue): one replica serves at least 10,000 gates polling every 10 s.
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -60,13 +64,15 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import cbor2  # noqa: E402
 import served_nginx  # noqa: E402
 from hub_ingest import seed  # noqa: E402
 from served import served_hub  # noqa: E402
 
-from passgate import generate_private_key, wire  # noqa: E402
+from passgate import cose, generate_private_key, wire  # noqa: E402
 from passgate.denylist import DEFAULT_MAX_BYTES, DenyList  # noqa: E402
 from passgate_hub import audit, db, ops, published  # noqa: E402
+from passgate_hub.denylists import FRESH_EVERY_S as STEP_S  # noqa: E402
 from passgated import downloads  # noqa: E402
 from passgated.config import HubSpec  # noqa: E402
 from passgated.sync import TIMEOUT, _session  # noqa: E402
@@ -106,30 +112,19 @@ def family(root: int) -> list[int]:
     return out
 
 
-def postmaster_pid() -> int:
-    """The PostgreSQL server's first process (its backends' CPU, once they exit, is in its own)."""
-    pids = set(postgres_pids())
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except FileNotFoundError:  # a backend that ended meanwhile
-            continue
-        parent = int(re.search(r"PPid:\s*(\d+)", status).group(1))  # type: ignore[union-attr]
-        if parent not in pids:
-            return pid
-    raise RuntimeError("no PostgreSQL server is running")
+def postmaster_pid(cluster: PgCluster) -> int:
+    """The cluster's first process (its backends' CPU, once they exit, is in its own), from its
+    ``postmaster.pid``: not another cluster's running beside it (a test suite's)."""
+    return int((cluster.root / "data" / "postmaster.pid").read_text().split()[0])
 
 
-def postgres_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if Path(entry, "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+def off_step(seconds: float) -> None:
+    """Wait, when a new freshness grid step would fall within the next ``seconds``, until it is
+    past (and the workers' refresh signed its statements): a quiet run holds no step."""
+    now = time.time()
+    step = (now // STEP_S + 1) * STEP_S
+    if step - now < seconds + 1:
+        time.sleep(step - now + 2)
 
 
 def raw(method: str, path: str, host: str, token: str, body: bytes = b"", headers: str = "") -> bytes:
@@ -142,19 +137,29 @@ def raw(method: str, path: str, host: str, token: str, body: bytes = b"", header
 
 Request = Callable[[], bytes]  # built as it is sent: a heartbeat carries the gate's clock then
 NO_BUNDLE = b'"bundle": null'
+NO_STATEMENTS = b'"fresh": {}'
 ETAG = re.compile(rb'"etag":\s*("(?:[^"\\]|\\.)*")')  # a JSON string (an ETag holds quotes)
 
 
-class SyncRound:
-    """A gate's one-request round: built as it is sent, with the ETag of the last answer (as a gate
-    keeps it: the hub's answer changes it when the bundle does, e.g. each new freshness grid step)."""
+def as_of(statement: str) -> int:
+    """The time a freshness statement vouches for (a gate verifies it too; the hub's CPU is measured)."""
+    return int(cbor2.loads(cose.decode_sign1(base64.b64decode(statement)).payload)["as_of"])
 
-    def __init__(self, build: Callable[[str], bytes], etag: str) -> None:
-        self.build, self.etag = build, etag
-        self.bundles = 0  # answers that carried a bundle (a new freshness grid step, every 5 minutes)
+
+class SyncRound:
+    """A gate's one-request round: built as it is sent, with the ETag of the last answer and the
+    statements' times it holds, as a gate keeps them (``held_back``: it claims the step before the
+    one it was given, so every answer carries the statements, as at a new grid step)."""
+
+    def __init__(self, build: Callable[[str, dict[str, int]], bytes], etag: str, vouched: dict[str, int],
+                 held_back: bool = False) -> None:
+        self.build, self.etag, self.vouched, self.held_back = build, etag, dict(vouched), held_back
+        self.bundles = 0  # answers that carried a bundle
+        self.statements = 0  # answers that carried freshness statements
 
     def __call__(self) -> bytes:
-        return self.build(self.etag)
+        claimed = {kind: t - STEP_S for kind, t in self.vouched.items()} if self.held_back else self.vouched
+        return self.build(self.etag, claimed)
 
     def answered(self, body: bytes) -> None:
         match = ETAG.search(body)
@@ -162,20 +167,26 @@ class SyncRound:
             self.etag = json.loads(match.group(1))
         if NO_BUNDLE not in body:
             self.bundles += 1
+        if NO_STATEMENTS not in body:
+            self.statements += 1
+            for kind, statement in json.loads(body)["fresh"].items():
+                self.vouched[kind] = as_of(statement)
 
 
 def rounds_of(base: str, gates: list[tuple[str, str]]) -> dict[str, dict[str, list[Request]]]:
-    """For each gate, the requests of one quiet round both ways, as it holds its lists and bundle;
-    each heartbeat says what a quiet gate's says: its clock now, its lists vouched for 30 s before
-    this set-up (so their age grows with the clock), nothing else changed."""
+    """For each gate, the requests of one quiet round each way, as it holds its lists and bundle;
+    each heartbeat says what a quiet gate's says: its clock now, its lists' age since the statement
+    it holds, nothing else changed."""
     host = base.removeprefix("http://")
     session = requests.Session()
-    out: dict[str, dict[str, list[Request]]] = {"one request": {}, "request by request": {}}
-    vouched = time.time() - 30.0
+    out: dict[str, dict[str, list[Request]]] = {"one request": {}, "at a grid step": {},
+                                                "request by request": {}}
 
-    def beat(lists: dict[str, dict[str, int]]) -> dict[str, Any]:
+    def beat(lists: dict[str, dict[str, int]], vouched: dict[str, int]) -> dict[str, Any]:
         now = time.time()
-        held = {kind: {"version": each["version"], "age_s": now - vouched} for kind, each in lists.items()}
+        held = {kind: {"version": each["version"],
+                       "age_s": now - max(vouched.get(kind, 0), each["issued_at"])}
+                for kind, each in lists.items()}
         return {"t": now, "version": "0.1.0", "protocol": wire.PROTOCOL_VERSION, "backlog": 0,
                 "state": "IDLE", "lists": held, "health": HEALTH}
 
@@ -183,30 +194,37 @@ def rounds_of(base: str, gates: list[tuple[str, str]]) -> dict[str, dict[str, li
         first = session.post(f"{base}/v1/gates/{gate_id}/sync", timeout=60,
                              headers={"Authorization": f"Bearer {token}",
                                       wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)},
-                             json={"heartbeat": beat({})}).json()
+                             json={"heartbeat": beat({}, {})}).json()
         lists = {kind: {"version": u["version"], "issued_at": u["issued_at"]}
                  for kind, u in first["bundle"]["denylists"].items()}
+        vouched = {kind: as_of(u["fresh"]) for kind, u in first["bundle"]["denylists"].items() if u["fresh"]}
         cursor = first["redemptions"]["cursor"]
+
+        def held(vouched: dict[str, int], lists: dict[str, dict[str, int]] = lists) -> dict[str, Any]:
+            return {kind: {**each, "as_of": vouched.get(kind)} for kind, each in lists.items()}
+
         # the round after, holding what the first brought: its ETag is the one a settled gate holds
         settled = session.post(f"{base}/v1/gates/{gate_id}/sync", timeout=60,
                                headers={"Authorization": f"Bearer {token}",
                                         wire.PROTOCOL_HEADER: str(wire.PROTOCOL_VERSION)},
-                               json={"heartbeat": beat(lists), "lists": lists, "etag": first["etag"],
-                                     "redemptions_after": cursor}).json()
-        first["etag"] = settled["etag"]
+                               json={"heartbeat": beat(lists, vouched), "lists": held(vouched),
+                                     "etag": first["etag"], "redemptions_after": cursor}).json()
+        assert settled["bundle"] is None, "the round after the first bundle brought it again"
 
-        def sync(etag: str, gate_id: str = gate_id, token: str = token,
-                 lists: dict[str, dict[str, int]] = lists, cursor: int = cursor) -> bytes:
-            body = json.dumps({"heartbeat": beat(lists), "lists": lists, "etag": etag,
+        def sync(etag: str, vouched: dict[str, int], gate_id: str = gate_id, token: str = token,
+                 lists: dict[str, dict[str, int]] = lists, cursor: int = cursor,
+                 held: Callable[[dict[str, int]], dict[str, Any]] = held) -> bytes:
+            body = json.dumps({"heartbeat": beat(lists, vouched), "lists": held(vouched), "etag": etag,
                                "redemptions_after": cursor}).encode()
             return raw("POST", f"/v1/gates/{gate_id}/sync", host, token, body)
 
-        def heartbeat(gate_id: str = gate_id, token: str = token, lists: dict[str, dict[str, int]] = lists
-                      ) -> bytes:
-            body = json.dumps(beat(lists)).encode()
+        def heartbeat(gate_id: str = gate_id, token: str = token, lists: dict[str, dict[str, int]] = lists,
+                      vouched: dict[str, int] = vouched) -> bytes:
+            body = json.dumps(beat(lists, vouched)).encode()
             return raw("POST", f"/v1/gates/{gate_id}/heartbeat", host, token, body)
 
-        out["one request"][gate_id] = [SyncRound(sync, first["etag"])]
+        out["one request"][gate_id] = [SyncRound(sync, settled["etag"], vouched)]
+        out["at a grid step"][gate_id] = [SyncRound(sync, settled["etag"], vouched, held_back=True)]
         query = "&".join(f"{kind}={held['version']}&{kind}_issued_at={held['issued_at']}"
                          for kind, held in lists.items())
         etag = session.get(f"{base}/v1/gates/{gate_id}/bundle?{query}", timeout=60,
@@ -275,20 +293,25 @@ def rounds(args: argparse.Namespace) -> None:
         port = int(base.rsplit(":", 1)[1])
         ways = rounds_of(base, gates)
         if spread:
-            ways[f"one request, {args.venues} venues"] = rounds_of(base, spread)["one request"]
+            over = rounds_of(base, spread)
+            ways[f"one request, {args.venues} venues"] = over["one request"]
+            ways[f"at a grid step, {args.venues} venues"] = over["at a grid step"]
         host = "127.0.0.1"
         figures: dict[str, list[tuple[float, float, float]]] = {way: [] for way in ways}
         for rounds in ways.values():  # warm-up
             asyncio.run(_run(host, port, rounds, args.connections, 1.0))
-        postmaster = postmaster_pid()
+        postmaster = postmaster_pid(cluster)
         bundles: dict[str, list[int]] = {way: [] for way in ways}
+        statements: dict[str, list[int]] = {way: [] for way in ways}
 
-        def with_bundles(rounds: dict[str, list[Request]]) -> int:
-            return sum(r.bundles for each in rounds.values() for r in each if isinstance(r, SyncRound))
+        def counted(rounds: dict[str, list[Request]]) -> tuple[int, int]:
+            kept = [r for each in rounds.values() for r in each if isinstance(r, SyncRound)]
+            return sum(r.bundles for r in kept), sum(r.statements for r in kept)
 
         for _ in range(args.runs):
             for way, rounds in ways.items():
-                answered = with_bundles(rounds)
+                off_step(args.seconds)
+                before = counted(rounds)
                 hub_before, pg_before = tree_cpu_s(proc.pid), tree_cpu_s(postmaster)
                 started = time.perf_counter()
                 done = asyncio.run(_run(host, port, rounds, args.connections, args.seconds))
@@ -296,28 +319,39 @@ def rounds(args: argparse.Namespace) -> None:
                 hub_ms = (tree_cpu_s(proc.pid) - hub_before) * 1000 / done
                 pg_ms = (tree_cpu_s(postmaster) - pg_before) * 1000 / done
                 figures[way].append((done / elapsed, hub_ms, pg_ms))
-                bundles[way].append(with_bundles(rounds) - answered)
+                after = counted(rounds)
+                bundles[way].append(after[0] - before[0])
+                statements[way].append(after[1] - before[1])
         print(f"\nfleet: {len(gates):,} gates, quiet rounds, PostgreSQL, {args.workers} hub workers, "
               f"{args.connections} client connections, {args.runs} runs of {args.seconds:.0f} s")
+
+        def capacity(ms: float) -> str:
+            gates = 2 * POLL_S * 1000 / ms
+            return (f"one 2-core replica serves about {gates:,.0f} gates polling every {POLL_S:.0f} s "
+                    f"(goal >= {GOAL_GATES:,}: {'met' if gates >= GOAL_GATES else 'NOT met'})")
+
+        cost: dict[str, float] = {}
         for way, runs in figures.items():
             rate = statistics.median(r[0] for r in runs)
             hub_ms = statistics.median(r[1] for r in runs)
             pg_ms = statistics.median(r[2] for r in runs)
-            capacity = 2 * POLL_S * 1000 / (hub_ms + pg_ms)
+            cost[way] = statistics.median(r[1] + r[2] for r in runs)
             each = ", ".join(f"{r[0]:.0f}" for r in runs)
             cpu_each = ", ".join(f"{r[1] + r[2]:.2f}" for r in runs)
-            print(f"{way:19}: {rate:6.0f} rounds/s (runs {each}); CPU a round: "
-                  f"hub {hub_ms:.2f} ms + PostgreSQL {pg_ms:.2f} ms (runs {cpu_each}) -> one 2-core replica "
-                  f"serves about {capacity:,.0f} gates polling every {POLL_S:.0f} s (goal >= {GOAL_GATES:,}: "
-                  f"{'met' if capacity >= GOAL_GATES else 'NOT met'})")
-            if any(bundles[way]):
-                print(f"{'':21}rounds answered with a whole bundle, each run: "
-                      f"{', '.join(str(n) for n in bundles[way])} (a new 5-minute freshness step sends "
-                      "every gate its bundle again)")
-        one, many = (statistics.median(r[1] + r[2] for r in figures[w]) for w in ("one request",
-                                                                                  "request by request"))
+            print(f"{way:34}: {rate:6.0f} rounds/s (runs {each}); CPU a round: hub {hub_ms:.2f} ms + "
+                  f"PostgreSQL {pg_ms:.2f} ms (runs {cpu_each}) -> {capacity(cost[way])}")
+            if any(statements[way]) or any(bundles[way]):
+                print(f"{'':36}answers with statements, each run: {', '.join(map(str, statements[way]))}; "
+                      f"with a whole bundle: {', '.join(map(str, bundles[way]))}")
+        rounds_a_step = STEP_S / POLL_S
+        for quiet, step in (("one request", "at a grid step"),
+                            (f"one request, {args.venues} venues", f"at a grid step, {args.venues} venues")):
+            if quiet in cost and step in cost:
+                mean = ((rounds_a_step - 1) * cost[quiet] + cost[step]) / rounds_a_step
+                print(f"a gate's {rounds_a_step:.0f} rounds a grid step ({quiet}; one of them with "
+                      f"statements): {mean:.2f} ms a round -> {capacity(mean)}")
+        one, many = cost["one request"], cost["request by request"]
         print(f"CPU a round, one request / request by request: {one / many:.2f}")
-
 
 
 # --- a new snapshot fetched by many gates at once -------------------------------------------
