@@ -240,8 +240,9 @@ class VersionVectors:
                 held = versions[venue_id]
                 if not row.offline and any(version == 0 for version, _ in held.values()):
                     continue  # a list never signed: the full round signs it
-                fresh = _statements(db, freshness, row, held, as_of)
                 kept = self._venues.get(venue_id)
+                fresh = (kept.fresh if kept is not None and (kept.as_of, kept.versions) == (as_of, held)
+                         else _statements(db, freshness, row, held, as_of))
                 read[venue_id] = _Venue(now + TTL_S, row.keys_rev, row.gates_rev, held, as_of, fresh,
                                         kept.used if kept is not None else now)
         with self._lock:

@@ -345,17 +345,17 @@ def test_refresh_reads_a_change_made_elsewhere_and_keeps_nothing_read_before_a_f
     result = g1.sync.sync_once()  # its card was read at the old gates_rev: the full path reads it again
     assert result.ok and g1.sync._raw_bundle is None
 
-    real = rounds._statements
+    real = rounds._chunks
 
-    def forgotten_meanwhile(*args: object) -> dict[str, str]:
-        vectors.forget()  # as a flush on another thread of this worker would
-        return real(*args)  # type: ignore[arg-type]
+    def forgotten_meanwhile(ids: list[int]) -> object:
+        vectors.forget()  # as a flush on another thread of this worker would, while it reads
+        return real(ids)
 
-    rounds._statements = forgotten_meanwhile  # type: ignore[assignment]
+    rounds._chunks = forgotten_meanwhile  # type: ignore[assignment]
     try:
         assert refresh(hub) == 0
     finally:
-        rounds._statements = real
+        rounds._chunks = real
     assert vectors.gates_rev(venue, time.time()) is None
 
 
