@@ -12,16 +12,23 @@ change it (``forget``):
   (API, console, CLI) bumps it (``models.bump_gates_rev``), and the venue's is read again every
   ``TTL_S``, so a disabled, deleted or re-tokened gate is refused by every worker within a second
   while a gate that polls every 10 s is still known at its next round;
-- each venue's newest redemption position (``Horizons``): a gate whose cursor is there gets an empty
-  page; a redemption uploaded through another worker reaches it at most ``TTL_S`` later;
+- each venue's bundle inputs (``VersionVectors``: keys revision, list versions and signing times,
+  ``gates_rev``, zone names) and its lists' freshness statements for the current grid step, which a
+  gate of protocol 4 is sent in the answer when it holds older ones (so a new step is not a new
+  bundle);
+- each venue's newest redemption position (``Known``): a gate whose cursor is there gets an empty
+  page; a redemption uploaded through another worker reaches it at most ``TTL_S`` later.
 
-and writes heartbeats in batches (``Beats``): one that changes what the hub shows of the gate (its
-state, fault, scanners, lists' versions, backlog or version, or a clock offset moved by more than
-``OFFSET_MOVED_S``) is written at once; one that only says "still here" is written with the others
-every ``FLUSH_S``, so a gate's ``last_seen`` is at most that late. A batch never overwrites a newer
-heartbeat another worker wrote, nor what a token sent that was rotated, revoked or disabled since: such
-a token's quiet rounds are answered (nothing changed, no redemption) for at most ``TTL_S`` by a worker
-that knew it, and change nothing. The bundle's own "unchanged" comes from ``api.gates.VersionVectors``.
+A serving worker reads all of these again every ``REFRESH_EVERY_S`` for the venues its rounds were
+answered from lately, in a few queries (``refresh``), so a venue of ten gates, whose rounds reach a
+worker less often than every ``TTL_S``, is still answered from memory (read per round, it cost 16 ms
+of CPU a round at 100 venues). It also writes heartbeats in batches (``Beats``): one that changes
+what the hub shows of the gate (its state, fault, scanners, lists' versions, backlog or version, or
+a clock offset moved by more than ``OFFSET_MOVED_S``) is written at once; one that only says "still
+here" is written with the others every ``FLUSH_S``, so a gate's ``last_seen`` is at most that late.
+A batch never overwrites a newer heartbeat another worker wrote, nor what a token sent that was
+rotated, revoked or disabled since: such a token's quiet rounds are answered (nothing changed, no
+redemption) for at most ``TTL_S`` by a worker that knew it, and change nothing.
 """
 
 from __future__ import annotations
