@@ -1,6 +1,6 @@
 """Freshness statements on the gate: a list is as fresh as the newest statement for the version it
 holds, kept across restarts; statements for another version, scope or signer change nothing; and
-with a real hub (protocol 3) quiet lists stay fresh without new versions, while a gate of
+with a real hub (protocol 3 and later) quiet lists stay fresh without new versions, while a gate of
 protocol 2 still gets the hourly re-signed versions it relies on."""
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def test_a_damaged_statement_file_is_ignored_at_start(tmp_path: Path,
 
 def test_with_a_hub_quiet_lists_stay_fresh_without_new_versions(hub: HubServer, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hub's hour and grid step shrunk to a second: past them, a gate of protocol 3 keeps its
+    """The hub's hour and grid step shrunk to a second: past them, a gate of protocol 4 keeps its
     versions and is vouched for by newer statements; one of protocol 2 gets a re-signed version."""
     monkeypatch.setattr(hub_lists, "REFRESH_S", 1.0)
     monkeypatch.setattr(hub_lists, "FRESH_EVERY_S", 1)
@@ -114,7 +114,7 @@ def test_with_a_hub_quiet_lists_stay_fresh_without_new_versions(hub: HubServer, 
         first = gate.lists.versions()
         assert set(gate.lists.fresh) == {"revoked", "blocked"} and min(first.values()) >= 1
         time.sleep(2.5)
-        gate.sync.sync_once()  # a new grid step: a new ETag, the bundle again
+        gate.sync.sync_once()  # a new grid step: its statements in the answer (protocol 4)
         assert gate.lists.versions() == first  # no new version of a list nothing changed in
         now = time.time()
         for kind in first:
