@@ -90,17 +90,17 @@ def test_a_stale_apply_never_overwrites_the_fire_release(tmp_path: Path) -> None
 
 
 def test_the_pulse_ends_while_the_loop_is_stalled(tmp_path: Path) -> None:
-    """The pulse is timed by the output: with the control loop stuck for 2 s right after starting
-    it, the relay still falls after its 0.3 s, long before the loop runs again."""
+    """The pulse is timed by the output: with the control loop stuck right after starting it (held
+    until the test has looked, at most 30 s), the relay still falls after its 0.3 s."""
     gate = make_gate(tmp_path)
     gate.io.fire_loop.pin.drive_low()
-    stalled, running = threading.Event(), threading.Event()
+    stalled, running, unstall = threading.Event(), threading.Event(), threading.Event()
     real_beep = gate.io.beep
 
     def stalling_beep(pattern: object) -> None:  # the loop stalls right after it started the pulse
         real_beep(pattern)  # type: ignore[arg-type]
         stalled.set()
-        time.sleep(2.0)
+        unstall.wait(30)
         running.set()
 
     gate.io.beep = stalling_beep  # type: ignore[method-assign]
@@ -113,4 +113,5 @@ def test_the_pulse_ends_while_the_loop_is_stalled(tmp_path: Path) -> None:
         assert wait_for(lambda: [s.state for s in relay.states[1:]] == [True, False], timeout=5)
         assert not running.is_set()  # the relay fell while the loop was still stuck
     finally:
+        unstall.set()
         gate.stop()
