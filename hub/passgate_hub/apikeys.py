@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, auth
+from . import audit, credentials
 from .models import ApiKey, Grant, Principal, Venue
 from .ops import Conflict, Invalid, NotFound, get_venue
 from .scope import Forbidden, Role, Scope
@@ -51,7 +51,7 @@ def create(db: Session, name: str, *, role: Role, venues: Sequence[str] = (), al
     principal = Principal(kind=PRINCIPAL_KIND, created_at=now)
     db.add(principal)
     db.flush()
-    secret, digest = auth.new_secret(auth.ADMIN_PREFIX)
+    secret, digest = credentials.new_secret(credentials.ADMIN_PREFIX)
     db.add(ApiKey(name=name, key_hash=digest, created_at=now, principal_id=principal.id))
     db.add_all(Grant(principal_id=principal.id, venue_id=v.id if v is not None else None, role=role)
                for v in targets)
@@ -88,7 +88,7 @@ def _get(db: Session, name: str, by: Scope) -> tuple[ApiKey, list[Venue | None]]
 def rotate(db: Session, name: str, *, by: Scope) -> str:
     """A new secret for the key (returned once); the old one is refused from the commit on."""
     key, venues = _get(db, name, by)
-    secret, key.key_hash = auth.new_secret(auth.ADMIN_PREFIX)
+    secret, key.key_hash = credentials.new_secret(credentials.ADMIN_PREFIX)
     key.rotated_at = time.time()
     audit.record(db, "apikey.rotate", name, venues=venues)
     return secret

@@ -1,4 +1,4 @@
-"""Gate tokens and admin API keys: random, shown once, stored as SHA-256 hex.
+"""Gate tokens and admin API keys on requests (made and hashed in ``credentials``).
 
 The prefix says which kind a bearer credential claims to be, so a valid credential of the wrong
 kind is told apart from a bad one: 401 for missing, unknown or revoked, 403 for the wrong scope
@@ -13,9 +13,7 @@ rotated or disabled is refused from the commit on, by every worker.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, NamedTuple, TypeVar
@@ -27,21 +25,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import audit, scope
+from .credentials import ADMIN_PREFIX, GATE_PREFIX, hash_secret
 from .models import ApiKey, Gate, Venue
 from .scope import Role, Scope
-
-GATE_PREFIX = "pgg_"
-ADMIN_PREFIX = "pga_"
-
-
-def new_secret(prefix: str) -> tuple[str, str]:
-    """A fresh credential and the hash to store: ``(secret, sha256_hex)``."""
-    secret = prefix + secrets.token_urlsafe(32)
-    return secret, hash_secret(secret)
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def db_session(*, request: Request):  # type: ignore[no-untyped-def]

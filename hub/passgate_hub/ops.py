@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from passgate import cose, generate_private_key, issue_pass, key_id, wire
 from passgate.keys import public_pem
 
-from . import audit, auth, denylists
+from . import audit, credentials, denylists
 from .keys import held_key, seal_for
 from .models import (
     Alert,
@@ -179,7 +179,7 @@ def create_gate(db: Session, venue: Venue, gate_id: str, zone: str | None = None
                        f"gate {gate_id!r} was deleted; its events keep the id, so choose another")
     config = gate_settings(settings or {})
     zone_id = _zone_ids(db, venue, [zone])[0] if zone is not None else None
-    token, digest = auth.new_secret(auth.GATE_PREFIX)
+    token, digest = credentials.new_secret(credentials.GATE_PREFIX)
     db.add(Gate(gate_id=gate_id, venue_id=venue.id, zone_id=zone_id, token_hash=digest,
                 config=config, created_at=time.time()))
     audit.record(db, "gate.create", f"{venue.name}/{gate_id}", venues=[venue], zone=zone, settings=config)
@@ -202,7 +202,7 @@ def enrollment_code(db: Session, venue: Venue, gate_id: str, *,
     gate = get_gate(db, venue, gate_id)
     now = time.time() if now is None else now
     code = "".join(_CODE_ALPHABET[b % 32] for b in os.urandom(15))  # 75 bits
-    gate.enroll_hash, gate.enroll_expires_at = auth.hash_secret(_normal_code(code)), now + ENROLL_S
+    gate.enroll_hash, gate.enroll_expires_at = credentials.hash_secret(_normal_code(code)), now + ENROLL_S
     audit.record(db, "gate.enroll_code", f"{venue.name}/{gate_id}", venues=[venue],
                  expires_at=now + ENROLL_S)
     return "-".join(code[i:i + 5] for i in range(0, 15, 5)), now + ENROLL_S
@@ -213,7 +213,7 @@ def enroll(db: Session, code: str, *, now: float | None = None) -> tuple[Gate, s
     code is used up; the gate's previous token is refused from the commit on. ``NotFound`` for a
     code that is wrong, used or expired (all alike); ``Conflict`` for a disabled gate."""
     now = time.time() if now is None else now
-    gate = db.scalar(select(Gate).where(Gate.enroll_hash == auth.hash_secret(_normal_code(code)),
+    gate = db.scalar(select(Gate).where(Gate.enroll_hash == credentials.hash_secret(_normal_code(code)),
                                         Gate.deleted_at.is_(None)).with_for_update())
     if gate is None or gate.enroll_expires_at is None or gate.enroll_expires_at <= now:
         raise NotFound("no such enrollment code (wrong, used or expired: ask for a new one)")
@@ -221,7 +221,7 @@ def enroll(db: Session, code: str, *, now: float | None = None) -> tuple[Gate, s
     assert venue is not None
     if gate.disabled_at is not None:
         raise Conflict(f"gate {gate.gate_id!r} is disabled: an operator must enable it first")
-    token, gate.token_hash = auth.new_secret(auth.GATE_PREFIX)
+    token, gate.token_hash = credentials.new_secret(credentials.GATE_PREFIX)
     gate.token_changed_at, gate.enroll_hash, gate.enroll_expires_at = now, None, None
     audit.record(db, "gate.enroll", f"{venue.name}/{gate.gate_id}", venues=[venue])
     return gate, venue.name, token
@@ -256,7 +256,7 @@ def rotate_gate_token(db: Session, venue: Venue, gate_id: str) -> str:
     """A new token for the gate (returned once; also after a revocation); the old one is refused
     from the commit on."""
     gate = get_gate(db, venue, gate_id)
-    token, gate.token_hash = auth.new_secret(auth.GATE_PREFIX)
+    token, gate.token_hash = credentials.new_secret(credentials.GATE_PREFIX)
     gate.token_changed_at = time.time()
     audit.record(db, "gate.token_rotate", f"{venue.name}/{gate_id}", venues=[venue])
     return token

@@ -8,7 +8,6 @@ import types
 import typing
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
 from passgate import wire
@@ -141,6 +140,8 @@ def parse_body(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
+        from fastapi.exceptions import RequestValidationError  # (not at import: the CLI needs no FastAPI)
+
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
                                       for e in exc.errors(include_url=False, include_input=False)]) from None
 
