@@ -1,4 +1,5 @@
-"""Small helpers shared by the tests: waiting on a condition, and a pty standing in for a scanner."""
+"""Small helpers shared by the tests: waiting on a condition, a pty standing in for a scanner, and
+property tests' example counts."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ from passgated.layout import ListsLayout
 # processes load both cores, where an fsync can take longer than the product's 300 ms. The fault tests
 # set the product's bound themselves.
 LOADED_WRITE_TIMEOUT_S = 10.0
+
+
+THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"  # the longer search (tests/conftest.py)
+
+
+def examples(default: int, thorough: int) -> int:
+    """A property test's example count: ``default`` in the default run, which has to stay within its
+    time limit, ``thorough`` under ``HYPOTHESIS_PROFILE=thorough``."""
+    return thorough if THOROUGH else default
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0, poll: float = 0.002) -> bool:

@@ -1,9 +1,9 @@
 """The atheris harnesses in ``fuzz/``, run without atheris so they cannot rot.
 
 Each harness's ``test_one_input`` gets its seed corpus, random bytes and mutated seeds from
-hypothesis (3,600 inputs in all); the forgery oracles are shown to fire, so a harness
-that silently checked nothing would fail here. The long run is ``pytest -m soak`` (atheris,
-``fuzz/run_all.py``), or ``python -m fuzz.run_all --inputs N`` directly.
+hypothesis (200 inputs a harness; 600 under ``HYPOTHESIS_PROFILE=thorough``); the forgery oracles
+are shown to fire, so a harness that silently checked nothing would fail here. The long run is
+``pytest -m soak`` (atheris, ``fuzz/run_all.py``), or ``python -m fuzz.run_all --inputs N`` directly.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from fuzz.common import TARGETS, Forgery
 from fuzz.make_corpus import make_corpus
 from passgate import PassRefused, base45, verify_pass
 from passgate.passes import PREFIX
+from tests.helpers import examples
 from tests.parts import require_part
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def mutants(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 def _fuzz_with_hypothesis(harness: ModuleType) -> None:
     seeds = list(harness.seeds().values())
 
-    @settings(max_examples=600, deadline=None, database=None)
+    @settings(max_examples=examples(200, 600), deadline=None, database=None)
     @given(st.binary(max_size=512) | mutants(seeds))
     def run(data: bytes) -> None:
         harness.test_one_input(data)

@@ -21,6 +21,7 @@ import passgated.seen as seen_module
 from passgate import Pass, Reason
 from passgated.journal import Journal
 from passgated.policy import Decision, Direction, Usage
+from tests.helpers import examples
 
 
 def decision(pass_id: bytes, direction: Direction = Direction.ENTRY) -> Decision:
@@ -189,7 +190,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "release", "remot
                          st.sampled_from(IDS), st.sampled_from(["entry", "exit"])), max_size=25)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25, 60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(OPS)
 def test_the_filter_never_answers_otherwise_than_sqlite(ops: list[tuple[str, bytes, str]]) -> None:
     """Any mix of the loop's own writes, another journal's, another process's (then a catch-up),

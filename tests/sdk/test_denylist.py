@@ -42,6 +42,7 @@ from passgate.denylist import (
     sign_snapshot,
 )
 from passgate.keys import TrustStore, generate_private_key, key_id
+from tests.helpers import examples
 
 KEY = generate_private_key()
 TRUST = TrustStore()  # KEY signs these lists (a denylist key per scope the tests use)
@@ -113,7 +114,7 @@ KEY_POOL = [0, 1, 2**64 - 2, 2**64 - 1,
 pooled_keys = st.sampled_from(KEY_POOL) | st.integers(0, 2**64 - 1)
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=100, deadline=None)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=examples(40, 100), deadline=None)
 @given(
     size=st.integers(0, 300),
     seed=st.integers(0, 2**16),

@@ -15,6 +15,7 @@ from passgate import cose, freshness, generate_private_key
 from passgate.freshness import FreshnessError
 from passgate.keys import TrustedKey, TrustStore, key_id
 from passgate.wire import KeyPurpose
+from tests.helpers import examples
 
 LIST_KEY = generate_private_key()
 NOW = 1_796_000_000
@@ -95,7 +96,7 @@ def test_out_of_bounds_statements_are_neither_signed_nor_read(fields: dict, reas
                        trust_of(list_key()))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(100, 300), deadline=None)
 @given(st.one_of(st.binary(max_size=2048), st.builds(lambda p: cbor2.dumps(cbor2.CBORTag(18, p)), st.lists(
     st.one_of(st.binary(max_size=64), st.dictionaries(st.integers(), st.integers(), max_size=3),
               st.integers()), max_size=5))))

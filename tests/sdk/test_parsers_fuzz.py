@@ -28,6 +28,7 @@ from passgate.denylist import (
 from passgate.keys import TrustStore, key_id
 from passgate.passes import CLAIM_CTI, CLAIM_EXP, CLAIM_NBF, PREFIX, Pass
 from passgated.config import SECTIONS, ConfigError, load_config, parse_config
+from tests.helpers import examples
 
 NOW = 1_800_000_000
 KEY = generate_private_key()
@@ -53,7 +54,7 @@ DELTA = sign_delta(KEY, kind="blocked", scope="acme", base=2, adds=IDS[4:], remo
 
 
 @given(st.binary(max_size=300))
-@settings(max_examples=300)
+@settings(max_examples=examples(100, 300))
 def test_cose_decode_of_arbitrary_bytes_only_raises_cose_errors(data: bytes) -> None:
     for candidate in (data, b"\xd2" + data, b"\x84" + data):
         try:
@@ -65,7 +66,7 @@ def test_cose_decode_of_arbitrary_bytes_only_raises_cose_errors(data: bytes) -> 
 
 
 @given(header=st.dictionaries(st.integers(-8, 8), CBOR_VALUES, max_size=4), unprotected=CBOR_VALUES)
-@settings(max_examples=300)
+@settings(max_examples=examples(100, 300))
 def test_any_header_values_only_raise_cose_errors(header: dict[int, Any], unprotected: Any) -> None:
     """Header values are read (alg, kid) before any signature check, so they are attacker input."""
     envelope = cbor2.dumps([cbor2.dumps(header), unprotected, b"", bytes(64)])
@@ -82,7 +83,7 @@ CLAIMS = st.fixed_dictionaries(
 
 
 @given(claims=CLAIMS | st.dictionaries(st.integers(-8, 8), CBOR_VALUES, max_size=8))
-@settings(max_examples=300)
+@settings(max_examples=examples(100, 300))
 def test_signed_arbitrary_claims_verify_or_are_refused(claims: dict[int, Any]) -> None:
     """Random bytes never get signed, so only here do the claim checks and the time-window texts
     meet hostile values (huge dates, wrong types) behind a valid signature."""
@@ -143,7 +144,7 @@ def test_every_single_bit_flip_of_a_signed_list_is_refused(original: bytes) -> N
     edits=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["set", "insert", "delete"]),
                              st.integers(0, 255)), min_size=1, max_size=6),
 )
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100, 300), suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_mutated_signed_lists_never_load(original: bytes, edits: list[tuple[int, str, int]],
                                         tmp_path: Path) -> None:
     """Overwrites, insertions and deletions anywhere: refused unless the bytes are unchanged."""
@@ -171,7 +172,7 @@ def test_mutated_signed_lists_never_load(original: bytes, edits: list[tuple[int,
                                                 "issued_at", "count", "signer", "digest"]),
                               CBOR_VALUES, max_size=10),
        entries=st.lists(st.integers(0, 2**64 - 1), max_size=8))
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100, 300), suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_local_files_with_any_header_only_raise_deny_list_errors(
     header: dict[str, Any], entries: list[int], tmp_path: Path
 ) -> None:
@@ -210,7 +211,7 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @given(configs() | st.dictionaries(st.text(max_size=8), TOML_VALUES, max_size=3))
-@settings(max_examples=500)
+@settings(max_examples=examples(150, 500))
 def test_any_config_mapping_is_valid_or_a_config_error(data: dict[str, Any]) -> None:
     try:
         config = parse_config(data)
@@ -222,7 +223,7 @@ def test_any_config_mapping_is_valid_or_a_config_error(data: dict[str, Any]) -> 
 
 
 @given(content=st.text(max_size=300) | st.binary(max_size=300))
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100, 300), suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_config_file_loads_or_is_a_config_error(content: str | bytes, tmp_path: Path) -> None:
     path = tmp_path / "gate.toml"
     if isinstance(content, str):

@@ -24,6 +24,7 @@ from passgate import (
     verify_pass,
 )
 from passgate.passes import CLAIM_CTI, CLAIM_EXP, CLAIM_NBF, PREFIX
+from tests.helpers import examples
 
 NOW = 1_800_000_000  # a fixed, injected clock
 HOUR = 3600
@@ -256,7 +257,7 @@ CBOR_VALUES = st.recursive(
 
 
 @given(protected=CBOR_VALUES, unprotected=CBOR_VALUES, payload=CBOR_VALUES)
-@settings(max_examples=300)
+@settings(max_examples=examples(100, 300))
 def test_arbitrary_cose_shapes_only_raise_pass_refused(protected, unprotected, payload) -> None:
     key = ed25519.Ed25519PrivateKey.generate()
     trust = trust_for(key)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from passgate.scanners import Dedupe, Framer
 from passgate.scanners.framing import STALE_S
+from tests.helpers import examples
 
 
 def texts(frames) -> list[bytes]:
@@ -55,7 +56,7 @@ def test_flush_at_end_of_stream() -> None:
 chunks = st.lists(st.binary(max_size=64), max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(100, 300), deadline=None)
 @given(
     chunks,
     st.sampled_from(["any", "cr", "lf", "crlf", "gap"]),

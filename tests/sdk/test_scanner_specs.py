@@ -30,6 +30,7 @@ from passgate.scanners import (
     scanner_kinds,
 )
 from passgate.scanners.framing import FRAMINGS
+from tests.helpers import examples
 
 WAIT = 5.0
 INF = float("inf")
@@ -348,19 +349,19 @@ def _agree(spec: str, build: Any, opts: dict[str, Any]) -> None:
         assert isinstance(source, ScannerSource)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100, 300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(options(STDIN_NAMES))
 def test_property_stdin_check_agrees_with_the_constructor(opts: dict[str, Any]) -> None:
     _agree("stdin:", StdinScanner, opts)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100, 300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(options(SERIAL_NAMES))
 def test_property_serial_check_agrees_with_the_constructor(opts: dict[str, Any]) -> None:
     _agree("serial:loop://", lambda **o: SerialScanner("loop://", **o), opts)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(75, 200), deadline=None)
 @given(options(["max_len", "dedupe", "max_rate"]))
 def test_property_accepted_stdin_options_read_a_pipe(opts: dict[str, Any]) -> None:
     """What check_scanner accepts works, not only constructs: the source reads lines to EOF."""
