@@ -43,7 +43,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
-    any_,
     bindparam,
     func,
     literal_column,
@@ -57,6 +56,7 @@ from sqlalchemy.sql.compiler import ExpandedState
 
 from passgate import wire
 
+from .db import among
 from .models import (
     POS_OFFSET,
     REDEMPTION_KINDS,
@@ -271,14 +271,6 @@ def _count(db: Session, rows: list[dict[str, Any]]) -> None:
             set_={"entries": EntryMinute.entries + stmt.excluded.entries}))
 
 
-def _among(column: Any, values: Sequence[str], dialect: str) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL as one array parameter (one statement text for any
-    number of values)."""
-    if dialect == "postgresql":
-        return column == any_(bindparam("among", list(values), type_=postgresql.ARRAY(String)))
-    return column.in_(values)  # type: ignore[no-any-return]
-
-
 def _first_of_each(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The batch without repeated event ids (the first one counts), in order."""
     seen: set[str] = set()
@@ -409,7 +401,7 @@ def _entries(db: Session, venue_id: int, pass_ids: Sequence[str],
     pass id and entry limit of each admit decision)."""
     allowed: dict[str, int | None] = {pass_id: entries for pass_id, entries in db.execute(
         select(IssuedPass.pass_id, IssuedPass.entries)
-        .where(_among(IssuedPass.pass_id, pass_ids, db.get_bind().dialect.name),
+        .where(among(IssuedPass.pass_id, pass_ids, db.get_bind().dialect.name),
                IssuedPass.venue_id == venue_id))}
     read: dict[str, int] = {}
     for pass_id, entries in admits:

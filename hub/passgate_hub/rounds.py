@@ -52,6 +52,7 @@ from passgate import wire
 
 from . import denylists, sealing
 from .auth import ADMIN_PREFIX, GateCard, bearer, hash_secret
+from .db import among
 from .models import GATE_SYNC_FIELDS, REDEMPTION_KINDS, DenyList, Event, Gate, IssuerKey, Venue, Zone
 
 log = logging.getLogger(__name__)
@@ -232,16 +233,18 @@ class VersionVectors:
         as_of = denylists.fresh_as_of(now)
         read: dict[int, _Venue] = {}
         zones: dict[int, tuple[float, str, int]] = {}
+        dialect = db.get_bind().dialect.name
         for chunk in _chunks(wanted):
             venues = {row.id: row for row in db.execute(
-                select(Venue.id, Venue.keys_rev, Venue.gates_rev, Venue.offline).where(Venue.id.in_(chunk)))}
+                select(Venue.id, Venue.keys_rev, Venue.gates_rev, Venue.offline)
+                .where(among(Venue.id, chunk, dialect)))}
             versions: dict[int, dict[str, tuple[int, int]]] = {venue_id: {} for venue_id in venues}
             for venue_id, kind, version, issued_at in db.execute(
                     select(DenyList.venue_id, DenyList.kind, DenyList.version, DenyList.issued_at)
-                    .where(DenyList.venue_id.in_(chunk))):
+                    .where(among(DenyList.venue_id, chunk, dialect))):
                 versions[venue_id][kind] = (version, issued_at)
             for zone_id, name, venue_id in db.execute(
-                    select(Zone.id, Zone.name, Zone.venue_id).where(Zone.venue_id.in_(chunk))):
+                    select(Zone.id, Zone.name, Zone.venue_id).where(among(Zone.venue_id, chunk, dialect))):
                 zones[zone_id] = (now + TTL_S, name, venue_id)
             for venue_id, row in venues.items():
                 held = versions[venue_id]
@@ -325,8 +328,8 @@ class Known:
         generation = self.generation
         newest: dict[int, int | None] = {}
         for chunk in _chunks(venue_ids):
-            newest.update((venue_id, pos) for venue_id, pos in
-                          db.execute(select(Venue.id, _NEWEST_OF_VENUE).where(Venue.id.in_(chunk))))
+            newest.update((venue_id, pos) for venue_id, pos in db.execute(
+                select(Venue.id, _NEWEST_OF_VENUE).where(among(Venue.id, chunk, db.get_bind().dialect.name))))
         with self._lock:
             if generation == self.generation:
                 self._newest.update({venue_id: (now + TTL_S, pos or 0) for venue_id, pos in newest.items()})
