@@ -68,10 +68,10 @@ class HubProcess:
         while time.monotonic() < end:
             if self.child.poll() is not None:
                 raise RuntimeError(f"the hub exited: {self.child.stderr.read() if self.child.stderr else ''}")
-            try:
-                if requests.get(f"{self.url}/openapi.json", timeout=2).status_code == 200:
+            try:  # (the first /openapi.json builds the schema: seconds on a loaded machine)
+                if requests.get(f"{self.url}/openapi.json", timeout=5).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.05)
         self.stop()  # not left serving (and holding its database) after the test gave up on it
         raise RuntimeError(f"the hub did not start within {WAIT_S:g} s")
