@@ -220,26 +220,46 @@ def _steps(purged: Purged, venue: Venue | None) -> list[tuple[Step, Callable[[An
             (_delete_passes, add("passes_deleted")), (_delete_audit, add("audit_deleted"))]
 
 
+@dataclasses.dataclass
+class Resume:
+    """Where a bounded purge of every venue stopped (a venue's name; None: from the first), so
+    the next one goes on from there to the last: every venue gets its turn, however many there
+    are. (Restarted from the first venue, a round's bound was spent on the first few, each step's
+    empty chunk counted, and the venues after them were never purged.)"""
+
+    venue: str | None = None
+    step: int = 0  # of the venue's steps (``_steps``), those before it done
+
+
 def purge(db: Session, *, now: float | None = None, venue: str | None = None, dry_run: bool = False,
-          max_chunks: int | None = None) -> tuple[dict[str, Purged], bool]:
+          max_chunks: int | None = None, resume: Resume | None = None) -> tuple[dict[str, Purged], bool]:
     """Purge every venue (or one) as its settings say, a chunk a transaction (committed on
     ``db``; with ``dry_run`` all in one transaction, rolled back: what a purge would remove).
-    Stops after ``max_chunks``. Returns what went, per venue (and, purging every venue, what
-    belonged to none under ``HUB_WIDE``), and whether all that was due went."""
+    Stops after ``max_chunks``, noting in ``resume`` where (and goes on from there, if it names
+    a venue). Returns what went, per venue (and, purging every venue, what belonged to none under
+    ``HUB_WIDE``), and whether all that was due went."""
     now = time.time() if now is None else now
     query = select(Venue).order_by(Venue.name)
     if venue is not None:
         query = query.where(Venue.name == venue)
     targets: list[tuple[str, Venue | None]] = [(v.name, v) for v in db.scalars(query)]
+    start = resume.venue if resume is not None else None
+    if start is not None:  # the rest of the turn an earlier round began
+        targets = [] if start == HUB_WIDE else [(name, v) for name, v in targets if name >= start]
     if venue is None:
         targets.append((HUB_WIDE, None))
     out = {name: Purged() for name, _ in targets}
     chunks = 0
     try:
         for name, target in targets:
-            for step, count in _steps(out[name], target):
+            steps = list(enumerate(_steps(out[name], target)))
+            if start == name and resume is not None:
+                steps = steps[resume.step:]
+            for index, (step, count) in steps:
                 while True:
                     if max_chunks is not None and chunks >= max_chunks:
+                        if resume is not None:
+                            resume.venue, resume.step = name, index
                         return out, False
                     chunks += 1
                     if not dry_run and not _lock(db):
@@ -253,6 +273,8 @@ def purge(db: Session, *, now: float | None = None, venue: str | None = None, dr
                         break
     finally:
         db.rollback()  # a dry run's changes; after a commit, nothing
+    if resume is not None:
+        resume.venue, resume.step = None, 0
     return out, True
 
 
@@ -275,13 +297,14 @@ class Purger:
         self.clock = clock
         self.every_s = every_s
         self.rounds = 0
+        self.resume = Resume()  # where the last round stopped
         self.done = threading.Condition()  # notified after each round (tests wait on it)
 
     def round(self) -> bool:
         """One bounded round; returns whether it finished what was due."""
         try:
             with self.sessions() as db:
-                removed, finished = purge(db, now=self.clock(), max_chunks=CHUNKS_A_ROUND)
+                removed, finished = purge(db, now=self.clock(), max_chunks=CHUNKS_A_ROUND, resume=self.resume)
         except SQLAlchemyError as exc:  # the database down or restarting: one line
             log.error("retention purge failed: %s", describe_error(exc, str(self.sessions.kw["bind"].url)))
             finished = True  # wait the interval before trying again

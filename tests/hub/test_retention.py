@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 
 from passgate import Reason, TrustStore, verify_pass
 from passgate.wire import Direction
-from passgate_hub import retention
+from passgate_hub import ops, retention
 from passgate_hub.models import REDEMPTION_KINDS, EntryMinute, Event, IssuedPass, PassageTotal
 from passgated.journal import Journal
 from passgated.policy import Context, PolicyConfig, decide
@@ -380,3 +380,27 @@ def test_a_round_against_a_database_that_is_gone_is_one_log_line(
     assert len(lines) == 1 and all(r.exc_info is None for r in caplog.records)
     assert lines[0].startswith("retention purge failed: database sqlite:///")
     assert "unable to open database file" in lines[0]
+
+
+def test_a_hub_with_more_venues_than_a_round_covers_purges_them_all_in_turn(
+        hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each round goes on where the last stopped: venues that sort first (here eight with nothing
+    to purge, whose empty steps alone outnumber a round's bound) do not hold back the others, and
+    once every venue had its turn the purger waits for its interval (no rounds back to back)."""
+    monkeypatch.setattr(retention, "CHUNKS_A_ROUND", 5)
+    admin = hub.admin()
+    tokens = setup_venue(hub, admin)
+    passages(tokens, hub, time.time())
+    with hub.session() as s:
+        for n in range(8):
+            ops.create_venue(s, f"a{n}")  # before "arena": each takes 7 empty chunks
+        s.commit()
+    left = marks(hub)
+    purger = retention.Purger(hub.app.state.sessions, clock=lambda: time.time() + 31 * DAY)
+    for _ in range(30):  # 9 venues × 7 steps + the hub-wide rows, 5 chunks a round
+        if purger.round():
+            break
+    else:
+        pytest.fail("the purge never finished: the venues after the first few never had their turn")
+    only_marks_left(hub, left)
+    assert purger.resume.venue is None
