@@ -10,8 +10,10 @@ DATABASE ... TEMPLATE`` for PostgreSQL), instead of every migration run again fo
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 from passgate_hub import db
 from tests.parts import require_part
 
-from .pgcluster import PgCluster, shared_cluster
+from .pgcluster import shared_cluster
 from .server import HubServer
 
 _names = itertools.count()
@@ -48,8 +50,7 @@ def hub(db_url: str) -> Iterator[HubServer]:
         server.close()
 
 
-_sqlite_template: Path | None = None
-_pg_template: PgCluster | None = None
+_migrated: dict[str, str] = {}  # "sqlite" or "postgresql": the URL of the migrated template
 
 
 def _migrate(url: str) -> None:
@@ -60,26 +61,35 @@ def _migrate(url: str) -> None:
         engine.dispose()  # no connection left: a template must have none when it is copied
 
 
-def migrated(url: str) -> str:
-    """``url``'s database, new and empty (from ``db_url``), replaced by a copy of a database
-    ``db.migrate`` brought to the newest revision earlier in this run; returns ``url``."""
-    global _sqlite_template, _pg_template
+def template_url(kind: str, name: str) -> str:
+    """A new database named ``name`` to make a template of: on SQLite a file in a directory of its
+    own (removed at exit), on PostgreSQL one on the shared cluster."""
+    if kind == "sqlite":
+        root = Path(tempfile.mkdtemp(prefix=f"passgate-{name}-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        return f"sqlite:///{root / 'hub.db'}"
+    cluster = shared_cluster()
+    assert cluster is not None
+    return cluster.create_database(name)
+
+
+def copy_into(url: str, template: str) -> str:
+    """Replace ``url``'s new, empty database (from ``db_url``) with a copy of ``template`` (same
+    backend; made by ``template_url``, nothing connected to it): a file copy on SQLite, with the
+    sealing key file beside it if the hub made one, ``CREATE DATABASE ... TEMPLATE`` on
+    PostgreSQL. Returns ``url``."""
     if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
+        path, source = Path(url.removeprefix("sqlite:///")), Path(template.removeprefix("sqlite:///"))
         assert not path.exists(), f"{path} is not a new database"
-        if _sqlite_template is None:
-            root = Path(tempfile.mkdtemp(prefix="passgate-hub-template-"))
-            atexit.register(shutil.rmtree, root, ignore_errors=True)
-            _migrate(f"sqlite:///{root / 'hub.db'}")
-            assert not (root / "hub.db-wal").exists()  # all in the file (WAL checkpointed at close)
-            _sqlite_template = root / "hub.db"
-        shutil.copyfile(_sqlite_template, path)
+        if source.with_name(source.name + "-wal").exists():  # left by a process that did not close
+            with contextlib.closing(sqlite3.connect(source)) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in the file
+        shutil.copyfile(source, path)
+        if source.with_name(source.name + ".kek").exists():
+            shutil.copy2(source.with_name(source.name + ".kek"), path.with_name(path.name + ".kek"))
         return url
     cluster = shared_cluster()
     assert cluster is not None and url.startswith(f"postgresql+psycopg://postgres@127.0.0.1:{cluster.port}/")
-    if _pg_template is not cluster:
-        _migrate(cluster.create_database(TEMPLATE))
-        _pg_template = cluster
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(cluster.dsn(name)) as conn:
         tables = conn.execute(
@@ -87,5 +97,16 @@ def migrated(url: str) -> str:
     assert tables == (0,), f"{name} is not a new database"
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template.rsplit("/", 1)[1]}"')
     return url
+
+
+def migrated(url: str) -> str:
+    """``url``'s database, new and empty (from ``db_url``), replaced by a copy of a database
+    ``db.migrate`` brought to the newest revision earlier in this run; returns ``url``."""
+    kind = "sqlite" if url.startswith("sqlite:///") else "postgresql"
+    if kind not in _migrated:
+        template = template_url(kind, TEMPLATE)
+        _migrate(template)
+        _migrated[kind] = template
+    return copy_into(url, _migrated[kind])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,7 +23,8 @@ import pyotp
 import pytest
 import requests
 
-from tests.hub.fixtures import db_url
+from passgate_hub import sealing
+from tests.hub.fixtures import copy_into, db_url, template_url
 from tests.hub.pgcluster import shared_cluster
 
 from .procs import BIN, GateProcess, HubProcess, hub_json, run_hub_cli
@@ -31,17 +33,37 @@ _names = itertools.count()
 __all__ = ["db_url"]  # the hub's database fixture, on SQLite and PostgreSQL
 
 
+_arenas: dict[str, tuple[str, dict[str, str]]] = {}  # backend: (template database, the gates' tokens)
+
+
+def set_up_arena(database: str) -> dict[str, str]:
+    """The arena as an operator sets it up with the hub's CLI: zones floor and balcony, gates
+    north-1 and north-2 on the floor (their tokens returned) and a hub-held key. The commands run
+    once per run and backend, on a template; ``database`` (new, from ``db_url``) becomes a copy."""
+    kind = "sqlite" if database.startswith("sqlite:///") else "postgresql"
+    if kind not in _arenas:
+        # one sealing key for the run, whichever backend comes first (as the PostgreSQL cluster
+        # sets it): a key sealed in the template opens in every copy's hub
+        os.environ.setdefault(sealing.ENV_KEY, sealing.new_kek_text().strip())
+        template = template_url(kind, "arena_template")
+        hub_json(template, "venue", "create", "arena")
+        for zone in ("floor", "balcony"):
+            hub_json(template, "zone", "create", "arena", zone)
+        tokens = {gate: hub_json(template, "gate", "create", "arena", gate, "--zone", "floor")["token"]
+                  for gate in ("north-1", "north-2")}
+        hub_json(template, "key", "add", "arena")
+        _arenas[kind] = template, tokens
+    template, tokens = _arenas[kind]
+    copy_into(database, template)
+    return dict(tokens)
+
+
 class Venue:
-    """The arena on a running hub: zones floor and balcony, gates north-1 and north-2 on the floor."""
+    """The arena (``set_up_arena``) on a running hub."""
 
     def __init__(self, tmp_path: Path, database: str) -> None:
         self.tmp, self.database = tmp_path, database
-        hub_json(database, "venue", "create", "arena")
-        for zone in ("floor", "balcony"):
-            hub_json(database, "zone", "create", "arena", zone)
-        self.tokens = {gate: hub_json(database, "gate", "create", "arena", gate, "--zone", "floor")["token"]
-                       for gate in ("north-1", "north-2")}
-        hub_json(database, "key", "add", "arena")
+        self.tokens = set_up_arena(database)
         self.hub = HubProcess(database).start()
         self.gates: dict[str, GateProcess] = {}
 
