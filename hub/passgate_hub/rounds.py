@@ -398,8 +398,10 @@ class Beats:
 
     @staticmethod
     def write(db: Session, rows: list[dict[str, Any]]) -> None:
+        """In the order of the gates' ids: two workers' batches over the same gates lock their
+        rows in one order (in arrival order, they deadlocked and PostgreSQL dropped one)."""
         if rows:
-            db.connection().execute(_WRITE_BEAT, rows)
+            db.connection().execute(_WRITE_BEAT, sorted(rows, key=lambda row: row["b_id"]))
 
     def flush(self, sessions: Callable[[], Session]) -> int:
         """Write the batch; returns how many heartbeats. On an error they are dropped (each says

@@ -390,3 +390,20 @@ def test_the_serving_hub_reads_its_venues_again_every_half_second(db_url: str, t
         gate.close()
         server.stop()
         server.close()
+
+
+
+def test_a_batch_locks_its_gates_in_the_order_of_their_ids() -> None:
+    """Two workers' batches over the same gates must not deadlock: each writes in id order."""
+    written: list[list[dict[str, object]]] = []
+
+    class Connection:
+        def execute(self, statement: object, rows: list[dict[str, object]]) -> None:
+            written.append(rows)
+
+    class Db:
+        def connection(self) -> Connection:
+            return Connection()
+
+    rounds.Beats.write(Db(), [{"b_id": 9}, {"b_id": 2}, {"b_id": 5}])  # type: ignore[arg-type]
+    assert [row["b_id"] for row in written[0]] == [2, 5, 9]
