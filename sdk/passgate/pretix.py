@@ -366,8 +366,6 @@ def _frame(secret: str | bytes) -> tuple[bytes, bytes]:
     if base64.b64encode(data) != reversed_text:
         # Spare bits set, or padding inside: another text for the same bytes. One ticket, one text.
         raise _Unreadable("Damaged pretix ticket (base64 not in its standard form)")
-    if not data:
-        raise PassRefused(Reason.UNREADABLE, "Not a pretix ticket (no data)")
     if data[0] != VERSION:
         raise _Unreadable(f"Damaged pretix ticket (version {data[0]}, expected {VERSION})")
     if len(data) < HEADER_SIZE:

@@ -8,9 +8,9 @@ import time
 
 from ..decode import BACKENDS, DEFAULT_FORMATS, ZXING_FORMATS, Decoder, MissingExtra
 from ..keys import TrustStore
-from ..passes import PassRefused, verify_pass
+from ..pretix import load_event_keys
 from .common import CliError
-from .passes import pass_json
+from .passes import add_pretix_event_option, verify_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,14 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fallback", action="store_true",
                    help="retry with zbar when zxing-cpp finds a code it cannot decode")
     p.add_argument("--verify", action="store_true", help="verify each code as a pass")
-    p.add_argument("--trust", metavar="DIR", help="trusted public keys (for --verify)")
+    p.add_argument("--trust", metavar="DIR", help="trusted public keys (for --verify of PG1 passes)")
+    add_pretix_event_option(p)
     p.set_defaults(run=run_decode)
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    if args.verify and not args.trust:
-        raise CliError("--verify needs --trust DIR")
-    trust = TrustStore.load(args.trust) if args.verify else None
+    if args.verify and not args.trust and not args.pretix_event:
+        raise CliError("--verify needs --trust DIR (PG1 passes), --pretix-event FILE (pretix) or both")
+    trust = TrustStore.load(args.trust) if args.verify and args.trust else None
+    pretix = load_event_keys(args.pretix_event) if args.verify and args.pretix_event else None
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     try:
         decoder = Decoder(args.backend, formats=formats, fallback=args.fallback)
@@ -52,14 +54,10 @@ def run_decode(args: argparse.Namespace) -> int:
             result: dict[str, object] = {
                 "text": code.text, "bytes": code.bytes.hex(), "format": code.format
             }
-            if trust is not None:
-                try:
-                    result["pass"] = pass_json(verify_pass(code.bytes, trust))
-                except PassRefused as refused:
-                    all_good = False
-                    result["pass"] = {
-                        "valid": False, "reason": str(refused.reason), "detail": refused.detail
-                    }
+            if args.verify:
+                verdict = verify_json(code.bytes, trust, pretix)
+                all_good = all_good and verdict["valid"] is True
+                result["pass"] = verdict
             results.append(result)
         all_good = all_good and bool(codes)
         print(json.dumps({"path": path, "codes": results, "ms": round(ms, 3)}), flush=True)

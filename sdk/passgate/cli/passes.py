@@ -12,6 +12,7 @@ from ..batch import write_batch
 from ..cose import ALGORITHM_NAMES, PrivateKey
 from ..keys import TrustStore, load_private_key
 from ..passes import Pass, PassRefused, iso_utc, issue_pass, verify_pass
+from ..pretix import PretixKey, PretixTicket, is_sig1, load_event_keys, verify_sig1
 from ..qr import save_qr
 from ..times import FORMS, parse_time
 from .common import CliError, read_lines
@@ -33,8 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("png", "svg"), default="png", help="QR format for --out")
     p.set_defaults(run=run_issue)
 
-    p = sub.add_parser("verify", help="verify passes; exit 0 only when all are valid")
-    p.add_argument("--trust", required=True, metavar="DIR", help="trusted public keys")
+    p = sub.add_parser("verify", help="verify passes; exit 0 only when all are valid",
+                       description="Verify PG1 passes (with --trust) and pretix's signed tickets "
+                                   "(with --pretix-event); give one or both.")
+    p.add_argument("--trust", metavar="DIR", help="trusted public keys, for PG1 passes")
+    add_pretix_event_option(p)
     p.add_argument("text", metavar="TEXT", help="pass text, or - to read one per line from stdin")
     p.add_argument("--now", metavar="TIME", help="check validity at this time (default: now)")
     p.add_argument("--skew", type=float, default=60.0, help="clock tolerance, s (default 60)")
@@ -107,17 +111,54 @@ def pass_json(p: Pass) -> dict[str, object]:
     }
 
 
+def add_pretix_event_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pretix-event", metavar="FILE",
+                   help="pretix event resource (JSON of GET /api/v1/organizers/ORG/events/EVENT/): "
+                        "its valid_keys verify pretix's signed tickets (pretix_sig1)")
+
+
+def ticket_json(t: PretixTicket) -> dict[str, object]:
+    return {
+        "valid": True,
+        "reason": "admit",
+        "format": "pretix_sig1",
+        "pass_id": t.pass_id_hex,
+        "key": t.key,
+        "seed": t.seed,
+        "item": t.item,
+        "variation": t.variation,
+        "subevent": t.subevent,
+        "valid_from": None if t.valid_from is None else iso_utc(t.valid_from),
+        "valid_until": None if t.valid_until is None else iso_utc(t.valid_until),
+    }
+
+
+def verify_json(text: str | bytes, trust: TrustStore | None, pretix: tuple[PretixKey, ...] | None,
+                *, now: float | None = None, skew: float = 60.0) -> dict[str, object]:
+    """One text's verdict as a JSON object: a pretix_sig1 secret goes to the event's keys when they
+    are given, anything else to the trust store (to the event's keys when there is no trust store)."""
+    if trust is None and pretix is None:
+        raise CliError("give --trust DIR (PG1 passes), --pretix-event FILE (pretix tickets) or both")
+    try:
+        if trust is not None and (pretix is None or not is_sig1(text)):
+            return pass_json(verify_pass(text, trust, now=now, skew=skew))
+        assert pretix is not None  # for mypy: checked above
+        return ticket_json(verify_sig1(text, pretix, now=now, skew=skew))
+    except PassRefused as refused:
+        return {"valid": False, "reason": str(refused.reason), "detail": refused.detail}
+
+
 def run_verify(args: argparse.Namespace) -> int:
-    trust = TrustStore.load(args.trust)
+    if not args.trust and not args.pretix_event:
+        raise CliError("give --trust DIR (PG1 passes), --pretix-event FILE (pretix tickets) or both")
+    trust = TrustStore.load(args.trust) if args.trust else None
+    pretix = load_event_keys(args.pretix_event) if args.pretix_event else None
     now = parse_time(args.now, name="--now") if args.now else None
     all_valid, seen = True, 0
     for text in read_lines(args.text):
         seen += 1
-        try:
-            result = pass_json(verify_pass(text, trust, now=now, skew=args.skew))
-        except PassRefused as refused:
-            all_valid = False
-            result = {"valid": False, "reason": str(refused.reason), "detail": refused.detail}
+        result = verify_json(text, trust, pretix, now=now, skew=args.skew)
+        all_valid = all_valid and result["valid"] is True
         print(json.dumps(result), flush=True)
     if not seen:
         raise CliError("no pass to verify on stdin")
