@@ -21,11 +21,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz import fuzz_cose, fuzz_denylist, fuzz_freshness, fuzz_verify_pass
+from fuzz import fuzz_cose, fuzz_denylist, fuzz_freshness, fuzz_pretix, fuzz_verify_pass
 from fuzz.common import TARGETS, Forgery
 from fuzz.make_corpus import make_corpus
 from passgate import PassRefused, base45, verify_pass
 from passgate.passes import PREFIX
+from passgate.pretix import verify_sig1
 from tests.helpers import examples
 from tests.parts import require_part
 
@@ -96,6 +97,24 @@ def test_valid_pass_seeds_verify_so_the_oracle_is_exercised() -> None:
         "text-lower", "body-untagged", "body-zlib"}
 
 
+def test_valid_pretix_seeds_verify_so_the_oracle_is_exercised() -> None:
+    """Four signed tickets (both of the event's keys), as texts and as bytes, verify; the attacker's,
+    the expired one and a PG1 text are refused."""
+    assert len(fuzz_pretix.SEED_TICKETS) == 4
+    verified = set()
+    for name, data in fuzz_pretix.seeds().items():
+        mode, rest = data[0], data[1:]
+        if mode == fuzz_pretix.SIGN:
+            continue
+        text = rest if mode == fuzz_pretix.TEXT else fuzz_pretix._text(rest)
+        try:
+            verify_sig1(text, fuzz_pretix.KEYS, now=fuzz_pretix.NOW)
+        except PassRefused:
+            continue
+        verified.add(name)
+    assert verified == {f"{kind}-{i}" for kind in ("text", "raw") for i in range(4)} | {"text-newline"}
+
+
 def _verifies(data: bytes) -> bool:
     """Whether a mode-0/1 pass seed verifies (the harness's own decoding, no oracle)."""
     rest = data[1:]
@@ -114,6 +133,7 @@ def _verifies(data: bytes) -> bool:
         (fuzz_cose, "SIGNED", "es256-aad"),
         (fuzz_denylist, "SEED_LISTS", "2-delta-blocked"),
         (fuzz_freshness, "SIGNED", "revoked-acme"),
+        (fuzz_pretix, "SEED_TICKETS", "raw-2"),
     ],
 )
 def test_forgery_oracle_fires_for_content_it_did_not_sign(
