@@ -303,9 +303,15 @@ def verify_sig1(
 
 def verify_sig1_signature(secret: str | bytes, keys: Iterable[PretixKey]) -> PretixTicket:
     """Everything ``verify_sig1`` checks except the time window: a gate checks revocation before
-    validity times (a revoked ticket says "revoked", not "expired"), as with ``verify_signature``."""
+    validity times (a revoked ticket says "revoked", not "expired"), as with ``verify_signature``.
+
+    ``keys`` that are not ``PretixKey``s are a programming error: ``TypeError``, not a refusal."""
+    candidates = tuple(keys)
+    for key in candidates:
+        if not isinstance(key, PretixKey):
+            raise TypeError(f"keys must be PretixKey (see load_event_keys), not {type(key).__name__}")
     try:
-        return _verify(secret, keys)
+        return _verify(secret, candidates)
     except _Unreadable as exc:
         raise PassRefused(Reason.UNREADABLE, str(exc)) from None
     except PassRefused:
@@ -330,9 +336,8 @@ def check_ticket_time(
     return ticket
 
 
-def _verify(secret: str | bytes, keys: Iterable[PretixKey]) -> PretixTicket:
+def _verify(secret: str | bytes, candidates: tuple[PretixKey, ...]) -> PretixTicket:
     payload, signature = _frame(secret)
-    candidates = tuple(keys)
     if not candidates:
         raise PassRefused(Reason.UNKNOWN_KEY, "No pretix_sig1 key configured for this event")
     for key in candidates:

@@ -191,6 +191,11 @@ def test_unknown_signer_and_no_keys() -> None:
     assert refused(verify_sig1, "garbage", ()).reason is Reason.UNREADABLE
 
 
+def test_keys_of_another_type_are_a_programming_error_not_a_refusal() -> None:
+    with pytest.raises(TypeError, match="PretixKey"):
+        verify_sig1(issue_sig1(KEY, seed="x", item=1), [KEY.public_key()])  # type: ignore[list-item]
+
+
 def test_time_window_with_skew() -> None:
     secret = issue_sig1(KEY, seed="w", item=1, valid_from=T0, valid_until=T0 + 3600)
     assert verify_sig1(secret, KEYS, now=T0 - 60).seed == "w"
