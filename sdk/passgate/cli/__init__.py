@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..keys import KeyFileError
-from . import decode, denylist, keys, passes
+from . import decode, denylist, keys, passes, pretix
 from .common import CliError
 
-COMMAND_MODULES = (keys, passes, denylist, decode)
+COMMAND_MODULES = (keys, passes, denylist, decode, pretix)
 
 
 def build_parser() -> argparse.ArgumentParser:
