@@ -18,8 +18,8 @@ after it), and writes into one output directory what a gate or the hub needs, no
   .pgdl``, ``.delta.pgdl``); every pull signs a freshness statement for the version in force
   (``KIND.fresh``), so quiet lists stay fresh without new versions. A secret unblocked in pretix
   leaves the blocked list; revocation is permanent, so the revoked list only grows.
-- ``pretix-state.json``: the cursors for the next incremental pull and each list's pass ids (an id
-  file ``passgate denylist build`` also reads). Written last, atomically.
+- ``pretix-state.json``: the cursors for the next incremental pull and each list's pass ids (hex),
+  from which a list can be rebuilt. Written last, atomically.
 
 Secrets of pretix's random generator (not ``pretix_sig1``) cannot be checked offline: they are
 counted and skipped, never guessed at. Everything is fetched before anything is written, so a
