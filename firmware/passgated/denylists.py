@@ -46,7 +46,9 @@ from .layout import ListsLayout
 from .policy import DenyCheck
 
 log = logging.getLogger("passgated.denylists")
-_APPLIED = re.compile(r"(?P<kind>[a-z]+)-(?P<version>\d{10})\.(?P<type>snapshot|delta)\.pgdl")
+# Ten digits at least: a version with an epoch in its high 32 bits (a restored hub's, a pull's
+# --full) has more, and its older files must go too.
+_APPLIED = re.compile(r"(?P<kind>[a-z]+)-(?P<version>\d{10,20})\.(?P<type>snapshot|delta)\.pgdl")
 
 
 class _Absent:

@@ -9,6 +9,11 @@ pass issuer's, wrong list, older than the gate's version, larger than ``[denylis
 moves to ``rejected/`` with a ``.why`` note beside it; a delta that skips ahead waits in
 ``incoming/`` for the ones before it. A file is judged by its size and header
 before its body is read: a giant or hostile file costs neither time nor memory.
+
+A signed freshness statement (``KIND.fresh``, as ``passgate pretix pull`` writes one with every pull)
+keeps a list fresh without a new version: it is taken once the lists' updates in the same scan have
+applied, waits while it speaks of a version the gate does not hold yet, and is dropped when it speaks
+of an older one (it says nothing of the list held).
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from passgate import TrustStore
+from passgate import TrustStore, freshness
 from passgate.denylist import DenyListError, SequenceError, SignedHeader, read_header
 
 from .denylists import DenyLists
-from .layout import ListsLayout
+from .layout import FRESH_SUFFIX, ListsLayout
 
 log = logging.getLogger("passgated.droplists")
 SCAN_EVERY_S = 5.0
@@ -45,12 +50,16 @@ class ListDropFolder:
         """Apply every file that can be applied now; returns ``{file name: outcome}``."""
         trust = self.trust()
         pending: list[tuple[tuple[str, int, bool], Path, SignedHeader]] = []
+        statements: list[Path] = []
         outcomes: dict[str, str] = {}
         now = self.wall()
         for path in sorted(self.layout.incoming.glob("*")):
             if not path.is_file() or path.name.startswith(".") or path.suffix == ".partial":
                 continue  # a copy in progress (rsync's dot-files, atomic_write's .partial)
             if now - path.stat().st_mtime < SETTLE_S:
+                continue
+            if path.suffix == FRESH_SUFFIX:
+                statements.append(path)
                 continue
             try:
                 # The size, the header and its signature only: the body is read when it applies.
@@ -65,7 +74,26 @@ class ListDropFolder:
             pending.append(((header.kind, header.version, header.is_delta), path, header))
         for _, path, header in sorted(pending, key=lambda item: item[0]):
             outcomes[path.name] = self._apply(path, header, trust)
+        for path in statements:  # after the updates: a statement may speak of the version just applied
+            outcomes[path.name] = self._fresh(path, trust)
         return outcomes
+
+    def _fresh(self, path: Path, trust: TrustStore) -> str:
+        try:
+            if path.stat().st_size > freshness.MAX_BYTES:
+                return self._reject(path, f"larger than a freshness statement ({freshness.MAX_BYTES} bytes)")
+            data = path.read_bytes()
+            statement = freshness.read(data, trust)
+            live = self.lists.live.get(statement.kind)
+            if live is not None and statement.version > live.current.version:
+                return "waiting"  # the update that brings its version has not applied yet
+            fresher = self.lists.apply_fresh(data, trust)
+        except (freshness.FreshnessError, OSError) as exc:
+            return self._reject(path, str(exc))
+        path.unlink(missing_ok=True)
+        if fresher:
+            log.info("%s list: vouched for as of %s by %s", statement.kind, statement.as_of, path.name)
+        return "applied" if fresher else "ignored"
 
     def step(self) -> float:
         self.scan_once()

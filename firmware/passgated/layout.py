@@ -36,6 +36,9 @@ def sync_state_path(journal: Path | str) -> Path:
     return Path(f"{journal}.hub.json")
 
 
+FRESH_SUFFIX = ".fresh"  # a signed freshness statement, kept here and dropped in incoming/ as KIND.fresh
+
+
 @dataclass(frozen=True, slots=True)
 class ListsLayout:
     """A deny-list directory."""
@@ -66,7 +69,7 @@ class ListsLayout:
         return self.root / f"{kind}.pgdl"
 
     def fresh(self, kind: str) -> Path:
-        return self.root / f"{kind}.fresh"
+        return self.root / f"{kind}{FRESH_SUFFIX}"
 
     def make(self) -> None:
         for folder in (self.root, self.incoming, self.applied, self.rejected):

@@ -15,7 +15,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 import passgated.droplists as droplists
-from passgate import TrustStore, generate_private_key, issue_pass
+from passgate import TrustStore, freshness, generate_private_key, issue_pass
 from passgate.denylist import DenyList, LiveDenyList, sign_delta, sign_snapshot
 from passgate.keys import write_keypair
 from passgated.config import load_config
@@ -173,3 +173,53 @@ def test_cli_add_reaches_a_running_gate(tmp_path: Path, monkeypatch) -> None:
         assert not (tmp_path / "lists" / "incoming" / "bad.pgdl").exists()
     finally:
         gate.stop()
+
+
+def test_a_dropped_freshness_statement_keeps_the_list_fresh_without_a_new_version(tmp_path: Path) -> None:
+    """What ``passgate pretix pull`` writes with every pull: the list's file once, then ``KIND.fresh``."""
+    f = folder(tmp_path)
+    signed_at = int(time.time()) - 7200  # two hours old: stale for this folder's one-hour limit
+    drop(f, "revoked-1.snapshot.pgdl", sign_snapshot(LIST_KEY, [ID[0]], kind="revoked", scope="acme",
+                                                     version=1, issued_at=signed_at))
+    now = time.time()
+    drop(f, "revoked.fresh", freshness.sign(LIST_KEY, kind="revoked", scope="acme", version=1,
+                                                          as_of=int(now)))
+    assert f.scan_once() == {"revoked-1.snapshot.pgdl": "applied", "revoked.fresh": "applied"}
+    assert f.lists.age("revoked", now) < 5
+    assert (tmp_path / "revoked.fresh").is_file()  # kept across a restart
+    # one for a version the gate does not hold yet waits for its update; an older one is dropped
+    drop(f, "revoked.fresh", freshness.sign(LIST_KEY, kind="revoked", scope="acme", version=2,
+                                            as_of=int(now)))
+    assert f.scan_once() == {"revoked.fresh": "waiting"}
+    delta = sign_delta(LIST_KEY, kind="revoked", scope="acme", base=1, adds=[ID[1]])
+    drop(f, "revoked-1-2.delta.pgdl", delta)
+    assert f.scan_once() == {"revoked-1-2.delta.pgdl": "applied", "revoked.fresh": "applied"}
+    drop(f, "revoked.fresh", freshness.sign(LIST_KEY, kind="revoked", scope="acme", version=1,
+                                                          as_of=int(now)))
+    assert f.scan_once() == {"revoked.fresh": "ignored"}
+    assert not any(f.layout.incoming.iterdir())
+
+
+def test_a_freshness_statement_from_an_untrusted_key_is_set_aside(tmp_path: Path) -> None:
+    f = folder(tmp_path)
+    drop(f, "revoked-1.snapshot.pgdl", sign_snapshot(LIST_KEY, [ID[0]], kind="revoked", scope="acme",
+                                                     version=1))
+    statement = freshness.sign(KEY, kind="revoked", scope="acme", version=1, as_of=int(time.time()))
+    drop(f, "revoked.fresh", statement)
+    drop(f, "blocked.fresh", b"\x00" * 5000)
+    outcomes = f.scan_once()
+    assert outcomes["revoked.fresh"] == outcomes["blocked.fresh"] == "rejected"
+    assert "not the deny lists" in (f.layout.rejected / "revoked.fresh.why").read_text()
+    assert "larger than a freshness statement" in (f.layout.rejected / "blocked.fresh.why").read_text()
+
+
+def test_a_snapshot_of_a_new_epoch_clears_the_files_before_it(tmp_path: Path) -> None:
+    f = folder(tmp_path)
+    drop(f, "one.pgdl", sign_snapshot(LIST_KEY, [ID[0]], kind="revoked", scope="acme", version=1))
+    assert f.scan_once() == {"one.pgdl": "applied"}
+    epoch = (5 << 32) | 1  # a restored hub's, or a pull's --full
+    drop(f, "two.pgdl", sign_snapshot(LIST_KEY, [ID[1]], kind="revoked", scope="acme", version=epoch))
+    assert f.scan_once() == {"two.pgdl": "applied"}
+    drop(f, "three.pgdl", sign_snapshot(LIST_KEY, [ID[2]], kind="revoked", scope="acme", version=epoch + 1))
+    assert f.scan_once() == {"three.pgdl": "applied"}
+    assert [p.name for p in f.layout.applied.iterdir()] == [f"revoked-{epoch + 1:010d}.snapshot.pgdl"]
