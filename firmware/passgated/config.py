@@ -7,6 +7,7 @@ Every setting has an embedded default, so ``passgated simulate`` and ``demo`` ne
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -89,6 +90,32 @@ class HubSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckinSpec:
+    """One zone's pretix check-in list: the id of a list in ``pretix.checkin_lists`` (written by
+    ``passgate pretix pull``), or the list written out in gate.toml."""
+
+    checkin_list: int | None = None
+    products: tuple[int, ...] | None = None  # None: all products
+    variations: tuple[int, ...] | None = None
+    subevent: int | None = None
+    allow_multiple_entries: bool = False
+    allow_entry_after_exit: bool = True
+    rules: Any = None  # JsonLogic
+
+
+@dataclass(frozen=True, slots=True)
+class PretixSpec:
+    """The ``[pretix]`` section: the event's file (its keys, time zone and times), the check-in
+    lists' file, the gate's id in pretix, and the list of each zone (``""``: the gate's own)."""
+
+    event: Path
+    checkin_lists: Path | None
+    gate: int | str | None
+    timezone: str | None
+    lists: dict[str, CheckinSpec]
+
+
+@dataclass(frozen=True, slots=True)
 class GateConfig:
     """A validated gate configuration; build it with ``load_config`` / ``parse_config``, which
     hold the defaults."""
@@ -119,9 +146,13 @@ class GateConfig:
     display_sound: bool  # the guard page beeps for admit and refuse (switchable on the page)
     control_socket: Path | None  # None: control.sock beside the journal (passgated.layout)
     hub: HubSpec | None
+    pretix: PretixSpec | None = None  # None: pretix tickets are refused (not an issuer known here)
     given: frozenset[str] = frozenset()  # the keys set in the file or on the command line ("gate.zones")
 
 
+# A check-in list's keys, in [pretix] (the gate's own list) and in each [pretix.zones.NAME].
+CHECKIN_KEYS = ("checkin_list", "products", "variations", "subevent", "allow_multiple_entries",
+                "allow_entry_after_exit", "rules", "rules_file")
 SECTIONS = {
     "gate": {"id", "venue", "zones", "directions", "exit_mode"},
     "trust": {"dir"},
@@ -134,6 +165,7 @@ SECTIONS = {
     "display": {"listen", "hosts", "control_from", "language", "sound"},
     "control": {"socket"},
     "hub": {"url", "token", "ca_bundle", "interval_seconds"},
+    "pretix": {"event", "checkin_lists", "gate", "timezone", "zones", *CHECKIN_KEYS},
 }
 
 
@@ -213,6 +245,79 @@ def _pin(value: Any, where: str, default: PinSpec | None) -> PinSpec | None:
         active_high=_get(value, "active_high", bool, where, True),
         pull_up=_get(value, "pull_up", bool, where, True),
     )
+
+
+def _ids(table: dict[str, Any], key: str, where: str) -> tuple[int, ...] | None:
+    value = _get(table, key, list, where, None)
+    if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ConfigError(f"{where}.{key}: a list of pretix ids (whole numbers), got {value!r}")
+    return None if value is None else tuple(value)
+
+
+def _checkin(table: dict[str, Any], where: str, path_of: Any) -> CheckinSpec | None:
+    """A zone's check-in list from its keys; None when the table names none."""
+    given = [key for key in CHECKIN_KEYS if key in table]
+    if not given:
+        return None
+    if "checkin_list" in table and len(given) > 1:
+        raise ConfigError(f"{where}.checkin_list: names a list from pretix.checkin_lists; do not also set "
+                          f"{', '.join(k for k in given if k != 'checkin_list')} (edit the list in pretix)")
+    if "rules" in table and "rules_file" in table:
+        raise ConfigError(f"{where}.rules: set rules or rules_file, not both")
+    rules: Any = None
+    if "rules" in table or "rules_file" in table:
+        key = "rules" if "rules" in table else "rules_file"
+        text = _get(table, key, str, where, "")
+        if key == "rules_file":
+            try:
+                text = Path(path_of(text)).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{where}.rules_file: cannot be read ({exc})") from None
+        try:
+            rules = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ConfigError(f"{where}.{key}: not JSON ({exc})") from None
+        if not isinstance(rules, dict):
+            raise ConfigError(f"{where}.{key}: a JsonLogic rule is a JSON object, got {type(rules).__name__}")
+    checkin_list = _get(table, "checkin_list", int, where, None)
+    subevent = _get(table, "subevent", int, where, None)
+    return CheckinSpec(
+        checkin_list=checkin_list, products=_ids(table, "products", where),
+        variations=_ids(table, "variations", where), subevent=subevent,
+        allow_multiple_entries=_get(table, "allow_multiple_entries", bool, where, False),
+        allow_entry_after_exit=_get(table, "allow_entry_after_exit", bool, where, True), rules=rules)
+
+
+def _pretix(table: dict[str, Any], path_of: Any) -> PretixSpec | None:
+    if not table:
+        return None
+    event = _get(table, "event", str, "pretix", None)
+    if not event:
+        raise ConfigError("pretix.event: required: the event's file (passgate pretix pull writes event.json)")
+    gate = _get(table, "gate", (int, str), "pretix", None)
+    lists: dict[str, CheckinSpec] = {}
+    own = _checkin(table, "pretix", path_of)
+    if own is not None:
+        lists[""] = own
+    zones = _get(table, "zones", dict, "pretix", {})
+    for zone, zone_table in zones.items():
+        where = f"pretix.zones.{zone}"
+        if not isinstance(zone_table, dict):
+            raise ConfigError(f"{where}: must be a table, e.g. checkin_list = 17")
+        extra = set(zone_table) - set(CHECKIN_KEYS)
+        if extra:
+            raise ConfigError(f"{where}.{sorted(extra)[0]}: unknown key")
+        spec = _checkin(zone_table, where, path_of)
+        if spec is None:
+            raise ConfigError(f"{where}: name a check-in list (checkin_list = ID) or its products")
+        lists[zone] = spec
+    if not lists:
+        lists[""] = CheckinSpec()  # every product, one entry: pretix's default list
+    checkin_lists = _get(table, "checkin_lists", str, "pretix", None)
+    if checkin_lists is None and any(spec.checkin_list is not None for spec in lists.values()):
+        raise ConfigError("pretix.checkin_lists: required to name a list by id (checkin_list = ID)")
+    return PretixSpec(event=path_of(event), checkin_lists=path_of(checkin_lists), gate=gate,
+                      timezone=_get(table, "timezone", str, "pretix", None), lists=lists)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> GateConfig:
@@ -431,6 +536,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         display_sound=_get(display, "sound", bool, "display", True),
         control_socket=path_of(socket_path),
         hub=hub,
+        pretix=_pretix(sections["pretix"], path_of),
         given=frozenset(f"{name}.{key}" for name, table in sections.items() for key in table),
     )
 
@@ -455,6 +561,10 @@ def check_files(config: GateConfig) -> None:
         if not keys and config.hub is None:
             raise ConfigError(f"trust.dir: no public keys (*.pem) in {config.trust_dir}: every pass would "
                               "be refused")
+    if config.pretix is not None:
+        from .pretix_event import load  # the event's files: keys, time zone, check-in lists
+
+        load(config.pretix)
     if config.hub is not None and config.hub.ca_bundle and not Path(config.hub.ca_bundle).is_file():
         raise ConfigError(f"hub.ca_bundle: {config.hub.ca_bundle}: no such file")
     for key, path in (("journal.path", config.journal_path.parent), ("denylist.dir", config.denylist_dir)):

@@ -16,9 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from passgate import PassRefused, TrustStore, verify_signature, wire
+from passgate import PassRefused, Reason, TrustStore, verify_signature, wire
+from passgate.passes import PREFIX as PG1_PREFIX
+from passgate.pretix import PretixTicket, is_sig1
 from passgate.scanners import Scan, ScannerSource, open_scanner
 
 from . import droplists, settings
@@ -40,7 +43,8 @@ from .machine import (
     State,
     journal_fault,
 )
-from .policy import Context, Decision, Direction, decide
+from .policy import Context, Decision, Direction, PretixPolicy, decide
+from .pretix_event import PretixEvent
 from .status import AWAITING_HUB, Answers, StatusCollector, gate_status
 from .systemd import notify
 from .upkeep import CHECKPOINT_EVERY_S, JournalUpkeep
@@ -116,6 +120,7 @@ class Gate:
             log.warning("journal: %d reservation(s) from before a restart counted as used",
                         self.journal_recovered)
         self.history_missing: str | None = None
+        self.pretix = PretixEvent(config.pretix) if config.pretix is not None else None
         kinds = kinds_in_use(self.layout.lists, config.denylist_kinds, hub=config.hub is not None)
         self.lists = DenyLists(self.layout.lists, kinds, scope=config.denylist_scope or config.venue,
                                trust=self._list_trust, max_age_s=self.settings.max_list_age_s,
@@ -274,17 +279,28 @@ class Gate:
     def _decide(self, scan: Scan, direction: Direction) -> Decision:
         result: Any
         text = scan.text
-        try:
-            result = verify_signature(text if text is not None else scan.bytes, self.trust)
-        except PassRefused as refused:
-            result = refused
-        now = self.clock.wall()
         current = self.settings  # one reference: a sync thread may swap it meanwhile
+        policy = current.policy
+        # PG1 first, the usual case: only a text that is no PG1 pass is tried as a pretix ticket
+        if text is not None and not text.startswith(PG1_PREFIX) and is_sig1(text):
+            result, event = self._pretix_ticket(text)
+            policy = replace(policy, pretix=event)
+        else:
+            try:
+                result = verify_signature(text if text is not None else scan.bytes, self.trust)
+            except PassRefused as refused:
+                result = refused
+        now = self.clock.wall()
         self.machine.timing = current.timing  # the loop's thread: the machine is the loop's alone
         revoked, blocked = self.lists.lookups()
         # now, direction, revoked, blocked, usage, lists_stale: positional, as on every scan
         context = Context(now, direction, revoked, blocked, self.journal, self.lists.stale(now))
-        return decide(result, context, current.policy)
+        return decide(result, context, policy)
+
+    def _pretix_ticket(self, text: str) -> tuple[PretixTicket | PassRefused, PretixPolicy | None]:
+        if self.pretix is None:
+            return PassRefused(Reason.UNKNOWN_KEY, "a pretix ticket: this gate has no [pretix] event"), None
+        return self.pretix.verify(text)
 
     def _health(self, *, at_boot: bool = False) -> Health:
         """What the gate needs to take scans; at boot the scanners count as present (their threads

@@ -425,7 +425,8 @@ class Journal:
             return UNUSED
         entries = [t for d, t in rows if d == Direction.ENTRY]
         return Usage(len(entries), rows[-1][0] == Direction.ENTRY,
-                     any(d == Direction.EXIT for d, _ in rows), entries[-1] if entries else None)
+                     any(d == Direction.EXIT for d, _ in rows), entries[-1] if entries else None,
+                     tuple(entries))
 
     def catch_up(self) -> None:
         """Take in the redemptions another process wrote (``SeenPasses``); the gate's health check

@@ -24,6 +24,7 @@ class Reason(StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     EXPIRED = "expired"
     WRONG_ZONE = "wrong_zone"
+    RULES = "rules"
     USED_UP = "used_up"
     ALREADY_INSIDE = "already_inside"
     DENY_LIST_STALE = "deny_list_stale"
@@ -51,6 +52,7 @@ _TEXT: dict[Reason, str] = {
     Reason.NOT_YET_VALID: "Not valid yet",
     Reason.EXPIRED: "Pass expired",
     Reason.WRONG_ZONE: "Not valid for this entrance",
+    Reason.RULES: "Entry rules do not admit this ticket now: send to the box office",
     Reason.USED_UP: "Pass already used",
     Reason.ALREADY_INSIDE: "Already inside: no re-entry yet",
     Reason.DENY_LIST_STALE: "Gate lists out of date: call a supervisor",
