@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("denylist", help="deny lists on a gate without a hub")
     p.add_argument("action", choices=("add",), help="add: verify signed files and drop them in")
-    p.add_argument("files", nargs="+", metavar="FILE", help="signed snapshots or deltas (.pgdl)")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="signed snapshots or deltas (.pgdl) and freshness statements (KIND.fresh)")
     p.add_argument("--config", required=True, metavar="FILE")
     p.set_defaults(run=cmd_denylist)
 
@@ -293,10 +294,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_denylist(args: argparse.Namespace) -> int:
     """Verify each file against the gate's trust, then drop it into the gate's incoming folder,
     where the running gate (or the next start) applies it in version order."""
+    from passgate import freshness
     from passgate.denylist import Delta, atomic_write, read_signed
+    from passgate.passes import iso_utc
 
     from .gate import load_gate_trust
-    from .layout import GateLayout
+    from .layout import FRESH_SUFFIX, GateLayout
 
     config = load_config(args.config)
     layout = GateLayout.from_config(config)
@@ -308,11 +311,17 @@ def cmd_denylist(args: argparse.Namespace) -> int:
     for name in args.files:
         source = Path(name)
         # refuse a bad file here, with its reason
-        update = read_signed(source, trust, max_bytes=config.max_list_bytes)
-        what = (f"delta {update.base}->{update.base + 1}" if isinstance(update, Delta)
-                else f"snapshot v{update.version}, {len(update)} entries")
+        if source.suffix == FRESH_SUFFIX:  # a freshness statement: it keeps the list's version fresh
+            statement = freshness.read(source.read_bytes()[:freshness.MAX_BYTES + 1], trust)
+            what = f"v{statement.version} current as of {iso_utc(statement.as_of)}"
+            kind, scope = statement.kind, statement.scope
+        else:
+            update = read_signed(source, trust, max_bytes=config.max_list_bytes)
+            what = (f"delta {update.base}->{update.base + 1}" if isinstance(update, Delta)
+                    else f"snapshot v{update.version}, {len(update)} entries")
+            kind, scope = update.kind, update.scope
         atomic_write(incoming / source.name, [source.read_bytes()])
-        print(f"{source.name}: {update.kind} list {update.scope!r}, {what}: queued in {incoming}")
+        print(f"{source.name}: {kind} list {scope!r}, {what}: queued in {incoming}")
     return 0
 
 

@@ -98,8 +98,8 @@ def _lists_file(spec: PretixSpec) -> dict[int, Any]:
     if spec.checkin_lists is None:
         return {}
     data = _read_json(spec.checkin_lists, "pretix.checkin_lists")
-    if isinstance(data, dict) and "results" in data:
-        data = data["results"]
+    if isinstance(data, dict):  # passgate pretix pull's file ("lists"), or a page of pretix's API ("results")
+        data = data.get("lists", data.get("results"))
     if not isinstance(data, list):
         raise ConfigError(f"pretix.checkin_lists: {spec.checkin_lists}: expected a list of check-in lists")
     return {item["id"]: item for item in data if isinstance(item, dict) and isinstance(item.get("id"), int)}
