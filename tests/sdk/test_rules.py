@@ -161,6 +161,13 @@ def test_javascript_semantics(rule: Any, expected: Any) -> None:
     assert same_json(json_logic(rule), expected)
 
 
+def test_arithmetic_gives_ints_where_a_double_holds_them_exactly() -> None:
+    """3, not 3.0 (json.dumps shows the difference); past 2**53 a double is not a whole number any more."""
+    assert [json.dumps(json_logic({op: [6, "2"]})) for op in ("+", "-", "*", "/")] == ["8", "4", "12", "3"]
+    assert json.dumps(json_logic({"*": [1e300, 1]})) == "1e+300"
+    assert json.dumps(json_logic({"/": [1, 4]})) == "0.25"
+
+
 @pytest.mark.parametrize("rule", [
     {"-": ["12abc", 1]}, {"+": [True]}, {"+": [None]}, {"-": ["\x1c7", 1]},  # \x1c is not JS white space
     {"max": [1, "x"]}, {"%": [math.inf, 2]}, {"/": [{}, 2]},
