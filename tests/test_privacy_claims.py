@@ -7,6 +7,7 @@ code's; rows older than it says are kept must be gone after a purge (with an inj
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sqlite3
 import time
@@ -14,15 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from passgate import wire
+from passgate import generate_private_key, wire
+from passgate.pretix import issue_sig1, seed_pass_id
+from passgate.pretix_sync import STATE_FILE, PretixClient, PretixSource, pull
 from passgate_hub import audit, db, ingest, ops, retention
 from passgate_hub.models import Alert, Base, EntryMinute, Event, Gate, IssuedPass
 from passgated.config import parse_config
 from passgated.journal import Journal
 from tests.hub.fixtures import db_url
+from tests.pretix_fake import EVENT, ORGANIZER, TOKEN, FakePretix, event_resource
 
 __all__ = ["db_url"]
 
@@ -336,3 +342,30 @@ def test_gate_files_are_what_the_section_names(tmp_path: Path) -> None:
     aside = GateLayout.from_config(config).journal_aside_dir
     assert f"(`{aside.name}/`)" in row
 
+
+@claim("pretix.pull")
+def test_a_pretix_pull_keeps_pass_ids_never_secrets_nor_seeds(tmp_path: Path) -> None:
+    event_key = ed25519.Ed25519PrivateKey.generate()
+    pem = event_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    refunded = issue_sig1(event_key, seed="seed-refunded", item=1)
+    held = issue_sig1(event_key, seed="seed-held", item=1)
+    out, signing_key = tmp_path / "out", generate_private_key()
+    with FakePretix.running(event=event_resource(EVENT, [pem]), checkinlists=[]) as fake:
+        fake.revoke(refunded)
+        fake.block(held)
+        client = PretixClient(PretixSource(fake.url, ORGANIZER, EVENT), TOKEN)
+        pull(client, out, signing_key, scope="acme")
+
+        def ids_kept() -> str:
+            return (out / STATE_FILE).read_text()
+
+        everything = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+        for secret, seed in ((refunded, "seed-refunded"), (held, "seed-held")):
+            assert secret.encode() not in everything and seed.encode() not in everything
+            assert seed_pass_id(seed).hex() in ids_kept()
+        json.loads(ids_kept())  # one JSON document, as written
+        fake.unblock(held)
+        pull(client, out, signing_key, scope="acme")
+        assert seed_pass_id("seed-held").hex() not in ids_kept()
+        assert seed_pass_id("seed-refunded").hex() in ids_kept()
