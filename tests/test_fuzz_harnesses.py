@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -21,12 +22,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz import fuzz_cose, fuzz_denylist, fuzz_freshness, fuzz_pretix, fuzz_verify_pass
+from fuzz import fuzz_cose, fuzz_denylist, fuzz_freshness, fuzz_pretix, fuzz_rules, fuzz_verify_pass
 from fuzz.common import TARGETS, Forgery
 from fuzz.make_corpus import make_corpus
 from passgate import PassRefused, base45, verify_pass
 from passgate.passes import PREFIX
 from passgate.pretix import verify_sig1
+from passgate.rules import RuleError, check_rules, json_logic
 from tests.helpers import examples
 from tests.parts import require_part
 
@@ -113,6 +115,22 @@ def test_valid_pretix_seeds_verify_so_the_oracle_is_exercised() -> None:
             continue
         verified.add(name)
     assert verified == {f"{kind}-{i}" for kind in ("text", "raw") for i in range(4)} | {"text-newline"}
+
+
+def test_rules_seeds_are_evaluated_so_the_oracles_are_exercised() -> None:
+    """Every rules seed gets a result (not only RuleError) from json_logic or check_rules, so the
+    harness's checks on results run from the first input on."""
+    evaluated = set()
+    for name, data in fuzz_rules.seeds().items():
+        document = json.loads(data)
+        rule, sample = document if isinstance(document, list) else (document, fuzz_rules.SAMPLE)
+        for evaluate, against in ((json_logic, sample), (check_rules, fuzz_rules.FACTS)):
+            try:
+                evaluate(rule, against)
+            except RuleError:
+                continue
+            evaluated.add(name)
+    assert evaluated == set(fuzz_rules.seeds())
 
 
 def _verifies(data: bytes) -> bool:
