@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -352,9 +353,17 @@ def _truthy(value: Any) -> bool:
     return True
 
 
+_BRIEF: Final = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 3, 40, 40
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = 4
+
+
 def _brief(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value for a message: short whatever its size or depth (a rule is not to be echoed back)."""
+    try:
+        return _BRIEF.repr(value)
+    except ValueError:  # an int of more than 4,300 digits has no repr
+        return f"a {type(value).__name__}"
 
 
 def _need(values: list[Any], count: int, op: str) -> None:
@@ -384,6 +393,8 @@ def _lookup(container: Any, key: str) -> Any:
             return _MISSING
     if isinstance(container, _INDEXED) and _INDEX.fullmatch(key):
         index = int(key)
+        if isinstance(container, str) and not _narrow(container):
+            return _substring(container, index, 1) or _MISSING
         return container[index] if index < len(container) else _MISSING
     return _MISSING
 
@@ -391,7 +402,7 @@ def _lookup(container: Any, key: str) -> Any:
 def _var(run: _Run, values: list[Any], data: Any) -> Any:
     path = values[0] if values else None
     default = values[1] if len(values) > 1 else None
-    if path is None or path == "":
+    if path is None or (isinstance(path, str) and not path):
         return data
     if type(path) is not str:
         path = run.text(path)
@@ -414,7 +425,7 @@ def _missing_keys(run: _Run, keys: list[Any] | tuple[Any, ...], data: Any) -> li
     missing = []
     for key in keys:
         found = _var(run, list(key) if isinstance(key, _ARRAYS) else [key], data)  # {"var": key}
-        if found is None or found == "":
+        if found is None or (isinstance(found, str) and not found):
             missing.append(key)
     return missing
 
@@ -542,23 +553,37 @@ def _integer(number: float) -> float:
 
 def _substr(run: _Run, values: list[Any], data: Any) -> str:
     """String.prototype.substr(start, length), negative length counting back from the end as PHP's
-    (json-logic-js). Positions count code points, where JavaScript counts UTF-16 units."""
+    (json-logic-js)."""
     _need(values, 1, "substr")
     source = run.text(values[0])
     start = _integer(run.number(values[1])) if len(values) > 1 else 0.0
     if len(values) > 2 and run.less(values[2], 0):
         rest = _substring(source, start, None)
-        return _substring(rest, 0.0, _integer(len(rest) + run.number(values[2])))
+        return _substring(rest, 0.0, _integer(_units(rest) + run.number(values[2])))
     return _substring(source, start, _integer(run.number(values[2])) if len(values) > 2 else None)
 
 
+# JavaScript counts a string's length and positions in UTF-16 code units: a character beyond U+FFFF
+# is two of them (a surrogate pair), which substr and indexing may split as JavaScript does.
+
+
+def _narrow(text: str) -> bool:
+    return text.isascii() or max(text) <= "\uffff"
+
+
+def _units(text: str) -> int:
+    return len(text) if _narrow(text) else len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def _substring(text: str, start: float, length: float | None) -> str:
-    size = len(text)
+    size = _units(text)
     if start < 0:
         start = max(size + start, 0)
     first = int(min(start, size))
-    count = size - first if length is None else min(max(length, 0), size - first)
-    return text[first:first + int(count)]
+    end = first + int(size - first if length is None else min(max(length, 0), size - first))
+    if size == len(text):
+        return text[first:end]
+    return text.encode("utf-16-le", "surrogatepass")[2 * first:2 * end].decode("utf-16-le", "surrogatepass")
 
 
 def _merge(run: _Run, values: list[Any], data: Any) -> list[Any]:
@@ -916,7 +941,7 @@ def _in_range(moment: datetime, op: str) -> datetime:
 def _build_time(run: _Run, values: list[Any], data: Any) -> datetime | None:
     """buildTime: a custom date and time, a time of day today (event's zone), or an event time."""
     facts = _facts(run)
-    kind = values[0] if values else None
+    kind = values[0] if values and isinstance(values[0], str) else None
     if kind == "custom":
         _need(values, 2, "buildTime custom")
         try:

@@ -305,6 +305,8 @@ def test_weekday_is_the_event_zones() -> None:
     ({"isAfter": [{"var": "now"}, {"buildTime": ["customtime", "25:00"]}]}, "not a time of day"),
     ({"isAfter": [{"var": "now"}, {"buildTime": ["custom", "0001-01-01T00:00:00"]}]}, "out of range"),
     ({"isAfter": [{"var": "now"}, {"buildTime": ["date_admission"]}, "10"]}, "tolerance is a number"),
+    ({"isAfter": [{"var": "now"}, {"buildTime": ["date_admission"]}, 10**5000]}, "tolerance is a number"),
+    ({"isBefore": [{"var": "now"}, {"buildTime": ["date_to"]}, [10**5000]]}, "tolerance is a number"),
     ({"isAfter": ["2020-01-01", {"var": "now"}]}, "isAfter needs a time"),
     ({"inList": [{"var": "product"}, "12"]}, "inList needs a list"),
     ({"lookup": ["product", None, "x"]}, "lookup: an id is text or a number"),
@@ -395,6 +397,7 @@ PRETIX_OPS = ["inList", "objectList", "lookup", "buildTime", "isAfter", "isBefor
 VARIABLES = ["now", "now_isoweekday", "product", "variation", "gate", "entries_number", "entries_today",
              "entries_days", "minutes_since_last_entry", "minutes_since_first_entry", "entry_status", "x"]
 LEAVES = (st.none() | st.booleans() | st.integers(-5, 5) | st.floats() | st.sampled_from(VARIABLES)
+          | st.builds(pow, st.just(10), st.just(5000))  # an int with no repr
           | st.sampled_from(["custom", "customtime", "date_from", "date_to", "date_admission", "14:00",
                              "2020-01-01T10:00:00+01:00", "2020-01-01", "product", "2"])
           | st.builds(lambda name: {"var": name}, st.sampled_from(VARIABLES)))
