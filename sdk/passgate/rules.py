@@ -14,7 +14,10 @@ must decide them exactly as pretixSCAN does offline, so:
 
 A rule is data from outside, so it is hostile until evaluated: nesting, steps and the size of what it
 builds are bounded, and whatever the rule and data, the only exception that leaves is ``RuleError``.
-Evaluation is pure: no I/O (``log`` goes to this module's logger at DEBUG), no global state.
+It is also what a rule gets where json-logic-js would compute something meaningless (a division by
+zero, a missing operand, an object of two keys as an operation) and, in ``check_rules``, for a
+variable pretix does not define. Evaluation is pure: no I/O (``log`` goes to this module's logger at
+DEBUG), no global state.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class RuleError(ValueError):
 # json-logic-js leaves coercions to JavaScript, so the spec's ``==``, ``<`` and ``+`` are JavaScript's
 # Abstract Equality, relational comparison and parseFloat (ECMA-262 7.1, 7.2) over the types JSON
 # has. Numbers are IEEE doubles there: Python ints are compared and printed as the double they
-# would be. Arrays and objects compare by identity under ``==``/``===``, as in JavaScript.
+# would be. Arrays and objects compare by identity under ``==``/``===``, as in JavaScript. The one
+# type JSON lacks, a datetime (pretix's times), is text in ISO 8601 and a number in epoch milliseconds.
 
 _NULL, _BOOL, _NUM, _STR, _OBJ = range(5)
 _KINDS: Final[dict[type, int]] = {type(None): _NULL, bool: _BOOL, int: _NUM, float: _NUM, str: _STR}
