@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from passgate import Pass, PassRefused, Reason, check_time
 from passgate.pretix import PretixTicket, check_ticket_time
-from passgate.rules import CheckinFacts, RuleError, check_rules
+from passgate.rules import CheckinFacts, check_rules
 from passgate.wire import Direction, StaleListPolicy, Verdict
 
 
@@ -284,13 +284,13 @@ def _rules_refusal(ticket: PretixTicket, checkin: CheckinList, pretix: PretixPol
     """None when the list's rules admit the ticket now; else why not, for the journal. A rule that
     cannot be evaluated refuses (fail closed), as pretix does."""
     tz = pretix.tz
-    facts = CheckinFacts(now=datetime.fromtimestamp(now, tz), tz=tz, product=ticket.item,
-                         variation=ticket.variation, gate=pretix.gate,
-                         entries=tuple(datetime.fromtimestamp(t, tz) for t in usage.entry_times),
-                         inside=usage.inside, date_from=pretix.date_from, date_to=pretix.date_to,
-                         date_admission=pretix.date_admission)
     try:
+        facts = CheckinFacts(now=datetime.fromtimestamp(now, tz), tz=tz, product=ticket.item,
+                             variation=ticket.variation, gate=pretix.gate,
+                             entries=tuple(datetime.fromtimestamp(t, tz) for t in usage.entry_times),
+                             inside=usage.inside, date_from=pretix.date_from, date_to=pretix.date_to,
+                             date_admission=pretix.date_admission)
         admitted = check_rules(checkin.rules, facts)
-    except RuleError as exc:
+    except ValueError as exc:  # RuleError, or facts the rules cannot read
         return f"check-in list {checkin.name}: rule cannot be evaluated ({exc})"
     return None if admitted else f"check-in list {checkin.name}: its rules do not admit this ticket now"
