@@ -92,6 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _deny(kind: str, remove: bool) -> Handler:
     def run(session: Session, args: argparse.Namespace) -> Any:
+        if (nothing := cliargs.empty_file(args, kind)) is not None:
+            return nothing
         version, changed = ops.deny(session, ops.get_venue(session, args.venue), kind, cliargs.pass_ids(args),
                                     remove=remove, external=args.external, reason=args.reason)
         return {"kind": kind, "version": version, "changed": changed}

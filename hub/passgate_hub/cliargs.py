@@ -19,6 +19,14 @@ def pass_ids(args: argparse.Namespace) -> list[str]:
     return ids
 
 
+def empty_file(args: argparse.Namespace, kind: str) -> dict[str, Any] | None:
+    """The answer to ``revoke|block|unblock --file F`` with nothing in F and no ids besides: nothing to
+    change, not an error (a pull's ``ids/unblocked.txt`` is empty most days; cron must not fail)."""
+    if args.file and not args.pass_ids and not pass_ids(args):
+        return {"kind": kind, "changed": 0, "detail": f"{args.file} holds no pass ids: nothing changed"}
+    return None
+
+
 def setting_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

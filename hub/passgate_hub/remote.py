@@ -155,6 +155,8 @@ def _issue(hub: AdminClient, args: argparse.Namespace) -> Any:
 
 def _deny(path: str, kind: str) -> Callable[[AdminClient, argparse.Namespace], Any]:
     def run(hub: AdminClient, args: argparse.Namespace) -> Any:
+        if (nothing := cliargs.empty_file(args, kind)) is not None:
+            return nothing
         ids = cliargs.pass_ids(args)
         if not ids:
             raise RemoteError("name at least one pass id (or --file)")

@@ -18,6 +18,8 @@ after it), and writes into one output directory what a gate or the hub needs, no
   .pgdl``, ``.delta.pgdl``); every pull signs a freshness statement for the version in force
   (``KIND.fresh``), so quiet lists stay fresh without new versions. A secret unblocked in pretix
   leaves the blocked list; revocation is permanent, so the revoked list only grows.
+- ``ids/``: the same pass ids as plain files (``revoked.txt``, ``blocked.txt``, and ``unblocked.txt``:
+  those this pull took off the blocked list), for gates on a hub, whose lists are the hub's;
 - ``pretix-state.json``: the cursors for the next incremental pull and each list's pass ids (hex),
   from which a list can be rebuilt. Written last, atomically.
 
@@ -82,6 +84,7 @@ EVENT_FILE = "event.json"
 CHECKIN_LISTS_FILE = "checkinlists.json"
 STATE_FILE = "pretix-state.json"
 LISTS_DIR = "lists"
+IDS_DIR = "ids"  # plain pass-id files for a hub's lists: KIND.txt (the list now), unblocked.txt (this pull)
 LOCK_FILE = ".pretix-pull.lock"
 FORMAT = 1
 DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
@@ -710,12 +713,24 @@ def pull(client: PretixClient, out: str | Path, signing_key: PrivateKey, *, scop
         src = client.source
         new_state = SyncState(src.url, src.organizer, src.event, scope, new_states)
         atomic_write(out / STATE_FILE, [new_state.to_json()])
+        _write_ids(out / IDS_DIR, new_states, prior["blocked"])
         for kind in KINDS:
             _prune(lists_dir, kind, results[kind].version)
     return PullResult(event=src.event, name=_name(resource.get("name"), src.event), keys=keys,
                       timezone=tz if isinstance(tz := resource.get("timezone"), str) else None,
                       checkin_lists=len(lists["lists"]), lists=results, written=tuple(written),
                       new_epoch=tuple(epochs))
+
+
+def _write_ids(ids_dir: Path, states: Mapping[str, ListState], blocked_before: ListState) -> None:
+    """The lists' pass ids as plain files (one hex id a line), for gates on a hub, whose lists are
+    the hub's: ``passgate-hub revoke|block VENUE --external --file ids/KIND.txt`` and ``unblock ...
+    --file ids/unblocked.txt`` (the ids this pull took off the blocked list)."""
+    ids_dir.mkdir(exist_ok=True)
+    for name, ids in ((f"{kind}.txt", states[kind].ids) for kind in KINDS):
+        atomic_write(ids_dir / name, ["".join(f"{i.hex()}\n" for i in sorted(ids)).encode()])
+    unblocked = blocked_before.ids - states["blocked"].ids
+    atomic_write(ids_dir / "unblocked.txt", ["".join(f"{i.hex()}\n" for i in sorted(unblocked)).encode()])
 
 
 def _name(name: object, default: str) -> str:

@@ -88,6 +88,10 @@ def test_cli_deny_lists_take_only_passes_the_hub_issued_unless_external(hub_cli:
     status, _, err = hub_cli("block", "arena", "xyz", "--external")
     assert (status, err) == (1, "passgate-hub block: not a pass id: 'xyz' (give 32 hex characters)\n")
     assert hub_cli("block", "arena")[2] == "passgate-hub block: no pass ids given\n"
+    (tmp_path / "none.txt").write_text("")  # a pull's ids/unblocked.txt on most days: nothing to do
+    status, out, err = hub_cli("unblock", "arena", "--file", str(tmp_path / "none.txt"), "--external")
+    assert status == 0, err
+    assert '"changed": 0' in out and "holds no pass ids: nothing changed" in out
 
 
 # -- times ---------------------------------------------------------------------------------------

@@ -165,6 +165,11 @@ def test_a_second_pull_makes_a_new_version_with_exactly_the_change(
         assert all(pid(s) in newest(work, kind) for s in present)
         assert gone is None or pid(gone) not in newest(work, kind)
     assert not (work / "out/lists/revoked-0000000001.snapshot.pgdl").exists()  # pruned: v2 replaces it
+    # the same as plain id files, for a hub's lists (passgate-hub revoke|block|unblock --file)
+    ids = {name: (work / "out/ids" / f"{name}.txt").read_text().split() for name in
+           ("revoked", "blocked", "unblocked")}
+    assert ids == {"revoked": sorted(pid(s).hex() for s in (first, later)), "blocked": [pid(kept).hex()],
+                   "unblocked": [pid(unblocked).hex()]}
 
 
 def test_a_gate_at_version_1_follows_the_deltas(
