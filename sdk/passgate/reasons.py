@@ -17,6 +17,9 @@ class Reason(StrEnum):
     UNKNOWN_KEY = "unknown_key"
     UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
     BAD_SIGNATURE = "bad_signature"
+    HOLDER_PROOF_REQUIRED = "holder_proof_required"
+    PRESENTATION_EXPIRED = "presentation_expired"
+    PRESENTATION_REPLAYED = "presentation_replayed"
     KEY_RETIRED = "key_retired"
     KEY_REVOKED = "key_revoked"
     REVOKED = "revoked"
@@ -45,6 +48,9 @@ _TEXT: dict[Reason, str] = {
     Reason.UNKNOWN_KEY: "Pass from an issuer not accepted here: send to the box office",
     Reason.UNSUPPORTED_ALGORITHM: "Pass format not accepted here: send to the box office",
     Reason.BAD_SIGNATURE: "Forged or damaged pass: ask for another copy",
+    Reason.HOLDER_PROOF_REQUIRED: "Show the live code from the wallet, not a printed pass",
+    Reason.PRESENTATION_EXPIRED: "Code expired: show the live code (screenshots do not work)",
+    Reason.PRESENTATION_REPLAYED: "Code already used: wait for the next code",
     Reason.KEY_RETIRED: "Pass issued with an old key: send to the box office",
     Reason.KEY_REVOKED: "Pass signed with a withdrawn key: send to the box office",
     Reason.REVOKED: "Pass cancelled: send to the box office",

@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_issue)
 
     p = sub.add_parser("verify", help="verify passes; exit 0 only when all are valid",
-                       description="Verify PG1 passes (with --trust) and pretix's signed tickets "
-                                   "(with --pretix-event); give one or both.")
+                       description="Verify PG1 passes and PG2 presentations (with --trust) and pretix's "
+                                   "signed tickets (with --pretix-event); give one or both.")
     p.add_argument("--trust", metavar="DIR", help="trusted public keys, for PG1 passes")
     add_pretix_event_option(p)
     p.add_argument("text", metavar="TEXT", help="pass text, or - to read one per line from stdin")
@@ -108,6 +108,9 @@ def pass_json(p: Pass) -> dict[str, object]:
         "entries": p.entries,
         "product": p.product,
         "reentry": p.reentry,
+        # A bound pass verifies as plain PG1 too, but gates want its holder's live code (PG2).
+        "holder_bound": p.holder_key is not None,
+        "holder_verified": p.holder_verified,
     }
 
 
