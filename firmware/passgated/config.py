@@ -160,7 +160,8 @@ SECTIONS = {
     "scanner": {"source", "direction"},  # plus free-form source options
     "pins": {"factory", *OUTPUT_PINS, *INPUT_PINS},
     "timing": {"relay_pulse_ms", "passage_timeout_ms", "refusal_display_ms", "glitch_filter_ms"},
-    "policy": {"anti_passback", "anti_passback_minutes", "skew_seconds", "commit_at_grant"},
+    "policy": {"anti_passback", "anti_passback_minutes", "skew_seconds", "commit_at_grant",
+               "presentation_window_steps"},
     "journal": {"path", "retention_days", "write_timeout_ms"},
     "display": {"listen", "hosts", "control_from", "language", "sound"},
     "control": {"socket"},
@@ -521,6 +522,9 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
             stale_list=stale_policy,
             skew_s=_within(policy_number("skew_seconds", 60), *_bounds("skew_seconds"),
                            "policy.skew_seconds", " s"),
+            # each step more lets a screenshot of a holder's code work a step longer
+            presentation_window_steps=int(_within(_get(policy, "presentation_window_steps", int, "policy", 1),
+                                                  0, 4, "policy.presentation_window_steps", " steps")),
         ),
         journal_path=path_of(_get(journal, "path", str, "journal", "passgate-journal.db")),  # type: ignore[arg-type]
         retention_days=_within(_get(journal, "retention_days", (int, float), "journal", 30), 0.01, 3660,

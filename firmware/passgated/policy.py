@@ -4,6 +4,11 @@ Order, as proven ticketing scanners do it: unreadable → unknown key → bad si
 as ``PassRefused`` from the SDK) → revoked → blocked → stale deny list (if configured to refuse) →
 not yet valid / expired → wrong zone → entries used up → anti-passback → admit.
 
+A holder-bound pass (``passgate.holder``) admits only through its live presentation: after the
+pass's own window, a bound pass without its holder's signature is refused (``holder_proof_required``),
+a presentation of a time step outside the window too (``presentation_expired``: a screenshot), and
+after the zone, one whose time step was already used for an entry (``presentation_replayed``).
+
 Exits are never refused for being expired, revoked or used up: a gate must not trap anyone inside.
 An exit scan only needs a genuine pass, and it records the exit for anti-passback and re-entry.
 This module does no I/O: usage and deny lists come in through small protocols.
@@ -21,6 +26,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from passgate import Pass, PassRefused, Reason, check_time
+from passgate.holder import check_presentation_time
 from passgate.pretix import PretixTicket, check_ticket_time
 from passgate.rules import CheckinFacts, check_rules
 from passgate.wire import Direction, StaleListPolicy, Verdict
@@ -102,6 +108,7 @@ class PolicyConfig:
     stale_list: StaleListPolicy = StaleListPolicy.GUARD
     skew_s: float = 60.0
     pretix: PretixPolicy | None = None  # None: pretix tickets are not accepted here
+    presentation_window_steps: int = 1  # a holder's code is accepted this many steps early or late
 
 
 @dataclass(frozen=True)
@@ -193,11 +200,17 @@ def decide(result: Pass | PretixTicket | PassRefused, ctx: Context, cfg: PolicyC
         return _refuse(Reason.DENY_LIST_STALE, direction, p)
     try:
         check_time(p, now=ctx.now, skew=cfg.skew_s)
+        if p.holder_key is not None:  # a holder-bound pass: only its live presentation admits
+            _holder_proof(p, ctx.now, cfg)
     except PassRefused as refused:
         return _refused(refused, direction, p)
     if cfg.zones and not p.valid_in_zone(cfg.zones):
         return _refuse(Reason.WRONG_ZONE, direction, p, f"Pass for zone {', '.join(p.zones)}")
     usage = ctx.usage.usage(p.pass_id)
+    if p.holder_key is not None and _replayed(p, usage, cfg):
+        since = f" at {_hhmm(usage.last_entry_t)}" if usage.last_entry_t else ""
+        return Decision(False, Reason.PRESENTATION_REPLAYED, Reason.PRESENTATION_REPLAYED.text, direction, p,
+                        detail=f"this code's time step was already used for an entry{since}")
     if p.entries is not None and usage.entries_used >= p.entries:
         text = f"All entries used ({usage.entries_used} of {p.entries})"
         return _refuse(Reason.USED_UP, direction, p, text)
@@ -209,6 +222,24 @@ def decide(result: Pass | PretixTicket | PassRefused, ctx: Context, cfg: PolicyC
     guard = ctx.lists_stale and cfg.stale_list is StaleListPolicy.GUARD
     text = "Welcome" if not guard else "Check pass: deny list out of date"
     return Decision(True, Reason.ADMIT, text, direction, p, guard)  # positional: the scan path
+
+
+def _holder_proof(p: Pass, now: float, cfg: PolicyConfig) -> None:
+    """A bound pass shown without its holder's signature (printed, copied from the wallet's store) is
+    refused; a presentation must be of a time step within the window (not a screenshot)."""
+    if not p.holder_verified:
+        raise PassRefused(Reason.HOLDER_PROOF_REQUIRED, "a holder-bound pass shown without its live code")
+    check_presentation_time(p, now=now, window_steps=cfg.presentation_window_steps)
+
+
+def _replayed(p: Pass, usage: Usage, cfg: PolicyConfig) -> bool:
+    """Whether an entry (at this gate or, shared through the hub, at another) happened while this
+    presentation could already be shown: from the first moment its step is accepted. The same code
+    shown again, here or at the next gate, is then refused; the holder's next code, a step or two
+    later, is not (the pass's own rules still apply)."""
+    if usage.last_entry_t is None or p.presentation_step is None:
+        return False
+    return usage.last_entry_t >= (p.presentation_step - cfg.presentation_window_steps) * p.holder_step
 
 
 def _passback_expired(usage: Usage, now: float, cfg: PolicyConfig) -> bool:
