@@ -22,7 +22,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz import fuzz_cose, fuzz_denylist, fuzz_freshness, fuzz_pretix, fuzz_rules, fuzz_verify_pass
+from fuzz import (
+    fuzz_cose,
+    fuzz_denylist,
+    fuzz_freshness,
+    fuzz_presentation,
+    fuzz_pretix,
+    fuzz_rules,
+    fuzz_verify_pass,
+)
 from fuzz.common import TARGETS, Forgery
 from fuzz.make_corpus import make_corpus
 from passgate import PassRefused, base45, verify_pass
@@ -117,6 +125,25 @@ def test_valid_pretix_seeds_verify_so_the_oracle_is_exercised() -> None:
     assert verified == {f"{kind}-{i}" for kind in ("text", "raw") for i in range(4)} | {"text-newline"}
 
 
+def test_valid_presentation_seeds_verify_so_the_oracle_is_exercised() -> None:
+    """Four presentations (both issuer keys, a 30-s step), as texts and as CBOR, verify with the holder
+    proven, and the bound pass alone verifies unproven; the near-misses are refused."""
+    assert len(fuzz_presentation.SEED_PRESENTATIONS) == 4
+    proven, unproven = set(), set()
+    for name, data in fuzz_presentation.seeds().items():
+        mode, rest = data[0], data[1:]
+        if mode == fuzz_presentation.SIGN:
+            continue
+        text = rest if mode == fuzz_presentation.TEXT else f"PG2:{base45.encode(rest)}".encode()
+        try:
+            result = verify_pass(text, fuzz_presentation.TRUST, now=fuzz_presentation.NOW)
+        except PassRefused:
+            continue
+        (proven if result.holder_verified else unproven).add(name)
+    assert proven == {f"{kind}-{i}" for kind in ("text", "body") for i in range(4)} | {"text-lower"}
+    assert unproven == {"text-pass"}
+
+
 def test_rules_seeds_are_evaluated_so_the_oracles_are_exercised() -> None:
     """Every rules seed gets a result (not only RuleError) from json_logic or check_rules, so the
     harness's checks on results run from the first input on."""
@@ -152,6 +179,8 @@ def _verifies(data: bytes) -> bool:
         (fuzz_denylist, "SEED_LISTS", "2-delta-blocked"),
         (fuzz_freshness, "SIGNED", "revoked-acme"),
         (fuzz_pretix, "SEED_TICKETS", "raw-2"),
+        (fuzz_presentation, "SEED_PRESENTATIONS", "body-3"),
+        (fuzz_presentation, "SEED_PASSES", "text-pass"),
     ],
 )
 def test_forgery_oracle_fires_for_content_it_did_not_sign(
