@@ -6,6 +6,7 @@ code's; rows older than it says are kept must be gone after a purge (with an inj
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -183,6 +184,33 @@ def test_hub_pass_records_go_a_retention_after_their_validity(db_url: str) -> No
         s.commit()
         assert _purge(s, T0 + DAY + venue.retention_days * DAY - 1).passes_deleted == 0
         assert _purge(s, T0 + DAY + venue.retention_days * DAY + 1).passes_deleted == 1
+
+
+@claim("hub.claims")
+def test_hub_claims_hold_a_code_hash_and_a_key_thumbprint_and_go_with_the_pass_record(db_url: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from passgate_hub import claims
+    from passgate_hub.models import PassClaim
+
+    with _hub(db_url) as s:
+        venue, _ = _arena(s)
+        ops.add_key(s, venue, generate=True)
+        _, ((pass_id, code),) = claims.issue_bound(s, venue, count=1, valid_from=T0, valid_until=T0 + DAY,
+                                                   now=T0)
+        numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+        x, y = (base64.urlsafe_b64encode(n.to_bytes(32, "big")).decode().rstrip("=")
+                for n in (numbers.x, numbers.y))
+        jwk = {"kty": "EC", "crv": "P-256", "x": x, "y": y}
+        claims.claim(s, code, jwk, now=T0 + 1)
+        s.commit()
+        stored = " ".join(str(row) for row in s.execute(text("SELECT * FROM pass_claims")))
+        assert pass_id in stored and code not in stored and jwk["x"] not in stored and jwk["y"] not in stored
+        gone = T0 + DAY + venue.retention_days * DAY
+        assert _purge(s, gone - 1).passes_deleted == 0
+        assert s.scalar(select(func.count()).select_from(PassClaim)) == 1
+        assert _purge(s, gone + 1).passes_deleted == 1
+        assert s.scalar(select(func.count()).select_from(PassClaim)) == 0
 
 
 @claim("hub.counts")

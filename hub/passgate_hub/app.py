@@ -17,8 +17,21 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, auth, console, db, denylists, ops, published, retention, rounds, scope, sealing
-from .api import admin, gates
+from . import (
+    __version__,
+    auth,
+    claims,
+    console,
+    db,
+    denylists,
+    ops,
+    published,
+    retention,
+    rounds,
+    scope,
+    sealing,
+)
+from .api import admin, gates, wallet
 from .console import reference
 from .schemas import PARSED_BY_ROUTE
 
@@ -153,10 +166,11 @@ async def _serving(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(engine: Engine, *, max_body: int = MAX_BODY,
                purge_every_s: float = retention.PURGE_EVERY_S, lists_dir: str | None = None,
-               lists_url: str | None = None) -> FastAPI:
+               lists_url: str | None = None, public_url: str | None = None) -> FastAPI:
     """The app over an engine whose database is already migrated (see ``db.migrate``). Served
     with its lifespan, it purges as each venue's retention says (``retention.Purger``); it
-    publishes deny-list files in ``lists_dir`` (``published.configured``)."""
+    publishes deny-list files in ``lists_dir`` (``published.configured``). Claim links start with
+    ``public_url`` (else ``$PASSGATE_HUB_PUBLIC_URL``, else the URL a request came in on)."""
     app = Hub(title="passgate hub", version=__version__, docs_url=None, redoc_url=None, lifespan=_serving)
     app.state.engine = engine
     app.state.sessions = db.session_factory(engine)
@@ -167,6 +181,8 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY,
     app.state.vectors = rounds.VersionVectors()
     app.state.known = rounds.Known()
     app.state.beats = rounds.Beats()
+    app.state.public_url = claims.public_url(public_url)
+    app.state.claim_limiter = claims.Limiter()
     app.state.vectors.watch(app.state.sessions, app.state.known.forget)
     app.include_router(gates.router)
     app.include_router(gates.enroll_router)
@@ -174,12 +190,14 @@ def create_app(engine: Engine, *, max_body: int = MAX_BODY,
     app.include_router(admin.router)
     app.include_router(console.router)
     app.include_router(reference.router)
+    app.include_router(wallet.router)
+    app.include_router(wallet.pages)
     check_scoped(app)
     handlers: dict[Any, Any] = {RequestValidationError: _invalid, OperationalError: _database_unavailable,
                                 scope.Forbidden: _error(403), ops.NotFound: _error(404),
                                 ops.Conflict: _error(409), ops.Invalid: _error(422),
                                 denylists.DenyListChangeError: _error(409),
-                                sealing.SealingError: _cannot_sign}
+                                sealing.SealingError: _cannot_sign, claims.ClaimRefused: wallet.refused}
     for exc, handler in handlers.items():
         app.add_exception_handler(exc, handler)
     app.add_middleware(BodyLimit, max_bytes=max_body)

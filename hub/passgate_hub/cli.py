@@ -36,6 +36,7 @@ from passgate.times import FORMS, parse_time
 from . import (
     apikeys,
     audit,
+    claims,
     cliargs,
     dates,
     db,
@@ -82,7 +83,8 @@ def _serve(args: argparse.Namespace) -> int:
     url = db.database_url(args.database)
     db.migrate(db.make_engine(url))  # seals plain keys left by an older hub (needs the sealing key)
     os.environ[db.ENV_URL] = url
-    for option, name in ((args.lists_dir, published.ENV_DIR), (args.lists_url, published.ENV_URL)):
+    for option, name in ((args.lists_dir, published.ENV_DIR), (args.lists_url, published.ENV_URL),
+                         (args.public_url, claims.ENV_PUBLIC_URL)):
         if option:  # for the worker processes, which build the app from the environment
             os.environ[name] = option
     uvicorn.run("passgate_hub.app:from_env", factory=True, host=args.host, port=args.port,
@@ -101,6 +103,8 @@ def _deny(kind: str, remove: bool) -> Handler:
 
 
 def _issue(session: Session, args: argparse.Namespace) -> Any:
+    if args.holder_bound:
+        return _issue_bound(session, args)
     kid, passes = ops.issue(session, ops.get_venue(session, args.venue), count=args.count,
                             valid_from=parse_time(args.valid_from, name="--valid-from"),
                             valid_until=parse_time(args.valid_until, name="--valid-until"),
@@ -108,6 +112,33 @@ def _issue(session: Session, args: argparse.Namespace) -> Any:
                             reentry=args.reentry, record=not args.no_record)
     path = write_batch(args.out, passes, qr=None if args.no_qr else "png")
     return {"kid": kid, "issued": len(passes), "csv": str(path)}
+
+
+def _issue_bound(session: Session, args: argparse.Namespace) -> Any:
+    """Holder-bound passes: claim links (``claims.csv``, a QR of each link) instead of pass texts."""
+    if args.no_record:
+        raise ops.Invalid("a holder-bound pass is signed when claimed, from its record: drop --no-record")
+    base = claims.require_public_url(args.public_url)
+    kid, codes = claims.issue_bound(session, ops.get_venue(session, args.venue), count=args.count,
+                                    valid_from=parse_time(args.valid_from, name="--valid-from"),
+                                    valid_until=parse_time(args.valid_until, name="--valid-until"),
+                                    zones=args.zone, entries=args.entries, product=args.product,
+                                    reentry=args.reentry, holder_step=args.holder_step)
+    path = claims.write_claim_links(args.out, claims.links(base, codes), qr=None if args.no_qr else "png")
+    return {"kid": kid, "issued": len(codes), "holder_bound": True, "csv": str(path)}
+
+
+def _claim_reset(session: Session, args: argparse.Namespace) -> Any:
+    base = claims.require_public_url(args.public_url)
+    code = claims.reset(session, ops.get_venue(session, args.venue), args.pass_id)
+    return {"pass_id": args.pass_id.strip().lower(), "claim_code": code,
+            "claim_url": claims.claim_url(base, code), "note": claims.STOLEN}
+
+
+_PUBLIC_URL = (("--public-url",), {
+    "metavar": "URL", "help": f"the hub's address as holders reach it, for claim links (default "
+                              f"${claims.ENV_PUBLIC_URL}; with --url: the hub's own)"})
+STEP = _whole(*claims.STEPS)
 
 
 # --zone is the gate's zone; every other setting of ``wire.GateSettings`` is a flag of its own.
@@ -359,7 +390,16 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                        (("--reentry",), {"action": "store_true"}),
                        (("--no-record",), {"action": "store_true"}),
                        (("--no-qr",), {"action": "store_true", "help": "CSV only, no PNG files"}),
-                       (("--out",), {"required": True, "help": "directory for passes.csv and PNGs"})]),
+                       (("--out",), {"required": True, "help": "directory for passes.csv and PNGs"}),
+                       (("--holder-bound",), {"action": "store_true",
+                                              "help": "passes a holder claims with the wallet (/wallet), "
+                                                      "bound to the phone: claims.csv with a one-time "
+                                                      "claim link (and its QR) a pass"}),
+                       (("--holder-step",), {"type": STEP, "default": claims.DEFAULT_STEP, "metavar": "S",
+                                             "help": "seconds a holder-bound pass's live code lasts "
+                                                     f"({claims.STEPS[0]}..{claims.STEPS[1]}; default "
+                                                     f"{claims.DEFAULT_STEP})"}),
+                       _PUBLIC_URL]),
     "events": (_events, [(("venue",), {}), (("--gate",), {}), (("--kind",), {}),
                          (("--after",), {"type": CURSOR, "default": 0, "help": "the last seq seen"}),
                          (("--since",), {"metavar": "TIME", "help": FORMS}),
@@ -373,7 +413,10 @@ COMMANDS: dict[str, tuple[Handler, Arguments]] = {
                        (("--after",), {"type": CURSOR, "default": 0, "help": "the last id seen"}),
                        (("--limit",), {"type": LIMIT, "default": 1000})]),
 }
+COMMANDS["pass-issue"] = COMMANDS["issue"]  # beside pass record and pass claim-reset
 COMMANDS.update({
+    "pass-claim-reset": (_claim_reset, [(("venue",), {}), (("pass_id",), {"help": "a holder-bound pass"}),
+                                        _PUBLIC_URL]),
     "pass-record": (lambda s, a: offline.record_passes(s, ops.get_venue(s, a.venue),
                                                        cliargs.pass_texts(a.files)),
                     [(("venue",), {}),
@@ -442,7 +485,10 @@ HELP = {
     "gate-rotate-token": "a new token for a gate (printed once); the old one stops at once",
     "gate-revoke-token": "revoke a gate's token: it stops at once",
     "audit": "changes made by operators: who, what, when, from where",
-    "pass": "passes signed outside the hub (offline issuer)",
+    "pass": "passes: issue, claim-reset (holder-bound), record (signed outside the hub)",
+    "pass-issue": "the same as issue (--holder-bound: claim links for the wallet instead of pass texts)",
+    "pass-claim-reset": "a new one-time claim link for a holder-bound pass (the old link stops working; "
+                        "a phone that claimed it keeps it: revoke the pass if that phone was stolen)",
     "pass-record": "record passes signed with passgate issue, after checking each signature",
     "denylist": "an offline-issuer venue's deny lists",
     "denylist-pending": "the unsigned next version of a list, to sign with passgate denylist sign",
@@ -481,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--lists-url", metavar="URL",
                        help="where gates download them when another server or a CDN serves DIR "
                             "(default: $PASSGATE_HUB_LISTS_URL, or this hub's /lists/)")
+    serve.add_argument("--public-url", metavar="URL",
+                       help=f"the hub's address as holders reach it, for claim links (default "
+                            f"${claims.ENV_PUBLIC_URL}, else the address a request came in on)")
     serve.set_defaults(run=None)
     sub.add_parser("migrate", help=HELP["migrate"], description=HELP["migrate"]).set_defaults(run=None)
     groups: dict[str, argparse._SubParsersAction] = {}

@@ -240,6 +240,23 @@ class IssuedPass(Base):
     issued_at: Mapped[float] = mapped_column(Double)
 
 
+class PassClaim(Base):
+    """A holder-bound pass's claim (``claims``): the SHA-256 of its one-time claim code, what its
+    signature at claim time needs beyond the pass record, and once claimed, when and the holder
+    key's RFC 7638 thumbprint (no personal data). Deleted with the pass record."""
+
+    __tablename__ = "pass_claims"
+    pass_id: Mapped[str] = mapped_column(String(32), ForeignKey("passes.pass_id", ondelete="CASCADE"),
+                                         primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_made_at: Mapped[float] = mapped_column(Double)  # at issue, or at the last reset
+    reentry: Mapped[bool] = mapped_column(Boolean)
+    holder_step: Mapped[int] = mapped_column(Integer)  # the presentation's time step, seconds
+    claimed_at: Mapped[float | None] = mapped_column(Double)  # None: the current code is unclaimed
+    holder_thumbprint: Mapped[str | None] = mapped_column(String(64))
+    claims: Mapped[int] = mapped_column(Integer, default=0)  # devices it was claimed by (resets allow more)
+
+
 class DenyList(Base):
     """The current version of one venue's revoked or blocked list."""
 

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from passgate import cose, generate_private_key, issue_pass, key_id, wire
+from passgate.cose import PrivateKey
 from passgate.keys import public_pem
 
 from . import audit, credentials, denylists
@@ -409,19 +410,32 @@ def export_key(db: Session, venue: Venue, kid: str) -> str:
     return get_key(db, venue, kid).public_pem
 
 
-def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_until: float,
-          zones: Iterable[str] = (), entries: int | None = None, product: str | None = None,
-          reentry: bool = False, record: bool = True) -> tuple[str, list[tuple[str, str]]]:
-    """Sign ``count`` passes with the venue's newest hub-held issuer key: ``(kid, [(id, text)])``."""
+def issuing_key(db: Session, venue: Venue) -> PrivateKey:
+    """The venue's newest hub-held pass key (``keys.held_key``), or why the hub cannot issue."""
     key = held_key(db, venue, "passes")
     if key is None and venue.offline:
         raise Conflict(f"{venue.name!r} is an offline-issuer venue: sign passes with 'passgate issue' "
                        "where the key lives, then record them on the hub (pass record)")
     if key is None:
         raise NotFound(f"venue {venue.name!r} has no hub-held issuer key (generate one first)")
+    return key
+
+
+def check_zones(db: Session, venue: Venue, zones: Iterable[str]) -> list[str]:
+    """The zone names, each one the venue has (``NotFound`` naming those it has otherwise)."""
+    names = list(zones)
+    _zone_ids(db, venue, names)
+    return names
+
+
+def issue(db: Session, venue: Venue, *, count: int, valid_from: float, valid_until: float,
+          zones: Iterable[str] = (), entries: int | None = None, product: str | None = None,
+          reentry: bool = False, record: bool = True) -> tuple[str, list[tuple[str, str]]]:
+    """Sign ``count`` passes with the venue's newest hub-held issuer key: ``(kid, [(id, text)])``.
+    (Holder-bound passes are issued by ``claims.issue_bound``: signed when claimed.)"""
+    key = issuing_key(db, venue)
     kid = key_id(key).hex()
-    zones = list(zones)
-    _zone_ids(db, venue, zones)
+    zones = check_zones(db, venue, zones)
     now = time.time()
     out = []
     for _ in range(count):

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from passgate.batch import write_batch
 from passgate.times import parse_time
 
-from . import cliargs, schemas
+from . import claims, cliargs, schemas
 
 ENV_URL = "PASSGATE_HUB_URL"
 ENV_KEY = "PASSGATE_HUB_API_KEY"
@@ -134,6 +134,8 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 
 def _issue(hub: AdminClient, args: argparse.Namespace) -> Any:
     """Batches of ``ISSUE_BATCH`` (a bar on stderr when there are several), written as they come."""
+    if args.holder_bound:
+        return _issue_bound(hub, args)
     body = {"valid_from": parse_time(args.valid_from, name="--valid-from"),
             "valid_until": parse_time(args.valid_until, name="--valid-until"), "zones": args.zone,
             "entries": args.entries, "product": args.product, "reentry": args.reentry,
@@ -151,6 +153,39 @@ def _issue(hub: AdminClient, args: argparse.Namespace) -> Any:
 
     path = write_batch(args.out, passes(), qr=None if args.no_qr else "png")
     return {"kid": ", ".join(sorted(kids)), "issued": args.count, "csv": str(path)}
+
+
+def _issue_bound(hub: AdminClient, args: argparse.Namespace) -> Any:
+    """Holder-bound passes in batches: claim links (the hub's, or ``--public-url``'s) in claims.csv."""
+    if args.no_record:
+        raise RemoteError("a holder-bound pass is signed when claimed, from its record: drop --no-record")
+    body = {"valid_from": parse_time(args.valid_from, name="--valid-from"),
+            "valid_until": parse_time(args.valid_until, name="--valid-until"), "zones": args.zone,
+            "entries": args.entries, "product": args.product, "reentry": args.reentry,
+            "holder_bound": True, "holder_step": args.holder_step}
+    kids: set[str] = set()
+
+    def rows() -> Iterator[tuple[str, str, str]]:
+        with tqdm(total=args.count, unit="pass", disable=args.count <= ISSUE_BATCH, file=sys.stderr) as bar:
+            for start in range(0, args.count, ISSUE_BATCH):
+                count = min(ISSUE_BATCH, args.count - start)
+                done = hub.post(f"{_v(args.venue)}/passes", {**body, "count": count})
+                kids.add(done["kid"])
+                for p in done["passes"]:
+                    code = p["claim_code"]
+                    url = claims.claim_url(args.public_url, code) if args.public_url else p["claim_url"]
+                    yield p["pass_id"], url, code
+                bar.update(len(done["passes"]))
+
+    path = claims.write_claim_links(args.out, rows(), qr=None if args.no_qr else "png")
+    return {"kid": ", ".join(sorted(kids)), "issued": args.count, "holder_bound": True, "csv": str(path)}
+
+
+def _claim_reset(hub: AdminClient, args: argparse.Namespace) -> Any:
+    done = hub.post(f"{_v(args.venue)}/passes/{quote(args.pass_id.strip().lower(), safe='')}/claim/reset")
+    if args.public_url:
+        done["claim_url"] = claims.claim_url(args.public_url, done["claim_code"])
+    return done
 
 
 def _deny(path: str, kind: str) -> Callable[[AdminClient, argparse.Namespace], Any]:
@@ -276,6 +311,8 @@ COMMANDS: dict[str, Remote] = {
     "alerts": lambda h, a: h.get(f"{_v(a.venue)}/alerts", after=a.after, limit=a.limit),
     "audit": lambda h, a: h.get("/audit", venue=a.venue, after=a.after, limit=a.limit),
     "pass-record": _record,
+    "pass-issue": _issue,
+    "pass-claim-reset": _claim_reset,
     "denylist-pending": lambda h, a: h.get(f"{_v(a.venue)}/denylists/{quote(a.kind, safe='')}/pending"),
     "denylist-upload": _upload_lists,
     "revoke": _deny("revocations", "revoked"),

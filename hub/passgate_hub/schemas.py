@@ -273,16 +273,74 @@ class IssueIn(Strict):
     product: Annotated[str, StringConstraints(max_length=64)] | None = None
     reentry: bool = False
     record: bool = True  # keep a record of the issued passes on the hub
+    # each pass gets a one-time claim code instead of a text: signed when a wallet claims it, with
+    # the holder's key inside (``claims``); needs the record
+    holder_bound: bool = False
+    holder_step: Annotated[int, Field(strict=True, ge=5, le=300)] = 15  # a presentation's seconds
 
 
 class IssuedPassOut(BaseModel):
+    """An unbound pass: its ``text``. A holder-bound one: its one-time ``claim_code`` (shown once;
+    the hub keeps only its hash) and ``claim_url``, the wallet link that claims it."""
+
     pass_id: str
-    text: str
+    text: str | None = None
+    claim_code: str | None = None
+    claim_url: str | None = None
 
 
 class Issued(BaseModel):
     kid: str
     passes: list[IssuedPassOut]
+
+
+class ClaimReset(BaseModel):
+    pass_id: str
+    claim_code: str  # shown once; the old code is void
+    claim_url: str
+    note: str  # the device that claimed it before keeps a valid pass: revoke it if that phone was stolen
+
+
+# --- the wallet ---------------------------------------------------------------------------------
+
+
+class Jwk(BaseModel):
+    """A P-256 public key as WebCrypto exports it (JWK); only these members are read, and a
+    private ``d`` is refused."""
+
+    model_config = ConfigDict(extra="allow")
+    kty: Annotated[str, StringConstraints(max_length=8)]
+    crv: Annotated[str, StringConstraints(max_length=16)]
+    x: Annotated[str, StringConstraints(max_length=64)]
+    y: Annotated[str, StringConstraints(max_length=64)]
+
+
+class ClaimIn(BaseModel):
+    """A claim code (as in the claim link) and the wallet's public key."""
+
+    code: Annotated[str, StringConstraints(max_length=64)]
+    public_key: Jwk
+
+
+class ClaimOut(BaseModel):
+    """The pass, bound to the key sent (``PG1:...``), and what the wallet shows of it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    pass_: str = Field(alias="pass")
+    pass_id: str
+    step: int  # seconds each presentation code lasts
+    venue: str
+    valid_from: int
+    valid_until: int
+
+
+class ClaimError(BaseModel):
+    """A refused claim: ``code`` is claim_unknown (404), claim_taken (409), claim_revoked or
+    claim_expired (410), claim_bad_key or claim_bad_request (422), claim_rate_limited (429),
+    claim_cannot_sign (503)."""
+
+    detail: str
+    code: str
 
 
 class DenyIn(Strict):

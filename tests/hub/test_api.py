@@ -53,9 +53,10 @@ def event(gate_id: str, kind: str = "decision", **fields: object) -> dict[str, o
             "latency_ms": None, "detail": None, **fields}
 
 
-# The one route without a credential: the one-time enrollment code in its body is the credential
-# (tests/hub/test_enroll.py: a wrong, used or expired code is a 404, a malformed one a 422).
-WITHOUT_CREDENTIAL = {("POST", "/v1/enroll")}
+# The routes without a credential: the one-time code in the body is the credential, an enrollment
+# code (tests/hub/test_enroll.py: a wrong, used or expired code is a 404, a malformed one a 422) or
+# a holder-bound pass's claim code (tests/hub/test_claims.py: 404, 409 taken, 429 for guessers).
+WITHOUT_CREDENTIAL = {("POST", "/v1/enroll"), ("POST", "/v1/wallet/claim")}
 
 
 def routes(hub: HubServer) -> list[tuple[str, str]]:
@@ -131,6 +132,7 @@ def test_openapi_schema_names_every_operation(hub: HubServer) -> None:
         ("POST", "/v1/admin/operators/{name}/unlock"), ("POST", "/v1/admin/operators/{name}/disable"),
         ("POST", "/v1/admin/operators/{name}/enable"), ("DELETE", "/v1/admin/operators/{name}"),
         ("POST", "/v1/admin/purge"),
+        ("POST", "/v1/admin/venues/{venue}/passes/{pass_id}/claim/reset"),
     }
     assert set(routes(hub)) == expected
     events = schema["paths"]["/v1/gates/{gate_id}/events"]["post"]

@@ -78,7 +78,8 @@ class Walk:
 
     def url(self, path: str) -> str:
         filled = (path.replace("{venue}", "arena").replace("{gate_id}", "arena-g1")
-                  .replace("{kind}", "revoked").replace("{kid}", self.kid).replace("{name}", "arena-victim"))
+                  .replace("{kind}", "revoked").replace("{kid}", self.kid).replace("{name}", "arena-victim")
+                  .replace("{pass_id}", self.pass_id))
         assert "{" not in filled, f"the walk cannot fill {path}: teach Walk.url the new parameter"
         return self.hub.url + filled
 

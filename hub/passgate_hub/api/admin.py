@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
-from .. import apikeys, audit, denylists, offline, operators, ops, retention
+from .. import apikeys, audit, claims, denylists, offline, operators, ops, retention
 from ..auth import DB, Admin, HubAdmin, Operator, Viewer, current_admin
 from ..schemas import (
     AlertOut,
@@ -22,6 +22,7 @@ from ..schemas import (
     ApiKeyOut,
     ApiKeySecret,
     AuditOut,
+    ClaimReset,
     DenyIn,
     DenyOut,
     EnrollmentCode,
@@ -162,12 +163,43 @@ def export_key(*, venue: Name, kid: KeyId, access: Viewer, db: DB) -> PlainTextR
     return PlainTextResponse(pem, media_type="application/x-pem-file")
 
 
-@router.post("/venues/{venue}/passes", response_model=Issued, status_code=201)
-def issue_passes(*, venue: Name, body: IssueIn, access: Operator, db: DB) -> Issued:
-    """Issue passes in bulk with the venue's hub-held key (the CLI writes them as CSV + QR)."""
-    kid, passes = ops.issue(db, ops.get_venue(db, venue), **body.model_dump())
+PassId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="a pass id (32 hex characters)")]
+
+
+def _public_url(request: Request) -> str:
+    return claims.public_url(request.app.state.public_url, str(request.base_url)) or ""
+
+
+@router.post("/venues/{venue}/passes", response_model=Issued, response_model_exclude_none=True,
+             status_code=201)
+def issue_passes(*, venue: Name, body: IssueIn, request: Request, access: Operator, db: DB) -> Issued:
+    """Issue passes in bulk with the venue's hub-held key (the CLI writes them as CSV + QR).
+    ``holder_bound``: each pass gets a one-time ``claim_code`` and ``claim_url`` (the wallet link
+    that claims it) instead of a text; the hub signs it when claimed, with the holder's key inside."""
+    given = body.model_dump()
+    bound, step = given.pop("holder_bound"), given.pop("holder_step")
+    target = ops.get_venue(db, venue)
+    if not bound:
+        kid, passes = ops.issue(db, target, **given)
+        db.commit()
+        return Issued(kid=kid, passes=[IssuedPassOut(pass_id=p, text=t) for p, t in passes])
+    if not given.pop("record"):
+        raise ops.Invalid("a holder-bound pass is signed when claimed, from its record: record must be true")
+    kid, codes = claims.issue_bound(db, target, holder_step=step, **given)
     db.commit()
-    return Issued(kid=kid, passes=[IssuedPassOut(pass_id=p, text=t) for p, t in passes])
+    return Issued(kid=kid, passes=[IssuedPassOut(pass_id=p, claim_code=code, claim_url=url)
+                                   for p, url, code in claims.links(_public_url(request), codes)])
+
+
+@router.post("/venues/{venue}/passes/{pass_id}/claim/reset", response_model=ClaimReset)
+def reset_claim(*, venue: Name, pass_id: PassId, request: Request, access: Operator, db: DB) -> ClaimReset:
+    """A new one-time claim code for a holder-bound pass (the old one is void). The device that
+    claimed the pass before keeps a valid pass; if that phone was stolen, revoke the pass and
+    issue a new one instead."""
+    code = claims.reset(db, ops.get_venue(db, venue), pass_id)
+    db.commit()
+    url = claims.claim_url(_public_url(request), code)
+    return ClaimReset(pass_id=pass_id, claim_code=code, claim_url=url, note=claims.STOLEN)
 
 
 def _deny(db: Session, venue: str, kind: str, body: DenyIn, *, remove: bool) -> DenyOut:
