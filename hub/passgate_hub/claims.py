@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from passgate import issue_pass, key_id, wire
 from passgate.cose import PrivateKey
+from passgate.holder import public_key_from_jwk
 
 from . import audit, ops, sealing
 from .keys import held_key
@@ -177,12 +178,6 @@ def reset(db: Session, venue: Venue, pass_id: str, *, now: float | None = None) 
 # -- claiming (the holder's side) -------------------------------------------------------------------
 
 
-def _b64url(text: Any, name: str) -> bytes:
-    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9_-]{43}=?", text):
-        raise ClaimRefused(422, "claim_bad_key", f"public_key.{name}: not 32 bytes in base64url")
-    return base64.urlsafe_b64decode(text.rstrip("=") + "=")
-
-
 def holder_key(jwk: Any) -> ec.EllipticCurvePublicKey:
     """The wallet's public key from its JWK (as WebCrypto exports it; only ``kty``, ``crv``, ``x``
     and ``y`` are read, and a private ``d`` is refused): a P-256 point on the curve."""
@@ -190,14 +185,10 @@ def holder_key(jwk: Any) -> ec.EllipticCurvePublicKey:
         raise ClaimRefused(422, "claim_bad_key", "public_key: a JWK object is expected")
     if "d" in jwk:
         raise ClaimRefused(422, "claim_bad_key", "public_key holds a private key: send the public key only")
-    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
-        raise ClaimRefused(422, "claim_bad_key", 'public_key: kty "EC" and crv "P-256" are expected')
-    x, y = _b64url(jwk.get("x"), "x"), _b64url(jwk.get("y"), "y")
     try:
-        numbers = ec.EllipticCurvePublicNumbers(int.from_bytes(x), int.from_bytes(y), ec.SECP256R1())
-        return numbers.public_key()
-    except ValueError:
-        raise ClaimRefused(422, "claim_bad_key", "public_key: not a point on the P-256 curve") from None
+        return public_key_from_jwk(jwk)
+    except ValueError as exc:
+        raise ClaimRefused(422, "claim_bad_key", f"public_key: {exc}") from None
 
 
 def thumbprint(key: ec.EllipticCurvePublicKey) -> str:

@@ -492,3 +492,21 @@ def test_every_file_of_the_wallet_is_package_data() -> None:
     for path in wallet.FILES.iterdir() if wallet.FILES.is_dir() else ():
         if path.is_file() and not path.name.startswith(".") and path.suffix != ".py":  # .py: a module
             assert path.suffix in suffixes, path.name
+
+
+def test_readmes_claim_example_runs(tmp_path: Path) -> None:
+    from tests.test_readme import run_example
+
+    result = run_example("hub-claims", tmp_path)
+    rows = list(csv.DictReader((tmp_path / "season" / "claims.csv").open()))
+    reset = json.loads(result.stdout[result.stdout.rindex("{\n"):])  # the last command's answer
+    links = [r["claim_url"] for r in rows] + [reset["claim_url"]]
+    assert len(set(links)) == 3 and all(u.startswith("https://hub.example.org/wallet#claim=") for u in links)
+
+
+def test_readme_states_the_limiters_defaults() -> None:
+    from tests.test_readme import README
+
+    limiter, words = claims.Limiter(), " ".join(README.split())
+    assert f"{limiter.burst} tries, one more every {limiter.refill_s:.0f} seconds" in words
+    assert f"{claims.STEPS[0]} to {claims.STEPS[1]}, default {claims.DEFAULT_STEP}" in words
