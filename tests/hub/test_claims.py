@@ -510,3 +510,26 @@ def test_readme_states_the_limiters_defaults() -> None:
     limiter, words = claims.Limiter(), " ".join(README.split())
     assert f"{limiter.burst} tries, one more every {limiter.refill_s:.0f} seconds" in words
     assert f"{claims.STEPS[0]} to {claims.STEPS[1]}, default {claims.DEFAULT_STEP}" in words
+
+
+def test_the_cli_through_the_api_writes_the_hubs_links(
+        hub: HubServer, arena: requests.Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "key"
+    key.write_text(hub.api_key(Role.OPERATOR, ("arena",)))
+    far = ["--url", hub.url, "--api-key-file", str(key), "--epoch"]
+    status = cli.main([*far, "issue", "arena", "--count", "2", "--valid-until", "+4h", "--zone", "floor",
+                       "--holder-bound", "--holder-step", "10", "--no-qr", "--out", str(tmp_path / "links")])
+    out, err = capsys.readouterr()
+    assert status == 0 and json.loads(out)["holder_bound"] is True, err
+    rows = list(csv.DictReader((tmp_path / "links" / "claims.csv").open()))
+    assert [r["claim_url"] for r in rows] == [f"{hub.url}/wallet#claim={r['claim_code']}" for r in rows]
+    answer = claim(hub, rows[0]["claim_code"], ec.generate_private_key(ec.SECP256R1())).json()
+    assert answer["step"] == 10 and answer["pass_id"] == rows[0]["pass_id"]
+    status = cli.main([*far, "pass", "claim-reset", "arena", rows[0]["pass_id"], "--public-url", "https://h.test"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    reset = json.loads(out)
+    assert reset["claim_url"] == f"https://h.test/wallet#claim={reset['claim_code']}"
+    assert claim(hub, reset["claim_code"], ec.generate_private_key(ec.SECP256R1())).status_code == 200
+    status = cli.main([*far, "pass", "claim-reset", "arena", "0" * 32])
+    assert status == 1 and "(HTTP 404)" in capsys.readouterr().err
