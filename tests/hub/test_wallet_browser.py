@@ -16,30 +16,45 @@ admitted, the old screenshot refused as expired; a second browser cannot claim t
 from __future__ import annotations
 
 import base64
+import io
 import json
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import cbor2
 import numpy
 import pytest
+import requests
 import segno
 import zxingcpp
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from playwright.sync_api import Browser
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect
 
-from passgate import base45, generate_private_key, issue_pass, passes
+from passgate import base45, generate_private_key, holder, issue_pass, passes
 from passgate.decode import decode_image
 from tests.parts import require_part
 
+from .server import HubServer
+from .test_api import TIMEOUT, setup_venue
 from .wallet_pages import WalletHarness, harness
 
 ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 LEVEL_M = segno.consts.ERROR_LEVEL_M
 ZXING_3 = "pip install 'zxing-cpp>=3'"
+SHOTS = Path("/tmp")  # where the console's browser tests put their screenshots too
+WAIT_S = 30.0  # bound on every wait for the hub, the page or the gate
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +355,7 @@ def test_a_presentation_made_in_the_page_has_the_contracts_layout_and_signature(
 def test_the_sdk_verifies_a_presentation_made_in_the_page(page: WalletHarness) -> None:
     """A pass bound to the page's key, presented by the page: the SDK (and so the gate) proves the
     holder, and the page's text has the same layout as the SDK's twin ``passgate.holder.present``."""
-    from passgate import TrustStore, holder, verify_pass
+    from passgate import TrustStore, verify_pass
 
     issuer = generate_private_key()
     trust = TrustStore()
@@ -370,3 +385,273 @@ def test_claim_codes_are_read_from_what_a_holder_types_or_pastes(page: WalletHar
               code[:-1], code + "a", code[:-1] + "1", "", "#claim="]
     read = page.call("(all) => all.map(wallet.parseClaimCode)", inputs)
     assert read == [code, code, code, code, code, None, None, None, None, None]
+
+
+# --- End to end: a real hub, the wallet page, a simulated gate ---------------------------------------
+
+STEP_S = 5  # the pass's presentation step: short, so "one window later" comes within seconds
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
+         "has_touch": True}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[HubServer]:
+    """A hub on SQLite over loopback with the arena (zones floor and vip, a hub-held issuer key)."""
+    hub = HubServer(f"sqlite:///{tmp_path / 'hub.db'}").start()
+    try:
+        setup_venue(hub, hub.admin())
+        yield hub
+    finally:
+        hub.close()
+
+
+def bound_pass(hub: HubServer, admin: requests.Session) -> dict[str, str]:
+    body = {"count": 1, "valid_from": time.time() - 60, "valid_until": time.time() + 3600, "zones": ["floor"],
+            "holder_bound": True, "holder_step": STEP_S}
+    r = admin.post(f"{hub.url}/v1/admin/venues/arena/passes", json=body, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    issued: dict[str, str] = r.json()["passes"][0]
+    assert issued.get("text") is None
+    assert issued["claim_url"] == f"{hub.url}/wallet#claim={issued['claim_code']}"
+    return issued
+
+
+def venue_trust(hub: HubServer, admin: requests.Session, folder: Path) -> Path:
+    """A gate's trust directory holding the arena's issuer public key, as exported by the hub."""
+    folder.mkdir()
+    keys = admin.get(f"{hub.url}/v1/admin/venues/arena/keys", timeout=TIMEOUT).json()
+    for key in keys:
+        pem = admin.get(f"{hub.url}/v1/admin/venues/arena/keys/{key['kid']}.pem", timeout=TIMEOUT)
+        assert pem.status_code == 200
+        (folder / f"{key['kid']}.pem").write_text(pem.text)
+    return folder
+
+
+class Gate:
+    """``passgated simulate`` in a child process: one scan a line on stdin, one JSON line a decision
+    on stdout (read by a thread, so a wait is bounded)."""
+
+    def __init__(self, trust: Path, journal: Path) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "passgated.cli", "simulate", "--trust", str(trust), "--zone", "floor",
+             "--journal", str(journal), "--walk-ms", "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.decisions: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.child.stderr or ()), daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.child.stdout or ():
+            record = json.loads(line)
+            if "decision" in record:
+                self.decisions.put(record)
+
+    def scan(self, text: str) -> dict[str, Any]:
+        assert self.child.stdin is not None
+        self.child.stdin.write(text + "\n")
+        self.child.stdin.flush()
+        try:
+            return self.decisions.get(timeout=WAIT_S)
+        except queue.Empty:
+            raise AssertionError(f"the gate did not decide: {''.join(self.stderr)[-2000:]}") from None
+
+    def close(self) -> None:
+        if self.child.stdin is not None:
+            self.child.stdin.close()
+        try:
+            self.child.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.wait()
+
+
+def shown_step(page: Page) -> int:
+    step = page.locator("#code").get_attribute("data-step")
+    assert step is not None
+    return int(step)
+
+
+def screenshot_code(page: Page, name: str) -> tuple[str, int]:
+    """The whole phone screen as a screenshot (what a holder would send a friend), decoded: the
+    PG2 text and the step the page showed. Taken again if the code turned meanwhile."""
+    for _ in range(3):
+        step = shown_step(page)
+        png = page.screenshot(path=SHOTS / f"passgate-wallet-{name}.png")
+        if shown_step(page) == step:
+            texts = [code.text for code in decode_image(Image.open(io.BytesIO(png)).convert("L"))]
+            assert len(texts) == 1 and texts[0] is not None
+            return texts[0], step
+    raise AssertionError("the code turned during every screenshot")
+
+
+def quiet_modules(page: Page) -> float:
+    """The light margin around the drawn code, in modules (the canvas's own pixels)."""
+    shot = Image.open(io.BytesIO(page.locator("#code").screenshot())).convert("L")
+    left, top, right, _ = shot.point(lambda v: 255 if v < 128 else 0).getbbox() or (0, 0, 0, 0)
+    extra = zxing_reading(shot)
+    size = 17 + 4 * int(str(extra["Version"]))
+    module = (right - left) / size
+    return min(left, top, shot.width - right) / module
+
+
+def wait_for_wallet(page: Page) -> None:
+    expect(page.locator("#pass-view")).to_be_visible(timeout=WAIT_S * 1000)
+    expect(page.locator("#code")).to_have_attribute("data-step", re.compile(r"^\d+$"), timeout=WAIT_S * 1000)
+
+
+def test_a_claimed_pass_rotates_offline_and_a_screenshot_of_it_expires_at_the_gate(
+    chromium_browser: Browser, site: HubServer, tmp_path: Path
+) -> None:
+    hub = site
+    admin = hub.admin()
+    issued = bound_pass(hub, admin)
+    trust = venue_trust(hub, admin, tmp_path / "trust")
+    phone = chromium_browser.new_context(**PHONE)  # type: ignore[arg-type]
+    other = chromium_browser.new_context(**PHONE)  # type: ignore[arg-type]
+    gate = Gate(trust, tmp_path / "journal.db")
+    try:
+        # Claim: the link opens the wallet, which keeps a key and the pass, and drops the code from the URL.
+        page = phone.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(issued["claim_url"])
+        wait_for_wallet(page)
+        assert page.url == f"{hub.url}/wallet"
+        expect(page.locator("#screenshot-note")).to_have_text(
+            f"This code changes every {STEP_S} s; a screenshot will not work at the gate.")
+        expect(page.locator("#brightness")).to_contain_text("brightness")
+        expect(page.locator("#countdown")).to_have_text(re.compile(rf"^New code in [1-{STEP_S}] s$"))
+        expect(page.locator("#pass-info")).to_contain_text("arena")
+        expect(page.locator("#clock-warning")).to_be_hidden()  # this phone's clock is the hub's
+        stored = page.evaluate("""async () => {
+            const wallet = await import("/wallet/wallet.js");
+            const [held] = await wallet.loadPasses();
+            let exported = true;
+            try { await crypto.subtle.exportKey("jwk", held.keys.privateKey); } catch { exported = false; }
+            return {id: held.pass_id, extractable: held.keys.privateKey.extractable, exported,
+                    usages: held.keys.privateKey.usages, pass: held.pass};
+        }""")
+        assert stored["id"] == issued["pass_id"]
+        assert (stored["extractable"], stored["exported"], stored["usages"]) == (False, False, ["sign"])
+        bare = gate.scan(stored["pass"])  # the pass itself, copied out of the phone's storage
+        assert (bare["decision"], bare["reason"]) == ("refuse", "holder_proof_required")
+        assert quiet_modules(page) >= 8
+
+        # Another phone with the same link: refused, and told why.
+        second = other.new_page()
+        second.goto(issued["claim_url"])
+        expect(second.locator("#claim-error")).to_contain_text("already been added to another phone")
+        expect(second.locator("#claim-error")).to_contain_text("409: claim_taken")
+        expect(second.locator("#pass-view")).to_be_hidden()
+        second.screenshot(path=SHOTS / "passgate-wallet-claim-taken.png")
+
+        # Offline: the service worker controls the page; no network and no hub, and it still works.
+        page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=WAIT_S * 1000)
+        cached = page.evaluate("""async () => {
+            const found = [];
+            for (const name of await caches.keys()) {
+                for (const request of await (await caches.open(name)).keys()) found.push(request.url);
+            }
+            return found;
+        }""")  # the page's own files and nothing else: never the claim's answer
+        assert sorted(cached) == sorted(f"{hub.url}/wallet{name}" for name in (
+            "", "/wallet.js", "/qr.js", "/manifest.webmanifest", "/icon.svg"))
+        hub.stop()
+        phone.set_offline(True)
+        page.reload()
+        wait_for_wallet(page)
+        again = phone.new_page()  # the claim link once more, on the phone that has the pass: shown
+        again.goto(issued["claim_url"])
+        wait_for_wallet(again)
+        expect(again.locator("#claim-error")).to_be_hidden()
+        again.close()
+
+        # Two moments of the rotating code, as screenshots.
+        first, step = screenshot_code(page, "first")
+        admitted = gate.scan(first)  # a moment later, at the gate: the live code
+        assert (admitted["decision"], admitted["reason"]) == ("admit", "admit"), admitted
+        expect(page.locator("#code")).not_to_have_attribute("data-step", str(step), timeout=WAIT_S * 1000)
+        later, later_step = screenshot_code(page, "later")
+        assert later != first and later_step == step + 1
+        assert holder.decode_presentation(later)[1] == later_step
+        replayed = gate.scan(later)  # the next code, but the pass entered within its window already
+        assert (replayed["decision"], replayed["reason"]) == ("refuse", "presentation_replayed")
+
+        # One window later the first screenshot is old: refused, a screenshot does not work.
+        while time.time() // STEP_S < step + 2:
+            time.sleep(0.2)
+        expired = gate.scan(first)
+        assert (expired["decision"], expired["reason"]) == ("refuse", "presentation_expired"), expired
+        assert errors == []
+    finally:
+        gate.close()
+        other.close()
+        phone.close()
+
+
+def test_the_claim_form_explains_bad_codes_and_a_phone_keeps_several_passes(
+    chromium_browser: Browser, site: HubServer
+) -> None:
+    hub = site
+    admin = hub.admin()
+    passes_issued = [bound_pass(hub, admin), bound_pass(hub, admin)]
+    phone = chromium_browser.new_context(**PHONE)  # type: ignore[arg-type]
+    try:
+        page = phone.new_page()
+        page.goto(f"{hub.url}/wallet#claim=not-a-code")  # a link cut short in an e-mail
+        expect(page.locator("#claim-error")).to_have_text(
+            "Error: the link's claim code is damaged: type the code from your ticket.")
+        assert page.url == f"{hub.url}/wallet"
+        error = page.locator("#claim-error")
+        for typed, says in (("12345", "Error: that is not a claim code: it has 26 letters and digits."),
+                            ("a" * 26, "This claim code is not known")):
+            page.fill("#claim-code", typed)
+            page.click("#claim-button")
+            expect(error).to_contain_text(says)
+        expect(error).to_contain_text("404: claim_unknown")
+        page.screenshot(path=SHOTS / "passgate-wallet-claim-unknown.png")
+
+        page.fill("#claim-code", passes_issued[0]["claim_url"])  # the whole link pasted
+        page.click("#claim-button")
+        wait_for_wallet(page)
+        expect(page.locator("#pass-picker")).to_be_hidden()  # one pass: nothing to pick
+        page.click("#add-button")
+        page.fill("#claim-code", passes_issued[1]["claim_code"].upper())
+        page.click("#claim-button")
+        wait_for_wallet(page)
+        picker = page.locator("#pass-select")
+        expect(page.locator("#pass-picker")).to_be_visible()
+        expect(picker.locator("option")).to_have_count(2)
+        expect(picker).to_have_value(passes_issued[1]["pass_id"])  # the one just added is shown
+
+        page.reload()  # both kept; each shows its own pass
+        wait_for_wallet(page)
+        shown = {}
+        for issued in passes_issued:
+            picker.select_option(issued["pass_id"])
+            expect(page.locator("#code")).to_have_attribute("data-pass", issued["pass_id"])
+            text, _ = screenshot_code(page, "picked")
+            shown[issued["pass_id"]] = holder.decode_presentation(text)[0]
+        assert len(set(shown.values())) == 2
+    finally:
+        phone.close()
+
+
+def test_a_phone_whose_clock_is_wrong_is_told_at_once(chromium_browser: Browser, site: HubServer) -> None:
+    """The gate takes a code one step either side of its own clock: a phone two minutes ahead
+    would show codes from the future, so the claim compares its clock with the hub's."""
+    issued = bound_pass(site, site.admin())
+    phone = chromium_browser.new_context(**PHONE)  # type: ignore[arg-type]
+    try:
+        page = phone.new_page()
+        page.clock.install(time=time.time() + 120)
+        page.goto(issued["claim_url"])
+        wait_for_wallet(page)
+        warning = page.locator("#clock-warning")
+        expect(warning).to_contain_text(re.compile(r"clock is \d+ s ahead: the gate will refuse the code"))
+        # 120 s, plus the time the answer took and the Date header's whole seconds
+        ahead = int(re.findall(r"clock is (\d+) s", warning.text_content() or "")[0])
+        assert 119 <= ahead <= 120 + WAIT_S
+    finally:
+        phone.close()

@@ -34,7 +34,8 @@ export function base45Encode(bytes) {
   let out = "";
   for (let i = 0; i + 1 < bytes.length; i += 2) {
     const n = bytes[i] * 256 + bytes[i + 1];
-    out += BASE45_ALPHABET[n % 45] + BASE45_ALPHABET[Math.floor(n / 45) % 45] + BASE45_ALPHABET[Math.floor(n / 2025)];
+    const digits = [n % 45, Math.floor(n / 45) % 45, Math.floor(n / 2025)]; // least significant first
+    out += digits.map((d) => BASE45_ALPHABET[d]).join("");
   }
   if (bytes.length % 2) {
     const n = bytes[bytes.length - 1];
@@ -195,11 +196,13 @@ function claimRefusal(status, body) {
   const detail = body && typeof body.detail === "string" ? body.detail : "";
   const said = `(the server answered ${status}${code ? ": " + code : ""})`;
   if (status === 409 && (code === "claim_taken" || !code)) {
-    return `This pass has already been added to another phone, and a pass can be added to one phone only.
-      If you changed phones, ask the box office to reset it. ${said}`;
+    return "This pass has already been added to another phone, and a pass can be added to one phone only. " +
+      `If you changed phones, ask the box office to reset it. ${said}`;
   }
   if (status === 404) return `This claim code is not known. Check it, or ask the box office. ${said}`;
-  if (status === 422) return `The server did not accept this phone's key. Try again, or use another browser. ${said}`;
+  if (status === 410 && code === "claim_revoked") return `This pass was cancelled by the venue. ${said}`;
+  if (status === 410 && code === "claim_expired") return `This pass has expired. ${said}`;
+  if (status === 422) return `The server did not accept this phone's key. Try another browser. ${said}`;
   if (status === 429) return `Too many tries from this network. Wait a minute, then try again. ${said}`;
   return `${detail || "The pass could not be added."} Ask the box office if this persists. ${said}`;
 }
@@ -346,8 +349,10 @@ class CodeScreen {
       this.qr = encodeQR(text);
       this.paint();
       const canvas = $("code");
-      canvas.dataset.step = String(step); // which step is on screen (tests wait for it to turn)
-      canvas.setAttribute("aria-label", `Your pass code for ${record.venue || "the gate"}, changes every ${record.step} seconds`);
+      canvas.dataset.step = String(step); // which code is on screen (tests wait for it to turn)
+      canvas.dataset.pass = record.pass_id;
+      const where = record.venue || "the gate";
+      canvas.setAttribute("aria-label", `Your pass code for ${where}, changes every ${record.step} seconds`);
       showError($("pass-error"), "");
     } catch (error) {
       if (drawing === this.drawing) {
@@ -370,7 +375,6 @@ class CodeScreen {
     const side = drawQR(canvas, this.qr, { quiet: QUIET_MODULES, scale });
     const cssSide = side / ratio;
     canvas.style.width = canvas.style.height = `${cssSide}px`;
-    canvas.style.position = "absolute";
     canvas.style.left = `${Math.max(0, Math.floor((box.clientWidth - cssSide) / 2))}px`;
     canvas.style.top = `${Math.max(0, Math.floor((box.clientHeight - cssSide) / 2))}px`;
   }
@@ -395,7 +399,15 @@ class WalletPage {
 
   async start() {
     registerServiceWorker();
-    const raw = takeClaimFromUrl();
+    // A claim link opened while the page is open already (same document: no reload) is a claim too.
+    window.addEventListener("hashchange", () => {
+      if (location.hash.startsWith("#claim=")) this.open(takeClaimFromUrl());
+    });
+    await this.open(takeClaimFromUrl());
+  }
+
+  /** Show what the page was opened for: the claim in the link (`raw`, or null), else the passes. */
+  async open(raw) {
     const linked = raw === null ? null : parseClaimCode(raw);
     if (raw !== null && !linked) {
       this.showClaim(raw);
@@ -444,7 +456,9 @@ class WalletPage {
   showPass(record) {
     const picker = $("pass-picker");
     const select = $("pass-select");
-    select.replaceChildren(...this.passes.map((p) => new Option(passLabel(p), p.pass_id)));
+    // short enough for a phone's width; the pass id's end tells two alike passes apart
+    const label = (p) => `${p.venue || "Pass"}, until ${formatTime(p.valid_until)} (…${p.pass_id.slice(-4)})`;
+    select.replaceChildren(...this.passes.map((p) => new Option(label(p), p.pass_id)));
     select.value = record.pass_id;
     picker.hidden = this.passes.length < 2;
     $("claim-view").hidden = true;
@@ -471,7 +485,7 @@ class WalletPage {
       this.passes = [record, ...this.passes.filter((p) => p.pass_id !== record.pass_id)];
       this.showPass(record);
       if (offset !== null && Math.abs(offset) > CLOCK_WARNING_S) {
-        showError($("pass-error"), `this phone's clock is ${Math.round(Math.abs(offset))} s ` +
+        showError($("clock-warning"), `this phone's clock is ${Math.round(Math.abs(offset))} s ` +
           `${offset > 0 ? "ahead" : "behind"}: the gate will refuse the code. Set the clock to automatic.`);
       }
     } catch (error) {
