@@ -39,10 +39,17 @@ def test_cli_examples_run(tmp_path: Path) -> None:
 
 
 def test_python_example_runs(capsys) -> None:
-    (example,) = [b for b in fenced_blocks("python") if "issue_pass" in b]
+    (example,) = [b for b in fenced_blocks("python") if "issue_pass" in b and "holder" not in b]
     exec(compile(example, "README.md", "exec"), {})
     out = capsys.readouterr().out.split()
     assert len(out[0]) == 32 and out[1] == "('A',)"
+
+
+def test_holder_example_runs(capsys) -> None:
+    (example,) = [b for b in fenced_blocks("python") if "passgate.holder" in b]
+    exec(compile(example, "README.md", "exec"), {})
+    verified, step, now_step = capsys.readouterr().out.split()
+    assert verified == "True" and int(now_step) - int(step) in (0, 1)  # 1: a step ended in between
 
 
 def test_hub_examples_run(tmp_path: Path) -> None:
