@@ -17,8 +17,9 @@ rest so that a noisy machine's drift hits all alike:
     verify then ``cryptography``'s P-256 verify of the pass's Sig_structure).
 
 And the cost of a presentation's size for the camera: ``passgate.decode`` on a 1080p frame holding a
-presentation QR code, beside one holding a PG1 pass, both drawn 600 px wide (one phone, one distance),
-medians over ``--frames`` frames each, interleaved.
+presentation QR code, beside one holding a PG1 pass, both drawn 600 px wide (one phone, one distance)
+and both 300 px wide (the phone twice as far: a version 13 code's modules under 4 px), medians over
+``--frames`` frames each, interleaved.
 
     python benchmarks/verify.py [--rounds 4000] [--passages 10000] [--list-entries 100000] [--frames 40]
 """
@@ -226,12 +227,13 @@ def main() -> None:
         print(f"{what} median {statistics.median(values):6.1f} µs   runs "
               f"{', '.join(f'{v:.1f}' for v in values)}")
 
-    frames = {"PG1 pass": (bound, frame_1080p(bound)), "PG2 presentation": (shown, frame_1080p(shown))}
+    frames = {f"{name}, {width} px": (code, frame_1080p(code, width))
+              for width in (600, 300) for name, code in (("PG1 pass", bound), ("PG2 presentation", shown))}
     decode_ms(frames, 3)  # warm up
     for name, samples in decode_ms(frames, args.frames).items():
         version = segno.make(frames[name][0], error="M", mode="alphanumeric", micro=False).version
         p90 = sorted(samples)[int(0.9 * (len(samples) - 1))]
-        print(f"decode 1080p frame, {name:17} (QR version {version:2}, 600 px): median "
+        print(f"decode 1080p frame, {name:24} (QR version {version:2}): median "
               f"{statistics.median(samples):6.2f} ms   p90 {p90:6.2f} ms")
 
 

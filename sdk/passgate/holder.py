@@ -192,9 +192,10 @@ def verify_scanned(text: str, trust: TrustStore) -> Pass:
         holder_public_key(p.holder_key).verify(_der(sig), signed, _ECDSA)
     except InvalidSignature:
         raise PassRefused(Reason.BAD_SIGNATURE, "holder signature") from None
-    proven = object.__new__(Pass)  # a copy with two fields changed; dataclasses.replace costs 5 µs
-    proven.__dict__.update(p.__dict__, holder_verified=True, presentation_step=step)
-    return proven
+    # ``p`` was built for this call and has not left it: set the two fields in place (as its __init__
+    # does) rather than copy all sixteen (1.7 µs; dataclasses.replace 5 µs).
+    p.__dict__.update(holder_verified=True, presentation_step=step)
+    return p
 
 
 def check_presentation_time(p: Pass, now: float | datetime | None = None, window_steps: int = 1) -> Pass:
