@@ -46,6 +46,35 @@ def test_overlong_line_is_reported_once_and_skipped_to_its_end() -> None:
     assert frames[1].data == b"OK"
 
 
+def test_a_crlf_split_across_two_reads_still_ends_the_line() -> None:
+    """A USB packet or a serial read can end between the CR and the LF: the scan must not be lost,
+    nor the next one glued to it."""
+    stream = b"PG1:ONE\r\nPG1:TWO\r\nPG1:THREE\r\n"
+    for cut in range(1, len(stream)):
+        framer = Framer("crlf")
+        lines = texts(framer.feed(stream[:cut], 1.0) + framer.feed(stream[cut:], 1.0))
+        assert lines == [b"PG1:ONE", b"PG1:TWO", b"PG1:THREE"], cut
+    framer = Framer("crlf")
+    assert texts(framer.feed(b"PG1:A\r", 1.0) + framer.feed(b"\r", 1.0) + framer.feed(b"\nB\r\n", 1.0)) == [
+        b"PG1:A", b"B"]  # a lone CR before the CRLF stays in the line (and is stripped at its end)
+
+
+@settings(max_examples=examples(100, 300), deadline=None)
+@given(st.lists(st.text("PG1:ABC\r\n", max_size=20), max_size=8), st.data())
+def test_lines_do_not_depend_on_where_the_reads_end(parts, data) -> None:
+    stream = "".join(parts).encode()
+    for framing in ("any", "cr", "lf", "crlf"):
+        whole = Framer(framing)
+        expected = texts(whole.feed(stream, 1.0) + whole.flush(1.0))
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+        split, last = Framer(framing), 0
+        got = []
+        for cut in [*cuts, len(stream)]:
+            got += texts(split.feed(stream[last:cut], 1.0))
+            last = cut
+        assert got + texts(split.flush(1.0)) == expected, (framing, stream, cuts)
+
+
 def test_flush_at_end_of_stream() -> None:
     framer = Framer()
     assert framer.feed(b"LAST", 1.0) == []

@@ -66,6 +66,7 @@ class Framer:
         self._buf = bytearray()
         self._overflow = False  # skipping the rest of an over-long line
         self._last = 0.0  # arrival time of the newest pending byte
+        self._split_crlf = False  # the last read ended in the CR of a CRLF
 
     @property
     def pending(self) -> int:
@@ -85,11 +86,16 @@ class Framer:
             return frames
         self._last = now
         start = 0
+        if self._split_crlf and data[:1] == b"\n":  # the CR came in the read before: the line ends here
+            frames += self._take(b"", now, complete=True)
+            start = 1
         if self._end is not None:
-            for match in self._end.finditer(data):
+            for match in self._end.finditer(data, start):
                 frames += self._take(data[start : match.start()], now, complete=True)
                 start = match.end()
         frames += self._take(data[start:], now, complete=False)
+        # a CRLF can arrive in two reads (a USB packet or a serial read boundary between the bytes)
+        self._split_crlf = self.framing == "crlf" and data[-1:] == b"\r" and start < len(data)
         return frames
 
     def expire(self, now: float) -> list[Frame]:
@@ -111,6 +117,7 @@ class Framer:
         """Forget any partial line (the port was lost)."""
         self._buf.clear()
         self._overflow = False
+        self._split_crlf = False
 
     def _take(self, chunk: bytes, now: float, *, complete: bool) -> list[Frame]:
         frames = []
