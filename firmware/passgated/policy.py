@@ -185,11 +185,12 @@ def _hhmm(epoch: float) -> str:
 def decide(result: Pass | PretixTicket | PassRefused, ctx: Context, cfg: PolicyConfig) -> Decision:
     """Decide one scan. Pure: same inputs, same decision."""
     direction = ctx.direction
-    if isinstance(result, PassRefused):
-        return _refused(result, direction, None)
-    if isinstance(result, PretixTicket):
-        return decide_ticket(result, ctx, cfg)
-    p = result
+    if type(result) is not Pass:  # one test for the usual case, a verified PG1 pass or presentation
+        if isinstance(result, PretixTicket):
+            return decide_ticket(result, ctx, cfg)
+        if isinstance(result, PassRefused):
+            return _refused(result, direction, None)
+    p: Pass = result  # type: ignore[assignment]  # (a Pass: the test above, which mypy cannot follow)
     if direction is Direction.EXIT:
         return Decision(True, Reason.ADMIT, "Goodbye", direction, p)
     if p.pass_id in ctx.revoked:
