@@ -44,6 +44,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from passgate import base45, generate_private_key, holder, issue_pass, passes
 from passgate.decode import decode_image
+from tests.helpers import THOROUGH
 from tests.parts import require_part
 
 from .server import HubServer
@@ -194,11 +195,13 @@ def segno_rows(text: str, version: int, mask: int) -> list[str]:
 
 def test_every_version_and_mask_equals_segnos_matrix(page: WalletHarness) -> None:
     """Function patterns, format and version information, data placement, Reed-Solomon and the
-    eight masks, module by module, for versions 1..40."""
+    eight masks, module by module, for versions 1..40: every version with each mask under
+    HYPOTHESIS_PROFILE=thorough (320 symbols, 9 s), every version with one of the masks in turn (each
+    mask five times) in the default run, which has to keep within its time."""
     cases: list[tuple[str, int | None, int | None]] = []
     for version in range(1, 41):
         lengths = [n for n in range(7, most_alnum(version) + 1) if segno_pads_as_the_standard(n, version)]
-        for mask in range(8):
+        for mask in range(8) if THOROUGH else (version % 8,):
             length = lengths[(mask * 37 + version * 11) % len(lengths)]
             cases.append((pg2_like(length, version + mask), version, mask))
     compared = 0
@@ -206,7 +209,7 @@ def test_every_version_and_mask_equals_segnos_matrix(page: WalletHarness) -> Non
         assert made["mask"] == mask
         assert made["rows"] == segno_rows(text, version, mask), f"version {version} mask {mask}"
         compared += 1
-    assert compared == 320
+    assert compared == (320 if THOROUGH else 40)
 
 
 def zxing_symbol(text: str) -> list[str]:
