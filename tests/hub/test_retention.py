@@ -277,8 +277,10 @@ def test_the_running_hub_purges_in_bounded_rounds(db_url: str, monkeypatch: pyte
         with purger.done:
             assert purger.done.wait_for(lambda: {e.seq for e in events(hub)} == left, timeout=20)
         only_marks_left(hub, left)
-        # 5 pass ids and 7 events in chunks of 2 (10 chunks with the empty steps), at most 3 a round
-        assert purger.rounds - rounds >= 4
+        # 5 pass ids and 7 events in chunks of 2 are 6 chunks with rows at least, at most 3 a round, so
+        # 2 rounds at least (one unbounded round would do it all). How many empty steps a round visits
+        # depends on where the rounds before the clock moved left off (retention.Resume): not counted.
+        assert purger.rounds - rounds >= 2
         assert counts(hub, admin) == before
     finally:
         hub.close()
