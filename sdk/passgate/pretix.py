@@ -30,7 +30,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,14 +278,22 @@ def is_sig1(text: str | bytes) -> bool:
 def decode_sig1(secret: str | bytes) -> PretixTicket:
     """The ticket in a secret, checking its structure only, NOT its signature: for tools, and for
     turning revoked secrets into pass ids. Raises ``PassRefused(UNREADABLE)`` and nothing else."""
-    try:
+    with _boundary():
         payload, _ = _frame(secret)
         return _ticket(payload, None)
+
+
+@contextmanager
+def _boundary() -> Iterator[None]:
+    """The security boundary of ``decode_sig1`` and ``verify_sig1_signature``: whatever the input,
+    only ``PassRefused`` leaves."""
+    try:
+        yield
     except _Unreadable as exc:
         raise PassRefused(Reason.UNREADABLE, str(exc)) from None
     except PassRefused:
         raise
-    except Exception as exc:  # the boundary: nothing else may escape, whatever the input
+    except Exception as exc:  # nothing else may escape, whatever the input
         raise PassRefused(Reason.UNREADABLE, f"Not a valid pretix ticket ({type(exc).__name__})") from None
 
 
@@ -310,14 +319,8 @@ def verify_sig1_signature(secret: str | bytes, keys: Iterable[PretixKey]) -> Pre
     for key in candidates:
         if not isinstance(key, PretixKey):
             raise TypeError(f"keys must be PretixKey (see load_event_keys), not {type(key).__name__}")
-    try:
+    with _boundary():
         return _verify(secret, candidates)
-    except _Unreadable as exc:
-        raise PassRefused(Reason.UNREADABLE, str(exc)) from None
-    except PassRefused:
-        raise
-    except Exception as exc:  # the boundary: nothing else may escape, whatever the input
-        raise PassRefused(Reason.UNREADABLE, f"Not a valid pretix ticket ({type(exc).__name__})") from None
 
 
 def check_ticket_time(
