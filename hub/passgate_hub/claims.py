@@ -18,7 +18,6 @@ the venue and never the pass id, the code or the holder's key; a claim is audite
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import ipaddress
 import json
@@ -336,22 +335,9 @@ def write_claim_links(out: str | Path, rows: Iterable[tuple[str, str, str]], *,
     """Write ``(pass id, claim url, claim code)`` rows as they come to ``out/claims.csv``, with a QR
     image of each claim link (the holder's phone camera opens the wallet with it); refused before
     anything is consumed when the CSV exists (its codes may be handed out already)."""
-    from passgate.qr import save_qr  # (segno: only when links are written)
+    from passgate.batch import write_table  # (segno: only when links are written)
 
-    directory = Path(out)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CLAIMS_CSV
-    try:
-        f = path.open("x", newline="")
-    except FileExistsError:
-        raise ValueError(f"{path} already exists; choose an empty directory") from None
-    with f:
-        writer = csv.writer(f)
-        writer.writerow(CLAIMS_FIELDS)
-        for pass_id, url, code in rows:
-            qr_file = save_qr(url, directory / f"{pass_id}.{qr}").name if qr else ""
-            writer.writerow([pass_id, url, code, qr_file])
-    return path
+    return write_table(out, CLAIMS_CSV, CLAIMS_FIELDS, rows, qr=qr)
 
 
 def links(base: str, issued: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str, str]]:
