@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import cbor2
@@ -160,6 +159,3 @@ def test_passgated_simulate_admits_the_live_code_and_refuses_the_printed_pass(tm
     reasons = [json.loads(line)["reason"] for line in result.stdout.splitlines()]
     assert reasons == ["holder_proof_required", "presentation_expired", "admit", "presentation_replayed"]
 
-
-def test_a_policy_without_holder_settings_keeps_its_default() -> None:
-    assert replace(PolicyConfig(), zones=("A",)).presentation_window_steps == 1
