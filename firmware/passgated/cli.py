@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the set-aside journal (default: the newest in the journal's damaged/ folder)")
     p.set_defaults(run=cmd_journal)
 
+    p = sub.add_parser("osdp", help="OSDP readers: give a reader in install mode its key, once")
+    p.add_argument("action", choices=("install",),
+                   help="install: set a fresh key (SCBK) on the one reader SPEC names, prove it, then "
+                        "write it to the keys file")
+    p.add_argument("spec", metavar="SPEC", help="the reader, as in gate.toml: osdp:/dev/ttyUSB0?addr=1")
+    p.add_argument("--keys", metavar="FILE", help="the keys file (default /etc/passgated/osdp.keys)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the reader at each step (default 10)")
+    p.set_defaults(run=cmd_osdp)
+
     for name, helptext in (("reset", "operator reset after an emergency (loop must be closed)"),
                            ("maintenance", "maintenance mode: free, locked or off")):
         p = sub.add_parser(name, help=f"{helptext}; as root, the gate's user or a member of its "
@@ -124,6 +134,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"passgated {args.command}: error: {type(exc).__name__}: {exc} (-v shows where)",
               file=sys.stderr)
         return 2
+
+
+def cmd_osdp(args: argparse.Namespace) -> int:
+    from passgate.scanners.osdp import DEFAULT_KEYS, install_reader
+
+    kind, _, target = args.spec.partition(":")
+    if kind != "osdp" or not target:
+        raise ValueError(f"SPEC must look like osdp:/dev/ttyUSB0?addr=1, got {args.spec!r}")
+    keys = args.keys or DEFAULT_KEYS
+    address = install_reader(target, keys, timeout=args.timeout)
+    print(f"reader {address}: a fresh key is set and proven over the secure channel; written to {keys}")
+    return 0
 
 
 def _wait_for_signal(stop: threading.Event) -> None:

@@ -74,11 +74,21 @@ DEFAULT_PINS: dict[str, PinSpec | None] = {
 }
 
 
+class ReaderFault(StrEnum):
+    """What a reader that goes offline (or reports tamper) does to the gate: ``fault`` takes it out
+    of service until the reader is back, ``event`` only records it (the other readers go on)."""
+
+    FAULT = "fault"
+    EVENT = "event"
+
+
 @dataclass(frozen=True, slots=True)
 class ScannerSpec:
     source: str
     direction: Direction = Direction.ENTRY
     options: dict[str, Any] = field(default_factory=dict)
+    on_offline: ReaderFault = ReaderFault.FAULT
+    on_tamper: ReaderFault = ReaderFault.FAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +167,7 @@ SECTIONS = {
     "gate": {"id", "venue", "zones", "directions", "exit_mode"},
     "trust": {"dir"},
     "denylist": {"dir", "scope", "lists", "max_age_hours", "stale_policy", "max_file_mb"},
-    "scanner": {"source", "direction"},  # plus free-form source options
+    "scanner": {"source", "direction", "on_offline", "on_tamper"},  # plus free-form source options
     "pins": {"factory", *OUTPUT_PINS, *INPUT_PINS},
     "timing": {"relay_pulse_ms", "passage_timeout_ms", "refusal_display_ms", "glitch_filter_ms"},
     "policy": {"anti_passback", "anti_passback_minutes", "skew_seconds", "commit_at_grant",
@@ -404,12 +414,24 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
         direction = _direction(item.get("direction", directions[0]), f"{where}.direction")
         if direction not in directions:
             raise ConfigError(f"{where}.direction: {direction} is not in gate.directions")
-        options = {k: v for k, v in item.items() if k not in ("source", "direction")}
+        gate_keys = ("source", "direction", "on_offline", "on_tamper")
+        options = {k: v for k, v in item.items() if k not in gate_keys}
         try:
-            check_scanner(item["source"], options)
+            source_class = check_scanner(item["source"], options)
         except ScannerSpecError as exc:
             raise ConfigError(f"{where}.{exc}") from None
-        scanners.append(ScannerSpec(item["source"], direction, options))
+        kind_target = item["source"].partition(":")[2]
+        for facing in sorted(source_class.target_directions(kind_target)):
+            if facing not in directions:
+                raise ConfigError(f"{where}.source: a reader faces {facing}, which is not in gate.directions")
+        rules = []
+        for key in ("on_offline", "on_tamper"):
+            value = item.get(key, "fault")
+            try:
+                rules.append(ReaderFault(value))
+            except ValueError:
+                raise ConfigError(f"{where}.{key}: 'fault' or 'event', got {value!r}") from None
+        scanners.append(ScannerSpec(item["source"], direction, options, *rules))
 
     raw_factory = _get(pins, "factory", str, "pins", "mock")
     try:

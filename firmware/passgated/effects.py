@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from passgate import wire
+from passgate.feedback import Cue, Feedback
 
 from .io import GateIO
 from .journal import Journal, JournalDamaged, JournalError
 from .machine import (
     Action,
     Announce,
-    Beep,
     Commit,
     Event,
     GiveBack,
@@ -49,9 +49,11 @@ class Effects:
 
     def __init__(self, journal: Journal, io: GateIO, *, announce: Callable[[Decision, float], None],
                  show: Callable[[dict[str, Any]], None], wall: Callable[[], float] = time.time,
-                 passed: Callable[[str], None] | None = None) -> None:
+                 passed: Callable[[str], None] | None = None, feedback: Sequence[Feedback] = ()) -> None:
         self.journal = journal
         self.io = io
+        self.feedback: tuple[Feedback, ...] = (io, *feedback)
+        self._feedback_logged: dict[int, float] = {}  # id(device) -> when its last failure was logged
         self.announce = announce
         self.show = show
         self.passed = passed
@@ -82,8 +84,8 @@ class Effects:
                     self.io.apply(outputs)
                 case Pulse(direction=direction, seconds=seconds):
                     self.io.pulse(direction, seconds)
-                case Beep(pattern=pattern):
-                    self.io.beep(pattern)
+                case Cue() as cue:
+                    self._cue(cue)
                 case Commit(decision=decision):
                     # A commit that fails leaves the reservation, which counts as used: fail closed.
                     if (rid := self._inflight.pop(id(decision), None)) and self._write(
@@ -105,6 +107,19 @@ class Effects:
                 case Announce(decision=decision):
                     self.announce(decision, latency_ms)
         return feedback
+
+    def _cue(self, cue: Cue) -> None:
+        """Every feedback device shows the cue; one that fails is logged (at most every 5 s) and
+        skipped: a cue never holds up the loop or another device."""
+        for device in self.feedback:
+            try:
+                device.cue(cue)
+            except Exception as exc:
+                now = time.monotonic()
+                if now - self._feedback_logged.get(id(device), float("-inf")) >= LOG_EVERY_S:
+                    self._feedback_logged[id(device)] = now
+                    log.error("feedback %r cannot show %s: %s: %s", device, cue.signal,
+                              type(exc).__name__, exc)
 
     def _write(self, write: Callable[..., object], *args: Any, what: str, **kwargs: Any) -> bool:
         try:

@@ -20,12 +20,13 @@ from dataclasses import replace
 from typing import Any
 
 from passgate import PassRefused, Reason, TrustStore, verify_signature, wire
+from passgate.feedback import Feedback
 from passgate.passes import PREFIX as PG1_PREFIX
 from passgate.pretix import PretixTicket, is_sig1
-from passgate.scanners import Scan, ScannerSource, open_scanner
+from passgate.scanners import Scan, ScanKind, ScannerSource, open_scanner
 
 from . import droplists, settings
-from .config import ExitMode, GateConfig
+from .config import ExitMode, GateConfig, ReaderFault
 from .control import Command, ControlRefused, ControlRequest, ControlServer
 from .denylists import DenyLists, kinds_in_use
 from .display import GateMetrics, GuardDisplay
@@ -39,8 +40,10 @@ from .machine import (
     GateMachine,
     Health,
     Maintenance,
+    ReaderLink,
     ResetRequested,
     State,
+    Tamper,
     journal_fault,
 )
 from .policy import Context, Decision, Direction, PretixPolicy, decide
@@ -133,6 +136,13 @@ class Gate:
         self.sources = sources if sources is not None else [
             (open_scanner(spec.source, **spec.options), spec.direction) for spec in config.scanners
         ]
+        # What a lost or tampered reader of each source does (injected sources: the defaults).
+        self._reader_rules: dict[int, tuple[ReaderFault, ReaderFault]] = {
+            id(source): (spec.on_offline, spec.on_tamper)
+            for (source, _), spec in zip(self.sources, config.scanners, strict=False) if sources is None}
+        # reader -> (connected, tamper, offline since a recorded reader_offline), as last heard
+        self._readers_seen: dict[str, tuple[bool, bool, bool]] = {}
+        self._readers_lock = threading.Lock()
         self.metrics = GateMetrics()
         self.answers = Answers()
         self.display: GuardDisplay | None = None
@@ -142,7 +152,8 @@ class Gate:
                                         hosts=config.display_hosts, gate_name=config.gate_id,
                                         language=config.display_language, sound=config.display_sound)
         self.effects = Effects(self.journal, self.io, announce=self._announce, show=self._show,
-                               wall=clock.wall, passed=self._passed)
+                               wall=clock.wall, passed=self._passed,
+                               feedback=[s for s, _ in self.sources if isinstance(s, Feedback)])
         if self.journal.unavailable:  # e.g. a full disk at boot: out of service, and it keeps trying
             self.effects.fault, self.effects.fault_since = self.journal.unavailable, clock.wall()
         self.loop = ControlLoop(self.machine, self.effects, decide=self._decide, health=self._health,
@@ -195,6 +206,7 @@ class Gate:
             worker.start(at_once=False)
         self.loop.start()
         for source, direction in self.sources:
+            source.add_listener(self._source_changed)
             thread = threading.Thread(target=self._read_source, args=(source, direction),
                                       name=f"scanner {source.source}", daemon=True)
             self._source_threads.append(thread)
@@ -228,7 +240,7 @@ class Gate:
         its scanners, whether its lists are stale (bounded: a heartbeat is small)."""
         fault = self.machine.fault
         return {"fault": fault[:200] if fault else None,
-                "scanners": [{"source": str(h.get("source"))[:64], "connected": bool(h.get("connected"))}
+                "scanners": [{"source": h.source[:64], "connected": h.connected}
                              for h in (source.health() for source, _ in self.sources[:8])],
                 "lists_stale": self.lists.stale(self.clock.wall())}
 
@@ -250,11 +262,35 @@ class Gate:
     def _read_source(self, source: ScannerSource, direction: Direction) -> None:
         try:
             for scan in source:
-                self.loop.submit_scan(scan, direction)
+                self.loop.submit_scan(scan, scan.direction or direction)  # a reader may know its own
         except Exception:
             log.exception("scanner %s stopped", source.source)
         finally:
             self.loop.wake()  # the loop re-checks scanner health
+
+    def _source_changed(self, source: ScannerSource) -> None:
+        """From a source's thread: a reader that went offline or came back, or reports tamper or no
+        longer does, becomes a journal event now; the loop re-checks health at once (FAULT or not,
+        per the configuration). A reader coming online for the first time is not an event: only
+        its return after a recorded ``reader_offline`` is."""
+        if self._stopped.is_set():
+            return  # the gate closes its sources: that is no reader going offline
+        health = source.health()
+        readers = [(r.name, r.connected, r.tamper) for r in health.readers] or [
+            (source.source, health.connected, False)]
+        events: list[ReaderLink | Tamper] = []
+        with self._readers_lock:
+            for name, connected, tamper in readers:
+                was_connected, was_tamper, was_lost = self._readers_seen.get(name, (False, False, False))
+                lost = was_connected and not connected
+                if health.readers and (lost or (was_lost and connected)):
+                    events.append(ReaderLink(name, connected))
+                if tamper != was_tamper:
+                    events.append(Tamper(tamper, where=name))
+                self._readers_seen[name] = (connected, tamper, (was_lost or lost) and not connected)
+        for event in events:
+            self.loop.submit(event)
+        self.loop.wake()
 
     def submit_scan(self, scan: Scan, direction: Direction = Direction.ENTRY) -> None:
         self.loop.submit_scan(scan, direction)
@@ -277,6 +313,12 @@ class Gate:
 
     # -- the control loop's callbacks (its thread) --------------------------------------------
     def _decide(self, scan: Scan, direction: Direction) -> Decision:
+        if scan.kind is ScanKind.CARD:  # no signature: never admitted on its number
+            return Decision(False, Reason.CARD_NOT_ACCEPTED, Reason.CARD_NOT_ACCEPTED.text, direction,
+                            detail=scan.detail or "a card number")
+        if scan.kind is ScanKind.INCOMPLETE:
+            return Decision(False, Reason.INCOMPLETE_READ, Reason.INCOMPLETE_READ.text, direction,
+                            detail=scan.detail or "parts of the code are missing")
         result: Any
         text = scan.text
         current = self.settings  # one reference: a sync thread may swap it meanwhile
@@ -329,8 +371,30 @@ class Gate:
                          else "Redemption history missing: run 'passgated journal recover'")
             elif self.config.hub is not None and not len(self.trust):
                 fault = AWAITING_HUB
-        scanners_ok = at_boot or all(source.health()["connected"] for source, _ in self.sources)
-        return Health(scanners_ok=scanners_ok, turnstile_ready=self.io.turnstile_ready, fault=fault)
+        missing = [] if at_boot else self._scanner_faults()
+        return Health(scanners_ok=not missing, turnstile_ready=self.io.turnstile_ready, fault=fault,
+                      scanners=", ".join(missing))
+
+    def _scanner_faults(self) -> list[str]:
+        """The scanners and readers that keep the gate out of service, per each source's rules: a
+        source without readers counts whole; a reader offline or reporting tamper counts when its
+        rule says ``fault`` (the default)."""
+        faults = []
+        for source, _ in self.sources:
+            on_offline, on_tamper = self._reader_rules.get(id(source), (ReaderFault.FAULT, ReaderFault.FAULT))
+            health = source.health()
+            if not health.readers:
+                if not health.connected:
+                    faults.append(source.source)
+                continue
+            for reader in health.readers:
+                if not reader.connected and on_offline is ReaderFault.FAULT:
+                    faults.append(f"{reader.name} offline")
+                elif reader.tamper and on_tamper is ReaderFault.FAULT:
+                    faults.append(f"{reader.name} tamper")
+            if on_offline is ReaderFault.EVENT and not any(reader.connected for reader in health.readers):
+                faults.append(f"{source.source}: no reader online")
+        return faults
 
     def _announce(self, decision: Decision, latency_ms: float) -> None:
         t = self.clock.wall()

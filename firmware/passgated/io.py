@@ -22,14 +22,17 @@ from typing import Any
 
 from gpiozero import Buzzer, DigitalInputDevice, DigitalOutputDevice
 
+from passgate.feedback import Cue, Signal
+
 from .config import GateConfig, PinFactory, PinSpec
-from .machine import FREE, BeepPattern, Event, FireLoop, Outputs, Passage, ResetRequested, Tamper, Tick
+from .machine import FREE, Event, FireLoop, Outputs, Passage, ResetRequested, Tamper, Tick
 from .policy import Direction
 
-BEEPS: dict[BeepPattern, tuple[float, float, int | None]] = {  # pattern: (on_s, off_s, repetitions)
-    BeepPattern.ADMIT: (0.08, 0.05, 1),
-    BeepPattern.REFUSE: (0.15, 0.1, 3),
-    BeepPattern.ALARM: (0.5, 0.5, None),
+BEEPS: dict[Signal, tuple[float, float, int | None]] = {  # signal: (on_s, off_s, repetitions)
+    Signal.GRANTED: (0.08, 0.05, 1),
+    Signal.REFUSED: (0.15, 0.1, 3),
+    Signal.ALARM: (0.5, 0.5, None),  # until the next cue that sounds
+    Signal.EMERGENCY: (0.5, 0.5, None),  # until the EMERGENCY ends
 }
 STEADY = ("release", "relay_entry", "relay_exit", "green", "red")  # release first: it matters most
 
@@ -88,6 +91,7 @@ class GateIO:
         self._outputs = Outputs()
         self._relays = {Direction.ENTRY: "relay_entry", Direction.EXIT: "relay_exit"}
         self._pulses: dict[Direction, threading.Timer] = {}  # the timer that ends each running pulse
+        self._sounding: Signal | None = None  # the buzzer's last pattern
 
     def _output(self, spec: PinSpec | None, cls: type = DigitalOutputDevice) -> Any:
         if spec is None:
@@ -193,14 +197,21 @@ class GateIO:
     def outputs(self) -> Outputs:
         return self._outputs
 
-    def beep(self, pattern: BeepPattern) -> None:
+    def cue(self, cue: Cue) -> None:
+        """The gate's buzzer as a feedback device (its green and red LEDs are steady outputs of the
+        state): a beep pattern for a decision or an alarm; the EMERGENCY alarm sounds until the
+        gate enters another state."""
         if self.buzzer is None:
             return
-        if pattern is BeepPattern.OFF:
-            self.buzzer.off()
+        pattern = BEEPS.get(cue.signal)
+        if pattern is None:
+            if self._sounding is Signal.EMERGENCY:
+                self.buzzer.off()
+                self._sounding = None
             return
-        on, off, n = BEEPS[pattern]
+        on, off, n = pattern
         self.buzzer.beep(on_time=on, off_time=off, n=n, background=True)
+        self._sounding = cue.signal
 
     def safe(self, *, keep_release: bool = False) -> None:
         """De-energise the outputs at shutdown. With ``keep_release`` (an EMERGENCY not reset) or an

@@ -205,7 +205,7 @@ class ControlLoop:
                 self.effects.note(exc, "usage lookup")
                 decision = _refusal(direction, str(exc))
         latency_ms = (self.clock.monotonic() - scan.t) * 1000
-        self.handle(Scanned(decision), latency_ms=latency_ms)
+        self.handle(Scanned(decision, scan.origin), latency_ms=latency_ms)
 
     def _check_health(self, *, force: bool = False) -> None:
         now = self.clock.monotonic()

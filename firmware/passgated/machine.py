@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from passgate import Reason
+from passgate.feedback import Cue, Signal
 
 from .policy import Decision, Direction
 from .records import EventKind
@@ -40,13 +41,6 @@ class MaintenanceMode(StrEnum):
     LOCKED = "locked"
 
 
-class BeepPattern(StrEnum):
-    ADMIT = "admit"
-    REFUSE = "refuse"
-    ALARM = "alarm"
-    OFF = "off"
-
-
 STATE_TEXT = {
     State.BOOT: "Starting",
     State.IDLE: "Ready",
@@ -58,6 +52,13 @@ STATE_TEXT = {
     State.MAINTENANCE_LOCKED: "Maintenance: gate closed",
 }
 ACCEPTING = frozenset({State.IDLE, State.REFUSED})  # states in which a scan is decided
+STATE_SIGNAL = {  # what feedback devices show while the gate rests in a state
+    State.IDLE: Signal.READY,
+    State.FAULT: Signal.FAULT,
+    State.EMERGENCY: Signal.EMERGENCY,
+    State.MAINTENANCE_FREE: Signal.OPEN,
+    State.MAINTENANCE_LOCKED: Signal.CLOSED,
+}
 
 
 def journal_fault(cause: str) -> str:
@@ -98,9 +99,11 @@ class Booted:
 @dataclass(frozen=True, slots=True)
 class Scanned:
     """A scan's decision: from ``policy.decide`` in IDLE/REFUSED, or the refusal that
-    ``refusal_for_scan`` named in any other state."""
+    ``refusal_for_scan`` named in any other state. ``reader`` is where the scan came from: the
+    decision's feedback is shown there."""
 
     decision: Decision
+    reader: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +133,13 @@ class ResetRequested:
 @dataclass(frozen=True, slots=True)
 class Health:
     """What the gate needs to take scans: scanners present, turnstile ready, and no ``fault`` (a part
-    it cannot trust, e.g. a journal that cannot record; the text is shown to the guard)."""
+    it cannot trust, e.g. a journal that cannot record; the text is shown to the guard).
+    ``scanners`` names the scanners or readers missing (or reporting tamper) when it is known."""
 
     scanners_ok: bool = True
     turnstile_ready: bool = True
     fault: str | None = None
+    scanners: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +149,19 @@ class Maintenance:
 
 @dataclass(frozen=True, slots=True)
 class Tamper:
+    """The gate's tamper contact, or (``where`` names it) a reader's tamper report."""
+
     active: bool
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderLink:
+    """A reader on a bus went offline or came back: a journal event (whether the gate goes out of
+    service for it is a ``Health`` matter, per the configuration)."""
+
+    reader: str
+    online: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +170,7 @@ class Tick:
 
 
 Event = (Booted | Scanned | Recorded | Passage | FireLoop | ResetRequested | Health | Maintenance | Tamper
-         | Tick)
+         | ReaderLink | Tick)
 
 
 # Actions (outputs) --------------------------------------------------------------------------
@@ -170,11 +187,6 @@ class Pulse:
 
     direction: Direction
     seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Beep:
-    pattern: BeepPattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +242,7 @@ class Announce:
     decision: Decision
 
 
-Action = (SetOutputs | Pulse | Beep | RecordDecision | Commit | GiveBack | Record | Latch | Show
+Action = (SetOutputs | Pulse | Cue | RecordDecision | Commit | GiveBack | Record | Latch | Show
           | Announce)
 
 
@@ -239,7 +251,7 @@ class GateMachine:
 
     >>> m = GateMachine(Timing())
     >>> [type(a).__name__ for a in m.handle(Booted(fire_loop_closed=False), now=0.0)][:2]
-    ['SetOutputs', 'Beep']
+    ['SetOutputs', 'Cue']
     >>> m.state
     <State.EMERGENCY: 'EMERGENCY'>
     """
@@ -256,6 +268,7 @@ class GateMachine:
         self.health = Health()
         self._granted: Decision | None = None
         self._pending: Decision | None = None  # recorded, waiting for the journal's answer
+        self._reader = ""  # where the pending decision's scan came from
         self._state_end: float | None = None
 
     # -- queries ------------------------------------------------------------------------------
@@ -281,7 +294,8 @@ class GateMachine:
         if self.health.fault:
             return self.health.fault
         if not self.health.scanners_ok:
-            return "Scanner disconnected"
+            missing = self.health.scanners
+            return f"Scanner disconnected: {missing}" if missing else "Scanner disconnected"
         if not self.health.turnstile_ready:
             return "Turnstile controller not ready"
         return None
@@ -312,8 +326,9 @@ class GateMachine:
                     actions.append(Latch(False))
                     actions.append(Record(EventKind.EMERGENCY_RESET))
                     self._enter(self._resting_state(), now, actions)
-            case Scanned(decision=decision):
+            case Scanned(decision=decision, reader=reader):
                 self._scanned(decision, actions)
+                self._reader = reader
             case Recorded() as recorded:
                 self._recorded(recorded, now, actions)
             case Passage(direction=direction):
@@ -326,10 +341,13 @@ class GateMachine:
                 if self.state is not State.EMERGENCY:
                     self._abandon_grant(actions)
                     self._enter(self._resting_state(), now, actions)
-            case Tamper(active=active):
-                actions.append(Record(EventKind.TAMPER if active else EventKind.TAMPER_CLEARED))
+            case Tamper(active=active, where=where):
+                actions.append(Record(EventKind.TAMPER if active else EventKind.TAMPER_CLEARED, detail=where))
                 if active:
-                    actions.append(Beep(BeepPattern.ALARM))
+                    actions.append(Cue(Signal.ALARM))
+            case ReaderLink(reader=reader, online=online):
+                actions.append(Record(EventKind.READER_ONLINE if online else EventKind.READER_OFFLINE,
+                                      detail=reader))
             case Tick():
                 self._tick(now, actions)
         return actions
@@ -374,11 +392,8 @@ class GateMachine:
             State.FAULT: replace(SAFE, red=True),
         }.get(state, SAFE)
         self._set(outputs, actions)
-        if state is State.EMERGENCY:
-            actions.append(Beep(BeepPattern.ALARM))
-        elif previous is State.EMERGENCY:
-            actions.append(Beep(BeepPattern.OFF))
         if state is not previous:
+            actions.append(Cue(STATE_SIGNAL[state]))
             detail = f"{previous}->{state}" + (f": {self.fault}" if state is State.FAULT else "")
             actions.append(Record(EventKind.STATE, detail=detail))
         actions.append(Show(self._state_event(now)))
@@ -422,7 +437,7 @@ class GateMachine:
                 actions.append(Announce(decision))
                 return
             refusal = decision.refused_for_fault(recorded.cause)
-            actions.append(Beep(BeepPattern.REFUSE))
+            actions.append(Cue(Signal.REFUSED, self._reader, decision.direction))
             actions.append(Announce(refusal))
             self._enter(self._resting_state(), now, actions)  # the FAULT screen, with its cause, stays
             return
@@ -433,7 +448,7 @@ class GateMachine:
             self.state = State.REFUSED
             self._state_end = now + self.timing.refusal_display_s
             self._set(replace(SAFE, red=True), actions)
-            actions.append(Beep(BeepPattern.REFUSE))
+            actions.append(Cue(Signal.REFUSED, self._reader, decision.direction))
             actions.append(Announce(decision))
             return
         self._granted = decision
@@ -442,7 +457,7 @@ class GateMachine:
             actions.append(Commit(decision))
         self._set(Outputs(green=True), actions)
         actions.append(Pulse(decision.direction, self.timing.relay_pulse_s))
-        actions.append(Beep(BeepPattern.ADMIT))
+        actions.append(Cue(Signal.GRANTED, self._reader, decision.direction))
         wait = self.timing.relay_pulse_s if self.commit_at_grant else self.timing.passage_timeout_s
         self._state_end = now + wait
         actions.append(Announce(decision))
@@ -459,7 +474,7 @@ class GateMachine:
             actions.append(Record(EventKind.PASSAGE, direction, "free exit"))
         else:
             actions.append(Record(EventKind.FORCED_PASSAGE, direction))
-            actions.append(Beep(BeepPattern.ALARM))
+            actions.append(Cue(Signal.ALARM, direction=direction))
             event = {"kind": "alarm", "alarm": str(EventKind.FORCED_PASSAGE), "direction": str(direction),
                      "t": now, "text": "Forced passage", "state": str(self.state)}
             actions.append(Show(event))

@@ -118,7 +118,7 @@ def simulate_stdin(gate: SimulatedGate, direction: Direction = Direction.ENTRY) 
             # The next person steps up once the gate is ready: latency counts from then.
             gate.submit_scan(replace(scan, t=time.monotonic()), direction)
             gate.wait_settled(60)
-        dropped = int(source.health()["dropped"])
+        dropped = source.health().dropped
     gate.wait_settled(60)
     if dropped:
         log.warning("stdin: %d line(s) dropped (see above): not decided", dropped)

@@ -114,7 +114,7 @@ def gate_status(gate: Gate) -> dict[str, Any]:
         "passages_today": {"entry": gate.answers.passages["entry"], "exit": gate.answers.passages["exit"]},
         "lists": gate.lists.status(now),
         "lists_stale": gate.lists.stale(now),
-        "scanners": [source.health() for source, _ in gate.sources],
+        "scanners": [source.health().as_dict() for source, _ in gate.sources],
         "journal": {
             "backlog": backlog,
             "fault": gate.effects.fault,

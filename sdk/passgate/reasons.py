@@ -14,6 +14,8 @@ class Reason(StrEnum):
 
     ADMIT = "admit"
     UNREADABLE = "unreadable"
+    INCOMPLETE_READ = "incomplete_read"
+    CARD_NOT_ACCEPTED = "card_not_accepted"
     UNKNOWN_KEY = "unknown_key"
     UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
     BAD_SIGNATURE = "bad_signature"
@@ -45,6 +47,8 @@ class Reason(StrEnum):
 _TEXT: dict[Reason, str] = {
     Reason.ADMIT: "Admitted",
     Reason.UNREADABLE: "Not a valid pass: ask for another copy",
+    Reason.INCOMPLETE_READ: "Code not read completely: scan again",
+    Reason.CARD_NOT_ACCEPTED: "Cards are not accepted here: show the pass's QR code",
     Reason.UNKNOWN_KEY: "Pass from an issuer not accepted here: send to the box office",
     Reason.UNSUPPORTED_ALGORITHM: "Pass format not accepted here: send to the box office",
     Reason.BAD_SIGNATURE: "Forged or damaged pass: ask for another copy",

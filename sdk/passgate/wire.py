@@ -88,6 +88,8 @@ class EventKind(StrEnum):
     FORCED_PASSAGE = "forced_passage"
     TAMPER = "tamper"
     TAMPER_CLEARED = "tamper_cleared"
+    READER_OFFLINE = "reader_offline"  # a reader on a bus stopped answering (its detail names it)
+    READER_ONLINE = "reader_online"  # ... and answers again
     STATE = "state"
     EMERGENCY_RESET = "emergency_reset"
     FAULT_CLEARED = "fault_cleared"  # the journal records again after a fault (with its cause)

@@ -50,6 +50,10 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
         ({"timing": {"relay_pulse_ms": True}}, "timing.relay_pulse_ms"),
         ({"scanner": [{"direction": "entry"}]}, "scanner[0].source"),
         ({"scanner": [{"source": "stdin:", "direction": "exit"}]}, "scanner[0].direction"),
+        ({"scanner": [{"source": "stdin:", "on_offline": "ignore"}]}, "scanner[0].on_offline"),
+        ({"scanner": [{"source": "stdin:", "on_tamper": True}]}, "scanner[0].on_tamper"),
+        ({"scanner": [{"source": "osdp:/dev/ttyUSB0?addr=1:exit"}]}, "scanner[0].source"),  # entry-only
+        ({"scanner": [{"source": "osdp:/dev/ttyUSB0?addr=1", "baud": 9600}]}, "scanner[0].baud"),
         ({"denylist": {"stale_policy": "maybe"}}, "denylist.stale_policy"),
         ({"hub": {"url": "https://hub"}}, "hub.token"),
         ({"display": {"listen": "8080"}}, "display.listen"),
@@ -70,3 +74,11 @@ def test_bad_files(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("[gate\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_reader_rules_and_directions_of_a_bus() -> None:
+    config = parse_config({"gate": {"directions": "both"}, "scanner": [
+        {"source": "osdp:/dev/ttyUSB0?addr=1:entry,2:exit", "keys": "/k", "on_offline": "event"}]})
+    spec = config.scanners[0]
+    assert (spec.on_offline, spec.on_tamper) == ("event", "fault")  # tamper faults unless told
+    assert spec.options == {"keys": "/k"}  # the gate's own keys are not the source's options

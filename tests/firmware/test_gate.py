@@ -78,7 +78,7 @@ def test_scan_to_relay_to_journal_and_restart_keeps_entries(tmp_path, trust, pty
     relay, green, red = gate.io.relay_entry.pin, gate.io.green.pin, gate.io.red.pin
     gate.start()
     try:
-        assert wait_for(lambda: scanner.health()["connected"])
+        assert wait_for(lambda: scanner.health().connected)
         scan(master, single)
         assert wait_for(lambda: gate.state is State.GRANTED)
         assert wait_for(lambda: green.state and not red.state)  # outputs follow the state
@@ -186,7 +186,7 @@ def test_status_over_http_control_over_the_socket(tmp_path, trust, pty_scanner) 
     gate = make_gate(tmp_path, trust, [(scanner, Direction.ENTRY)], display=True)
     gate.start()
     try:
-        assert wait_for(lambda: scanner.health()["connected"])
+        assert wait_for(lambda: scanner.health().connected)
         scan(master, "PG1:NOT-A-PASS")
         assert wait_for(lambda: gate.status()["last_decision"] is not None)
         with urllib.request.urlopen(f"{gate.display.url}/status", timeout=5) as response:

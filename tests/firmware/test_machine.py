@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 
 from passgate import Reason, TrustStore, generate_private_key, issue_pass, verify_signature
+from passgate.feedback import Cue, Signal
 from passgated.machine import (
     FREE,
     SAFE,
     STATE_TEXT,
     Announce,
-    Beep,
-    BeepPattern,
     Booted,
     Commit,
     FireLoop,
@@ -43,6 +42,9 @@ from passgated.machine import (
 from passgated.policy import Decision, Direction
 from passgated.records import EventKind
 
+GRANTED_CUE = Cue(Signal.GRANTED, "", Direction.ENTRY)  # the reader: none in these tests
+REFUSED_CUE = Cue(Signal.REFUSED, "", Direction.ENTRY)
+READY_CUE = Cue(Signal.READY)
 TIMING = Timing(relay_pulse_s=0.3, passage_timeout_s=5.0, refusal_display_s=2.0)
 KEY = generate_private_key()
 TRUST = TrustStore()
@@ -85,7 +87,8 @@ def scan(m: GateMachine, decision: Decision, now: float, *, ok: bool = True, cau
 def test_names_texts_and_defaults() -> None:
     assert [s.value for s in State] == ["BOOT", "IDLE", "GRANTED", "REFUSED", "EMERGENCY", "FAULT",
                                         "MAINTENANCE_FREE", "MAINTENANCE_LOCKED"]
-    assert [p.value for p in BeepPattern] == ["admit", "refuse", "alarm", "off"]
+    assert [s.value for s in Signal] == ["granted", "refused", "alarm", "ready", "fault", "emergency",
+                                         "open", "closed"]
     assert [m.value for m in MaintenanceMode] == ["free", "locked"]
     assert STATE_TEXT == {
         State.BOOT: "Starting",
@@ -119,7 +122,7 @@ def test_a_new_machine_before_boot() -> None:
 
 def test_boot_with_the_loop_closed() -> None:
     m = GateMachine(TIMING)
-    assert m.handle(Booted(fire_loop_closed=True), 0.0) == [state_record("BOOT->IDLE"), ready(0.0)]
+    assert m.handle(Booted(fire_loop_closed=True), 0.0) == [READY_CUE, state_record("BOOT->IDLE"), ready(0.0)]
     assert m.refusal_for_scan() is None
 
 
@@ -130,7 +133,7 @@ def test_grant_pulse_passage_commit() -> None:
         RecordDecision(ADMIT, reserve=True),  # durable before anything moves
         SetOutputs(GREEN),
         Pulse(Direction.ENTRY, 0.3),  # the output times it, not the loop
-        Beep(BeepPattern.ADMIT),
+        GRANTED_CUE,
         Announce(ADMIT),
     ]
     assert m.state is State.GRANTED and m.outputs == GREEN and m.refusal_for_scan() is Reason.BUSY
@@ -138,7 +141,7 @@ def test_grant_pulse_passage_commit() -> None:
     assert m.handle(Tick(), 5.999) == []
     assert m.handle(Passage(Direction.ENTRY), 2.0) == [
         Commit(ADMIT), SetOutputs(SAFE),  # the commit's record is the passage (counted once)
-        state_record("GRANTED->IDLE"), shown("IDLE", "Ready", 2.0)]
+        READY_CUE, state_record("GRANTED->IDLE"), shown("IDLE", "Ready", 2.0)]
     assert m.state is State.IDLE and m.next_deadline() is None
     assert m.handle(Tick(), 6.0) == []  # the old deadline is gone
 
@@ -153,17 +156,17 @@ def test_timeout_gives_the_entry_back() -> None:
     scan(m, ADMIT, 1.0)
     assert m.handle(Tick(), 6.0) == [
         GiveBack(ADMIT), Record(EventKind.NOT_PASSED, Direction.ENTRY, "timeout"), SetOutputs(SAFE),
-        state_record("GRANTED->IDLE"), shown("IDLE", "Ready", 6.0)]
+        READY_CUE, state_record("GRANTED->IDLE"), shown("IDLE", "Ready", 6.0)]
     assert m.handle(Passage(Direction.ENTRY), 7.0)[0] == Record(EventKind.FORCED_PASSAGE, Direction.ENTRY)
 
 
 def test_commit_at_grant_for_turnstiles_without_feedback() -> None:
     m = booted(commit_at_grant=True)
     assert scan(m, ADMIT, 1.0) == [RecordDecision(ADMIT, reserve=True), Commit(ADMIT), SetOutputs(GREEN),
-                                   Pulse(Direction.ENTRY, 0.3), Beep(BeepPattern.ADMIT), Announce(ADMIT)]
+                                   Pulse(Direction.ENTRY, 0.3), GRANTED_CUE, Announce(ADMIT)]
     assert m.next_deadline() == pytest.approx(1.3)  # the pulse, not the passage timeout
     assert m.handle(Tick(), 1.299) == []
-    assert m.handle(Tick(), 1.3) == [SetOutputs(SAFE), state_record("GRANTED->IDLE"), ready(1.3)]
+    assert m.handle(Tick(), 1.3) == [SetOutputs(SAFE), READY_CUE, state_record("GRANTED->IDLE"), ready(1.3)]
     scan(m, ADMIT, 2.0)
     assert Commit(ADMIT) not in m.handle(Passage(Direction.ENTRY), 2.1)  # committed already
 
@@ -172,7 +175,7 @@ def test_passage_in_the_other_direction_is_forced() -> None:
     m = booted()
     scan(m, ADMIT, 0.0)
     assert m.handle(Passage(Direction.EXIT), 0.5) == [
-        Record(EventKind.FORCED_PASSAGE, Direction.EXIT), Beep(BeepPattern.ALARM),
+        Record(EventKind.FORCED_PASSAGE, Direction.EXIT), Cue(Signal.ALARM, direction=Direction.EXIT),
         Show({"kind": "alarm", "alarm": "forced_passage", "direction": "exit", "t": 0.5,
               "text": "Forced passage", "state": "GRANTED"})]
     assert m.state is State.GRANTED
@@ -182,10 +185,10 @@ def test_passage_in_the_other_direction_is_forced() -> None:
 def test_refusal_shows_red_then_returns_to_idle() -> None:
     m = booted()
     assert scan(m, REFUSE, 10.0) == [RecordDecision(REFUSE, reserve=False), SetOutputs(RED),
-                                     Beep(BeepPattern.REFUSE), Announce(REFUSE)]
+                                     REFUSED_CUE, Announce(REFUSE)]
     assert m.state is State.REFUSED and m.refusal_for_scan() is None and m.next_deadline() == 12.0
     assert m.handle(Tick(), 11.999) == []
-    assert m.handle(Tick(), 12.0) == [SetOutputs(SAFE), state_record("REFUSED->IDLE"), ready(12.0)]
+    assert m.handle(Tick(), 12.0) == [SetOutputs(SAFE), READY_CUE, state_record("REFUSED->IDLE"), ready(12.0)]
 
 
 def test_a_refusal_outside_idle_is_only_recorded_and_announced() -> None:
@@ -203,8 +206,8 @@ def test_a_grant_the_journal_cannot_record_moves_nothing_and_faults() -> None:
                        detail="disk full")
     cause = "Journal cannot record (disk full)"
     assert scan(m, ADMIT, 1.0, ok=False, cause="disk full") == [
-        RecordDecision(ADMIT, reserve=True), Beep(BeepPattern.REFUSE), Announce(refusal), SetOutputs(RED),
-        state_record(f"IDLE->FAULT: {cause}"),
+        RecordDecision(ADMIT, reserve=True), REFUSED_CUE, Announce(refusal), SetOutputs(RED),
+        Cue(Signal.FAULT), state_record(f"IDLE->FAULT: {cause}"),
         shown("FAULT", "Out of order: please use another gate", 1.0, cause)]
     assert m.state is State.FAULT and m.fault == cause and m.refusal_for_scan() is Reason.GATE_FAULT
     later = Decision(False, Reason.GATE_FAULT, Reason.GATE_FAULT.text, Direction.ENTRY)
@@ -212,7 +215,7 @@ def test_a_grant_the_journal_cannot_record_moves_nothing_and_faults() -> None:
                                                               Announce(later)]
     with pytest.raises(RuntimeError):
         m.handle(Scanned(ADMIT), 3.0)  # an admit is never handed over outside IDLE/REFUSED
-    assert m.handle(Health(), 4.0) == [SetOutputs(SAFE), state_record("FAULT->IDLE"), ready(4.0)]
+    assert m.handle(Health(), 4.0) == [SetOutputs(SAFE), READY_CUE, state_record("FAULT->IDLE"), ready(4.0)]
 
 
 def test_a_refusal_the_journal_cannot_record_is_still_refused_and_faults() -> None:
@@ -251,7 +254,7 @@ def test_a_scan_cannot_overtake_a_pending_record() -> None:
 def test_fire_alarm_from_idle_then_closed_then_reset() -> None:
     m = booted()
     assert m.handle(FireLoop(closed=False), 1.0) == [
-        Latch(True), SetOutputs(FREE), Beep(BeepPattern.ALARM), state_record("IDLE->EMERGENCY"),
+        Latch(True), SetOutputs(FREE), Cue(Signal.EMERGENCY), state_record("IDLE->EMERGENCY"),
         shown("EMERGENCY", "EMERGENCY — FREE PASSAGE", 1.0)]
     assert m.emergency_latched and m.refusal_for_scan() is Reason.EMERGENCY
     assert m.handle(FireLoop(closed=False), 1.5) == []  # a bouncing contact: already there
@@ -261,7 +264,7 @@ def test_fire_alarm_from_idle_then_closed_then_reset() -> None:
     assert m.state is State.EMERGENCY and m.emergency_latched and m.outputs == FREE  # latched
     assert m.handle(Tick(), 1000.0) == [] and m.handle(Health(), 1001.0) == []
     assert m.handle(ResetRequested(), 1002.0) == [
-        Latch(False), Record(EventKind.EMERGENCY_RESET), SetOutputs(SAFE), Beep(BeepPattern.OFF),
+        Latch(False), Record(EventKind.EMERGENCY_RESET), SetOutputs(SAFE), READY_CUE,
         state_record("EMERGENCY->IDLE"), shown("IDLE", "Ready", 1002.0)]
     assert not m.emergency_latched
     assert m.handle(ResetRequested(), 1003.0) == []  # nothing to reset
@@ -277,7 +280,7 @@ def test_fire_alarm_during_a_grant_gives_the_entry_back() -> None:
     scan(m, ADMIT, 0.0)
     assert m.handle(FireLoop(closed=False), 0.1) == [
         GiveBack(ADMIT), Record(EventKind.NOT_PASSED, Direction.ENTRY, "interrupted"), Latch(True),
-        SetOutputs(FREE), Beep(BeepPattern.ALARM), state_record("GRANTED->EMERGENCY"),
+        SetOutputs(FREE), Cue(Signal.EMERGENCY), state_record("GRANTED->EMERGENCY"),
         shown("EMERGENCY", "EMERGENCY — FREE PASSAGE", 0.1)]
     assert m.next_deadline() is None  # no passage timeout runs in an emergency
     free_passage = Record(EventKind.PASSAGE, Direction.ENTRY, "free passage")
@@ -290,7 +293,7 @@ def test_fire_alarm_in_every_state_releases_and_latches(state: State) -> None:
     m = _drive_to(state)
     actions = m.handle(FireLoop(closed=False), 0.1)
     assert m.state is State.EMERGENCY and m.outputs == FREE
-    assert Beep(BeepPattern.ALARM) in actions and Latch(True) in actions
+    assert Cue(Signal.EMERGENCY) in actions and Latch(True) in actions
     assert m.handle(ResetRequested(), 0.2) == []
     m.handle(FireLoop(closed=True), 0.3)
     m.handle(ResetRequested(), 101.0)
@@ -302,7 +305,7 @@ def test_fire_alarm_in_every_state_releases_and_latches(state: State) -> None:
 def test_fire_loop_open_at_boot_starts_in_emergency_and_refuses_a_reset() -> None:
     m = GateMachine(TIMING)
     assert m.handle(Booted(fire_loop_closed=False), 0.0) == [
-        Latch(True), SetOutputs(FREE), Beep(BeepPattern.ALARM), state_record("BOOT->EMERGENCY"),
+        Latch(True), SetOutputs(FREE), Cue(Signal.EMERGENCY), state_record("BOOT->EMERGENCY"),
         shown("EMERGENCY", "EMERGENCY — FREE PASSAGE", 0.0)]
     assert m.handle(ResetRequested(), 1.0) == [] and m.state is State.EMERGENCY
     m.handle(FireLoop(closed=True), 2.0)
@@ -313,7 +316,7 @@ def test_fire_loop_open_at_boot_starts_in_emergency_and_refuses_a_reset() -> Non
 def test_an_emergency_not_reset_before_a_restart_is_still_latched() -> None:
     m = GateMachine(TIMING)
     assert m.handle(Booted(fire_loop_closed=True, emergency_latched=True), 0.0) == [
-        SetOutputs(FREE), Beep(BeepPattern.ALARM), state_record("BOOT->EMERGENCY"),
+        SetOutputs(FREE), Cue(Signal.EMERGENCY), state_record("BOOT->EMERGENCY"),
         shown("EMERGENCY", "EMERGENCY — FREE PASSAGE", 0.0)]  # no Latch(True): already persisted
     m.handle(ResetRequested(), 1.0)
     assert m.state is State.IDLE and m.outputs == SAFE
@@ -340,12 +343,12 @@ def test_scanners_gone_and_back() -> None:
     m = booted()
     cause = "Scanner disconnected"
     assert m.handle(Health(scanners_ok=False), 1.0) == [
-        SetOutputs(RED), state_record(f"IDLE->FAULT: {cause}"),
+        SetOutputs(RED), Cue(Signal.FAULT), state_record(f"IDLE->FAULT: {cause}"),
         shown("FAULT", "Out of order: please use another gate", 1.0, cause)]
     assert (m.fault, m.refusal_for_scan()) == (cause, Reason.OUT_OF_SERVICE)
     assert m.handle(Health(scanners_ok=False), 1.5) == [
         shown("FAULT", "Out of order: please use another gate", 1.5, cause)]  # still FAULT, shown again
-    assert m.handle(Health(), 2.0) == [SetOutputs(SAFE), state_record("FAULT->IDLE"), ready(2.0)]
+    assert m.handle(Health(), 2.0) == [SetOutputs(SAFE), READY_CUE, state_record("FAULT->IDLE"), ready(2.0)]
 
 
 def test_fault_causes_in_order() -> None:
@@ -371,25 +374,25 @@ def test_a_refusal_on_screen_is_not_cut_short_by_a_healthy_report() -> None:
     scan(m, REFUSE, 0.0)
     assert m.handle(Health(), 0.5) == [] and m.state is State.REFUSED
     fault = m.handle(Health(turnstile_ready=False), 0.6)  # already red: only the state changes
-    assert fault[0] == state_record("REFUSED->FAULT: Turnstile controller not ready")
+    assert fault[0] == Cue(Signal.FAULT), state_record("REFUSED->FAULT: Turnstile controller not ready")
     assert m.state is State.FAULT
 
 
 def test_maintenance() -> None:
     m = booted()
     assert m.handle(Maintenance(MaintenanceMode.FREE), 1.0) == [
-        SetOutputs(FREE), state_record("IDLE->MAINTENANCE_FREE"),
+        SetOutputs(FREE), Cue(Signal.OPEN), state_record("IDLE->MAINTENANCE_FREE"),
         shown("MAINTENANCE_FREE", "Maintenance: free passage", 1.0)]
     assert m.refusal_for_scan() is Reason.OUT_OF_SERVICE
     free_passage = Record(EventKind.PASSAGE, Direction.ENTRY, "free passage")
     assert m.handle(Passage(Direction.ENTRY), 1.5) == [free_passage]
     assert m.handle(Maintenance(MaintenanceMode.LOCKED), 2.0) == [
-        SetOutputs(RED), state_record("MAINTENANCE_FREE->MAINTENANCE_LOCKED"),
+        SetOutputs(RED), Cue(Signal.CLOSED), state_record("MAINTENANCE_FREE->MAINTENANCE_LOCKED"),
         shown("MAINTENANCE_LOCKED", "Maintenance: gate closed", 2.0)]
     assert m.handle(Maintenance(MaintenanceMode.LOCKED), 2.5) == [
         shown("MAINTENANCE_LOCKED", "Maintenance: gate closed", 2.5)]  # no change, nothing recorded
     assert m.handle(Maintenance(None), 3.0) == [
-        SetOutputs(SAFE), state_record("MAINTENANCE_LOCKED->IDLE"), shown("IDLE", "Ready", 3.0)]
+        SetOutputs(SAFE), READY_CUE, state_record("MAINTENANCE_LOCKED->IDLE"), shown("IDLE", "Ready", 3.0)]
     with pytest.raises(ValueError):
         m.handle(Maintenance("open"), 4.0)  # type: ignore[arg-type]
 
@@ -414,7 +417,7 @@ def test_maintenance_during_an_emergency_waits_for_the_reset() -> None:
 def test_passages_outside_a_grant() -> None:
     m = booted()
     assert m.handle(Passage(Direction.ENTRY), 0.0) == [
-        Record(EventKind.FORCED_PASSAGE, Direction.ENTRY), Beep(BeepPattern.ALARM),
+        Record(EventKind.FORCED_PASSAGE, Direction.ENTRY), Cue(Signal.ALARM, direction=Direction.ENTRY),
         Show({"kind": "alarm", "alarm": "forced_passage", "direction": "entry", "t": 0.0,
               "text": "Forced passage", "state": "IDLE"})]
     free = booted(free_exit=True)
@@ -425,6 +428,6 @@ def test_passages_outside_a_grant() -> None:
 
 def test_tamper_is_recorded_and_does_not_stop_service() -> None:
     m = booted()
-    assert m.handle(Tamper(True), 0.0) == [Record(EventKind.TAMPER), Beep(BeepPattern.ALARM)]
+    assert m.handle(Tamper(True), 0.0) == [Record(EventKind.TAMPER), Cue(Signal.ALARM)]
     assert m.handle(Tamper(False), 0.5) == [Record(EventKind.TAMPER_CLEARED)]
     assert Pulse(Direction.ENTRY, 0.3) in scan(m, ADMIT, 1.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory
 
 from passgate import TrustStore, generate_private_key, issue_pass
+from passgate.feedback import Cue, Signal
 from passgate.scanners import Scan
 from passgated.config import load_config
 from passgated.control import Command, ControlRequest
@@ -95,15 +96,16 @@ def test_the_pulse_ends_while_the_loop_is_stalled(tmp_path: Path) -> None:
     gate = make_gate(tmp_path)
     gate.io.fire_loop.pin.drive_low()
     stalled, running, unstall = threading.Event(), threading.Event(), threading.Event()
-    real_beep = gate.io.beep
+    real_cue = gate.io.cue
 
-    def stalling_beep(pattern: object) -> None:  # the loop stalls right after it started the pulse
-        real_beep(pattern)  # type: ignore[arg-type]
-        stalled.set()
-        unstall.wait(30)
-        running.set()
+    def stalling_cue(cue: Cue) -> None:  # the loop stalls right after it started the grant's pulse
+        real_cue(cue)
+        if cue.signal is Signal.GRANTED:
+            stalled.set()
+            unstall.wait(30)
+            running.set()
 
-    gate.io.beep = stalling_beep  # type: ignore[method-assign]
+    gate.io.cue = stalling_cue  # type: ignore[method-assign]
     relay = gate.io.relay_entry.pin
     gate.start()
     try:

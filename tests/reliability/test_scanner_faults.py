@@ -52,19 +52,19 @@ def test_unplug_flood_and_overlong_line_lose_no_good_scan(tmp_path: Path) -> Non
         assert wait_for(lambda: pass_id in decided, 3.0), f"good scan lost ({phase}): {scanner.health()}"
 
     try:
-        assert wait_for(lambda: scanner.health()["connected"], 3.0)
+        assert wait_for(lambda: scanner.health().connected, 3.0)
         for _ in range(5):
             good_scan()
 
         phase = "replug"
         # Unplug during traffic, replug: reconnect within 2 s, then nothing is lost.
         port.unplug()
-        assert wait_for(lambda: not scanner.health()["connected"], 3.0)
+        assert wait_for(lambda: not scanner.health().connected, 3.0)
         assert wait_for(lambda: gate.state is State.FAULT, 3.0)  # a scanner gone is a fault
         time.sleep(0.3)
         port.plug()
         replugged = time.monotonic()
-        assert wait_for(lambda: scanner.health()["connected"], RECONNECT_LIMIT_S + 0.5)
+        assert wait_for(lambda: scanner.health().connected, RECONNECT_LIMIT_S + 0.5)
         reconnect_s = time.monotonic() - replugged
         assert reconnect_s <= RECONNECT_LIMIT_S
         assert wait_for(lambda: gate.state is State.IDLE, 3.0)
@@ -121,7 +121,7 @@ def test_unplug_flood_and_overlong_line_lose_no_good_scan(tmp_path: Path) -> Non
     health = scanner.health()
     assert len(sent) == 20 and set(sent) <= set(decided)
     assert decided_in_flood >= 2  # decided while the garbage was still coming, not after it
-    assert health["dropped"] > 0  # the garbage was counted and skipped
+    assert health.dropped > 0  # the garbage was counted and skipped
     print(f"\nscanner faults: reconnect {reconnect_s * 1000:.0f} ms after replug; {flooded / 1e6:.1f} MB of "
-          f"garbage; {health['dropped']} inputs dropped; 20/20 good scans decided, median "
+          f"garbage; {health.dropped} inputs dropped; 20/20 good scans decided, median "
           f"{statistics.median(latencies):.1f} ms, max {max(latencies):.1f} ms")

@@ -663,14 +663,14 @@ def test_a_presentation_through_a_serial_scanner(tmp_path) -> None:
     try:
         source = SerialScanner(str(pty.link), dedupe=0)  # its defaults: any line end, 8 bytes at least
         reader = Reader(source)
-        assert wait_for(lambda: source.health()["connected"])
+        assert wait_for(lambda: source.health().connected)
         data = _SHOWN.encode() + b"\r\n"
         for at in range(0, len(data), 50):
             pty.write(data[at : at + 50])
         (scan,) = reader.take()
         stop(reader)
         assert scan.text == _SHOWN and reader.nothing_more()
-        assert source.health()["dropped"] == 0
+        assert source.health().dropped == 0
         assert verify_pass(scan.bytes, _SHOWN_TRUST, now=NOW).holder_verified
     finally:
         for fd in (pty.master, pty.slave):

@@ -53,7 +53,7 @@ def start(pty: Pty, **options: object) -> Reader:
     options.setdefault("min_len", 1)  # short payloads here; the noise filter has its own test
     source = SerialScanner(str(pty.link), **options)  # type: ignore[arg-type]
     reader = Reader(source)
-    assert wait_for(lambda: source.health()["connected"])
+    assert wait_for(lambda: source.health().connected)
     return reader
 
 
@@ -71,7 +71,7 @@ def test_terminator_framings(pty: Pty, framing: str, end: bytes) -> None:
     pty.write(b"PG1:AAA" + end + b"PG1:B")  # the second scan is split over two writes
     pty.write(b"BB" + end)
     assert [s.text for s in reader.take(2)] == ["PG1:AAA", "PG1:BBB"]
-    assert reader.source.health()["dropped"] == 0
+    assert reader.source.health().dropped == 0
     stop(reader)
 
 
@@ -111,9 +111,9 @@ def test_malformed_input_is_counted_and_skipped(pty: Pty) -> None:
     pty.write(b"PG1:GOOD\r")
     assert [s.text for s in reader.take()] == ["PG1:GOOD"]
     health = reader.source.health()
-    assert health["dropped"] == 3
-    assert health["scans"] == 1
-    assert "longer than 64" in health["last_error"]
+    assert health.dropped == 3
+    assert health.scans == 1
+    assert "longer than 64" in health.last_error
     stop(reader)
 
 
@@ -121,7 +121,7 @@ def test_duplicates_within_the_window_are_suppressed(pty: Pty) -> None:
     reader = start(pty, dedupe=30)
     pty.write(b"PG1:SAME\rPG1:SAME\rPG1:OTHER\rPG1:SAME\r")
     assert [s.text for s in reader.take(2)] == ["PG1:SAME", "PG1:OTHER"]
-    assert wait_for(lambda: reader.source.health()["duplicates"] == 2)
+    assert wait_for(lambda: reader.source.health().duplicates == 2)
     assert reader.nothing_more()
     stop(reader)
 
@@ -129,11 +129,11 @@ def test_duplicates_within_the_window_are_suppressed(pty: Pty) -> None:
 def test_flood_is_bounded(pty: Pty) -> None:
     reader = start(pty)
     pty.write(b"".join(b"PG1:%d\r" % i for i in range(200)))
-    assert wait_for(lambda: reader.source.health()["scans"] + reader.source.health()["dropped"] == 200)
+    assert wait_for(lambda: reader.source.health().scans + reader.source.health().dropped == 200)
     health = reader.source.health()
-    assert health["dropped"] > 0
-    assert "flood" in health["last_error"]
-    assert reader.scans.qsize() == health["scans"] < 200
+    assert health.dropped > 0
+    assert "flood" in health.last_error
+    assert reader.scans.qsize() == health.scans < 200
     stop(reader)
 
 
@@ -142,25 +142,25 @@ def test_unplug_replug_reconnects_and_loses_nothing_after(pty: Pty) -> None:
     pty.write(b"PG1:BEFORE\r")
     assert [s.text for s in reader.take()] == ["PG1:BEFORE"]
     pty.unplug()
-    assert wait_for(lambda: not reader.source.health()["connected"])
-    assert reader.source.health()["last_error"]
+    assert wait_for(lambda: not reader.source.health().connected)
+    assert reader.source.health().last_error
     pty.plug()
     replugged = time.monotonic()
-    assert wait_for(lambda: reader.source.health()["connected"], 2.5)
+    assert wait_for(lambda: reader.source.health().connected, 2.5)
     assert time.monotonic() - replugged <= 2.0  # the spec: reconnects by itself within 2 s
     pty.write(b"".join(b"PG1:AFTER%d\r" % i for i in range(10)))
     assert [s.text for s in reader.take(10)] == [f"PG1:AFTER{i}" for i in range(10)]
-    assert reader.source.health()["reconnects"] == 1
+    assert reader.source.health().counters["reconnects"] == 1
     stop(reader)
 
 
 def test_missing_port_waits_and_reports_not_connected(tmp_path: Path) -> None:
     link = tmp_path / "ttyLater"
     reader = Reader(SerialScanner(str(link), min_len=1))
-    assert wait_for(lambda: reader.source.health()["last_error"] is not None)
-    assert reader.source.health()["connected"] is False
+    assert wait_for(lambda: reader.source.health().last_error is not None)
+    assert reader.source.health().connected is False
     device = Pty(link)  # plugged in late
-    assert wait_for(lambda: reader.source.health()["connected"])
+    assert wait_for(lambda: reader.source.health().connected)
     device.write(b"PG1:LATE\r")
     assert [s.text for s in reader.take()] == ["PG1:LATE"]
     stop(reader)
@@ -170,7 +170,7 @@ def test_missing_port_waits_and_reports_not_connected(tmp_path: Path) -> None:
 def test_close_from_another_thread_ends_a_blocked_iteration(pty: Pty) -> None:
     reader = start(pty)
     stop(reader)  # asserts the reader thread ended
-    assert reader.source.health()["connected"] is False
+    assert reader.source.health().connected is False
 
 
 def test_pyserial_socket_url_for_a_remote_scanner() -> None:
@@ -182,7 +182,7 @@ def test_pyserial_socket_url_for_a_remote_scanner() -> None:
         conn, _ = server.accept()
         with conn:
             # pyserial's socket:// open() discards what arrives while it opens: wait for it
-            assert wait_for(lambda: source.health()["connected"])
+            assert wait_for(lambda: source.health().connected)
             conn.sendall(b"]Q1PG1:REMOTE\r")
             assert [(s.text, s.source) for s in reader.take()] == [
                 ("PG1:REMOTE", f"serial:socket://{host}:{port}")
@@ -197,5 +197,5 @@ def test_short_fragments_are_line_noise(pty: Pty) -> None:
     pty.write(b"a7\rQ\n%x!\rGOOD-CODE-1\r")
     (scan,) = reader.take()
     assert scan.bytes == b"GOOD-CODE-1"
-    assert reader.source.health()["dropped"] == 3
+    assert reader.source.health().dropped == 3
     stop(reader)

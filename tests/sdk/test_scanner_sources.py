@@ -51,8 +51,8 @@ def test_camera_code_held_for_many_frames_is_one_scan(tmp_path: Path) -> None:
     # the return of PG1:HELD is within the hold-off: no second scan
     assert [s.text for s in scans] == ["PG1:HELD", "PG1:NEXT"]
     assert {s.source for s in scans} == {f"camera:{video}"}
-    assert health["frames"] == 180
-    assert health["duplicates"] == 45 * 3 - 2
+    assert health.counters["frames"] == 180
+    assert health.duplicates == 45 * 3 - 2
 
 
 def test_camera_without_hold_off_scans_every_frame(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_stdin_lines_and_close_from_another_thread() -> None:
         assert done.wait(WAIT)
         os.close(write_end)
     assert [s.text for s in scans] == ["PG1:A", "PG1:B"]
-    assert source.health()["dropped"] == 1
+    assert source.health().dropped == 1
 
 
 def test_stdin_end_of_input_ends_iteration() -> None:
@@ -148,7 +148,7 @@ def test_folder_scans_images_in_name_order(tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with ImageFolderScanner(tmp_path) as folder:
         assert [s.text for s in folder] == ["PG1:A", "PG1:B"]
-        assert folder.health()["dropped"] == 1
+        assert folder.health().dropped == 1
 
 
 def test_folder_watch_picks_up_new_files_until_closed(tmp_path: Path) -> None:

@@ -278,7 +278,7 @@ def test_broken_entry_points_are_config_errors(plugins: dict[str, Any]) -> None:
     assert "'brokenpkg:Scanner'" in message and "ImportError: No module named 'usb' (hint)" in message
     assert "not a ScannerSource subclass" in _refusal("notone:x", {})
     message = _refusal("nosuch:x", {})
-    assert "(known: serial, keyboard, camera, folder, stdin, fake, beacon, broken, notone)" in message
+    assert "(known: serial, keyboard, camera, folder, stdin, osdp, fake, beacon, broken, notone)" in message
     assert "bad:name" not in message
     assert scanner_kinds()[:5] == ("serial", "keyboard", "camera", "folder", "stdin")
 
@@ -375,7 +375,7 @@ def test_property_accepted_stdin_options_read_a_pipe(opts: dict[str, Any]) -> No
     with os.fdopen(read_end, "rb") as stream, StdinScanner(stream, **opts) as source:
         texts = [scan.text for scan in source]
     assert set(texts) <= {"PG1:A", "PG1:B"}
-    assert source.health()["scans"] == len(texts)
+    assert source.health().scans == len(texts)
 
 
 # -- stdin without a flood limit -------------------------------------------------------------------
@@ -397,7 +397,7 @@ def test_stdin_with_infinite_max_rate_takes_every_line(monkeypatch) -> None:
             texts = [scan.text for scan in source]
         writer.join(WAIT)
     assert texts == lines
-    assert source.health()["dropped"] == 0
+    assert source.health().dropped == 0
 
 
 def test_stdin_default_max_rate_still_limits_a_flood() -> None:
@@ -407,7 +407,7 @@ def test_stdin_default_max_rate_still_limits_a_flood() -> None:
     with os.fdopen(read_end, "rb") as stream, StdinScanner(stream) as source:
         texts = [scan.text for scan in source]
     assert 0 < len(texts) < 500
-    assert source.health()["dropped"] == 500 - len(texts)
+    assert source.health().dropped == 500 - len(texts)
 
 
 def test_token_bucket_with_infinite_rate_never_goes_nan() -> None:

@@ -30,12 +30,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..decode import MissingExtra
-from .base import Scan, ScannerSource
+from .base import ReaderHealth, Scan, ScanKind, ScannerHealth, ScannerSource
 from .camera import CameraScanner
 from .dedupe import Dedupe
 from .folder import ImageFolderScanner
 from .framing import FRAMINGS, Frame, Framer
 from .keyboard import KeyboardScanner, KeyMap
+from .osdp import OsdpError, OsdpScanner
 from .serial import SerialScanner
 from .stdin import StdinScanner
 
@@ -48,6 +49,8 @@ SPEC_FORMS = (
     "camera:/path/video.mp4",
     "stdin:",
     "folder:/path",
+    "osdp:/dev/ttyUSB0?addr=1",
+    "osdp:/dev/ttyUSB0?addr=1:entry,2:exit&baud=115200",
 )
 # The one kind -> class mapping: the built-ins, then kinds registered or loaded from entry points.
 _SOURCES: dict[str, type[ScannerSource]] = {
@@ -56,6 +59,7 @@ _SOURCES: dict[str, type[ScannerSource]] = {
     "camera": CameraScanner,
     "folder": ImageFolderScanner,
     "stdin": StdinScanner,
+    "osdp": OsdpScanner,
 }
 _BUILTINS = frozenset(_SOURCES)
 _BUILTIN_CLASSES = frozenset(_SOURCES.values())
@@ -64,7 +68,7 @@ _NO_TARGET: tuple[type[ScannerSource], ...] = (StdinScanner,)  # "stdin:" takes 
 PYSERIAL_SCHEMES = ("loop", "socket", "rfc2217", "spy", "alt", "hwgrep", "cp2110")
 # Value rules by option name, for every source that has the option (the names come from the base
 # class and the Framer, so they mean the same thing everywhere).
-_POSITIVE = frozenset({"baud", "max_len", "max_rate", "gap_ms", "retry", "poll"})
+_POSITIVE = frozenset({"baud", "max_len", "max_rate", "gap_ms", "retry", "poll", "part_timeout"})
 _NON_NEGATIVE = frozenset({"dedupe", "hold_off"})
 _INFINITE_OK = frozenset({"max_rate"})  # inf: no flood limit (a simulation reading a file)
 
@@ -77,7 +81,7 @@ class ScannerSpecError(ValueError):
     (or ``source``), so a config layer can prefix it with where the table is (``scanner[0].``)."""
 
 
-def check_scanner(spec: str, options: Mapping[str, Any]) -> None:
+def check_scanner(spec: str, options: Mapping[str, Any]) -> type[ScannerSource]:
     """Validate ``spec`` and the constructor ``options`` of its source, without creating the
     source: nothing is opened and no optional dependency (pyserial, evdev, cv2) is imported.
 
@@ -86,9 +90,10 @@ def check_scanner(spec: str, options: Mapping[str, Any]) -> None:
     parameter of the source's constructor, that its value has the parameter's annotated type
     (an int is a float, a bool is not an int) and the value rules the source applies later
     (``framing``, positive ``baud``/``max_len``/``max_rate``/``gap_ms``/``retry``/``poll``,
-    ``dedupe >= 0``, ``1 <= min_len <= max_len``). Raises ``ScannerSpecError``.
+    ``dedupe >= 0``, ``1 <= min_len <= max_len``) and the source's own ``check_target``. Returns
+    the source's class; raises ``ScannerSpecError``.
     """
-    _check(spec, options)
+    return _check(spec, options)[0]
 
 
 def open_scanner(spec: str, **options: Any) -> ScannerSource:
@@ -101,6 +106,8 @@ def open_scanner(spec: str, **options: Any) -> ScannerSource:
     - ``camera:0`` (device index), ``camera:/path/video.mp4``, ``camera:rtsp://...``; ``hold_off``
     - ``stdin:`` (one scan a line); ``max_rate=float("inf")`` to take every line of a file
     - ``folder:/path`` (images in a folder); ``watch=True`` to wait for new files
+    - ``osdp:/dev/ttyUSB0?addr=1:entry,2:exit&baud=115200`` (OSDP readers on one RS-485 bus);
+      ``keys`` (the secure-channel keys file), ``max_len``, ``part_timeout``, ``retry``
     - ``kind:target`` of a source registered in the ``passgate.scanners`` entry-point group
     """
     cls, target = _check(spec, options)
@@ -150,6 +157,11 @@ def _check(spec: str, options: Mapping[str, Any]) -> tuple[type[ScannerSource], 
         raise ScannerSpecError(f"{bad}: {kind} needs a target, e.g. {_forms(kind)}")
     if issubclass(cls, SerialScanner):
         _check_serial_url(target, bad)
+    if target:
+        try:
+            cls.check_target(target)
+        except ValueError as exc:
+            raise ScannerSpecError(f"{bad}: {_line(exc)}") from None
     _check_options(kind, cls, sig, target_param, options)
     passed = target if target and rule != "none" else None
     try:  # what Python would refuse that the checks above did not foresee (positional-only...)
@@ -393,7 +405,12 @@ __all__ = [
     "KeyMap",
     "KeyboardScanner",
     "MissingExtra",
+    "OsdpError",
+    "OsdpScanner",
+    "ReaderHealth",
     "Scan",
+    "ScanKind",
+    "ScannerHealth",
     "ScannerSource",
     "ScannerSpecError",
     "SerialScanner",

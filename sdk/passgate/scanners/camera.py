@@ -41,10 +41,6 @@ class CameraScanner(ScannerSource):
             raise FileNotFoundError(f"camera:{device}: no such video file")
         self.decoder = decoder or Decoder()
         self.retry = retry
-        self.frames = 0
-
-    def health(self) -> dict[str, Any]:
-        return {**super().health(), "frames": self.frames}
 
     def _read(self) -> Generator[Scan, None, None]:
         cv2 = self._cv2
@@ -60,7 +56,7 @@ class CameraScanner(ScannerSource):
                             return
                         self._closed.wait(self.retry)
                         continue
-                    self._connected = True
+                    self._online()
                 ok, frame = capture.read()
                 now = time.monotonic()
                 if not ok:
@@ -69,19 +65,18 @@ class CameraScanner(ScannerSource):
                     self._lost(capture, "no frame")
                     capture = None
                     continue
-                self.frames += 1
+                self._count("frames")
                 if frame.ndim == 3:
                     frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
                 for code in self.decoder.decode(frame):
                     yield Scan(code.bytes, self.source, now)
         finally:
-            self._connected = False
+            self._offline()
             if capture is not None:
                 capture.release()
 
     def _lost(self, capture: Any, why: str) -> None:
-        if self._connected or self._last_error is None:
+        if self._error(why) or self.health().connected:
             log.warning("%s: %s; retrying every %gs", self.source, why, self.retry)
-        self._connected = False
-        self._last_error = why
+        self._offline()
         capture.release()

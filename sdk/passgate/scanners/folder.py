@@ -42,10 +42,9 @@ class ImageFolderScanner(ScannerSource):
                         for p in self.path.iterdir()
                         if p.suffix.lower() in IMAGE_SUFFIXES
                     }
-                    self._connected = True
+                    self._online()
                 except OSError as exc:
-                    self._connected = False
-                    self._last_error = str(exc)
+                    self._offline(str(exc))
                     files = {}
                 done &= files.keys()  # forget deleted files: memory stays bounded
                 for key in sorted(files.keys() - done):
@@ -54,7 +53,7 @@ class ImageFolderScanner(ScannerSource):
                 if not self.watch or self._closed.wait(self.poll):
                     return
         finally:
-            self._connected = False
+            self._offline()
 
     def _decode(self, file: Path) -> Iterator[Scan]:
         try:

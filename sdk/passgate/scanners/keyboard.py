@@ -136,8 +136,7 @@ class KeyboardScanner(ScannerSource):
                     continue  # woken with nothing to read
                 except OSError as exc:  # unplugged: ENODEV
                     log.warning("%s: keyboard lost (%s); reconnecting", self.source, exc)
-                    self._last_error = str(exc)
-                    self._connected = False
+                    self._offline(str(exc))
                     self.framer.reset()
                     device.close()
                     device = None
@@ -147,7 +146,7 @@ class KeyboardScanner(ScannerSource):
                     self.framer.feed(data, now) if data else self.framer.expire(now)
                 )
         finally:
-            self._connected = False
+            self._offline()
             if device is not None:
                 device.close()
             waker.close()
@@ -165,13 +164,12 @@ class KeyboardScanner(ScannerSource):
             device.close()
             self._note_failure(exc)
             return None
-        self._connected = True
+        self._online()
         return device
 
     def _note_failure(self, exc: OSError) -> None:
-        if self._last_error != str(exc):
+        if self._error(str(exc)):
             log.warning("%s: cannot open (%s); retrying", self.source, exc)
-        self._last_error = str(exc)
 
     def _wake(self) -> None:
         waker = self._waker

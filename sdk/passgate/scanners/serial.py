@@ -7,7 +7,7 @@
 The port may be any pyserial URL (``loop://``, ``socket://host:port``, ``rfc2217://``). An
 unplugged scanner is an outage, not an error: the source logs it, reopens the same path every
 ``retry`` seconds (a re-created ``/dev/serial/by-id`` symlink or a new pty is picked up), and
-keeps counting. ``health()["connected"]`` is False meanwhile.
+keeps counting. ``health().connected`` is False meanwhile.
 """
 
 from __future__ import annotations
@@ -61,10 +61,6 @@ class SerialScanner(ScannerSource):
         self._timeout = min(READ_TIMEOUT, gap / 2) if gap else READ_TIMEOUT
         self._port: Any = None
         self._port_lock = threading.Lock()  # close() from another thread vs the reader
-        self.reconnects = 0
-
-    def health(self) -> dict[str, Any]:
-        return {**super().health(), "reconnects": self.reconnects}
 
     def _read(self) -> Generator[Scan, None, None]:
         lost_at: float | None = None
@@ -97,29 +93,28 @@ class SerialScanner(ScannerSource):
             )
             port.open()
         except OSError as exc:  # a bad URL or baud (ValueError) is a configuration error
-            if self._last_error != str(exc):
+            if self._error(str(exc)):
                 log.warning("%s: cannot open (%s); retrying every %gs", self.source, exc, self.retry)
-            self._last_error = str(exc)
             return lost_at if lost_at is not None else time.monotonic()
         with self._port_lock:
             if self._closed.is_set():
                 port.close()
                 return lost_at
             self._port = port
-        self._connected = True
+        self._online()
         if lost_at is not None:
-            self.reconnects += 1
+            self._count("reconnects")
             log.warning("%s: reconnected after %.1fs", self.source, time.monotonic() - lost_at)
         return None
 
     def _lost(self, exc: BaseException) -> None:
         log.warning("%s: scanner lost (%s); reconnecting", self.source, exc)
-        self._last_error = str(exc)
+        self._offline(str(exc))
         self.framer.reset()
         self._disconnect()
 
     def _disconnect(self) -> None:
-        self._connected = False
+        self._offline()
         with self._port_lock:
             port, self._port = self._port, None
         if port is not None:

@@ -40,7 +40,7 @@ class StdinScanner(ScannerSource):
     def _read(self) -> Generator[Scan, None, None]:
         fd = (self._stream or sys.stdin).fileno()
         self._waker = waker = Waker()
-        self._connected = True
+        self._online()
         try:
             while not self._closed.is_set():
                 deadline = self.framer.deadline()
@@ -56,7 +56,7 @@ class StdinScanner(ScannerSource):
                     return
                 yield from self._scans(self.framer.feed(data, now))
         finally:
-            self._connected = False
+            self._offline()
             waker.close()
 
     def _wake(self) -> None:
