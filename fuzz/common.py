@@ -18,7 +18,7 @@ from passgate import cose
 from passgate.keys import TrustStore
 
 TARGETS = ("verify_pass", "base45", "cose", "denylist", "config", "framing", "freshness",
-           "pretix", "rules", "presentation")  # fuzz/fuzz_NAME.py
+           "pretix", "rules", "presentation", "osdp")  # fuzz/fuzz_NAME.py
 NOW = 1_800_000_000  # the injected clock: every seed pass is valid at this moment
 START_MARK = "passgate-fuzz: fuzzing from "
 MAX_LEN = 4096  # the largest input a harness is given (a QR code holds at most 4,296 characters)

@@ -569,8 +569,8 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> GateConfig:
 
 def check_files(config: GateConfig) -> None:
     """What ``run`` would find wrong on disk, as a ``ConfigError`` naming the key: trusted keys
-    (a gate without any refuses every pass, unless a hub supplies them), the hub's CA bundle, and
-    directories the gate must write."""
+    (a gate without any refuses every pass, unless a hub supplies them), each scanner's own files
+    (an OSDP bus's keys), the hub's CA bundle, and directories the gate must write."""
     if config.trust_dir is None:
         if config.hub is None:
             raise ConfigError("trust.dir: not set (simulate: --trust DIR) and no [hub] supplies keys: "
@@ -587,6 +587,11 @@ def check_files(config: GateConfig) -> None:
         if not keys and config.hub is None:
             raise ConfigError(f"trust.dir: no public keys (*.pem) in {config.trust_dir}: every pass would "
                               "be refused")
+    for i, spec in enumerate(config.scanners):  # e.g. an OSDP bus's keys file
+        try:
+            check_scanner(spec.source, spec.options).check_files(spec.source.partition(":")[2], spec.options)
+        except (ScannerSpecError, ValueError) as exc:
+            raise ConfigError(f"scanner[{i}]: {exc}") from None
     if config.pretix is not None:
         from .pretix_event import load  # the event's files: keys, time zone, check-in lists
 

@@ -181,3 +181,39 @@ def test_card_reads(source: OsdpScanner) -> None:
                   {"format": raw, "length": 30, "data": b"ABCD"},  # not whole bytes
                   {"format": raw}):
         assert source._card(reader, event, NOW).kind is ScanKind.CARD
+
+
+def test_the_fuzz_oracle_catches_a_source_that_guesses(monkeypatch) -> None:
+    """fuzz/fuzz_osdp.py's oracle fires on a source that would pass on what it has of a payload."""
+    from fuzz import fuzz_osdp
+    from passgate.scanners.base import Scan
+
+    def guess(self, reader, message, why, now):  # type: ignore[no-untyped-def]
+        self._messages.pop(reader.address, None)
+        return Scan(b"".join(message.parts), self.source, now, reader=reader.name, direction=reader.direction)
+
+    seeds = fuzz_osdp.seeds()
+    fuzz_osdp.test_one_input(seeds["lost-part"])  # the real source: refused, the oracle is content
+    monkeypatch.setattr(OsdpScanner, "_incomplete", guess)
+    with pytest.raises(AssertionError, match="a code the reader never sent whole"):
+        fuzz_osdp.test_one_input(seeds["lost-part"])
+
+
+def test_check_config_finds_a_missing_key_before_the_gate_starts(tmp_path: Path, capsys) -> None:
+    from passgated.cli import main
+
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    from passgate import generate_private_key
+    from passgate.keys import public_pem
+
+    (trust / "issuer.pub.pem").write_bytes(public_pem(generate_private_key()))
+    keys = tmp_path / "osdp.keys"
+    store_key(keys, 1, secrets.token_bytes(16))
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[trust]\ndir = "{trust}"\n[journal]\npath = "{tmp_path / "j.db"}"\n'
+                      f'[[scanner]]\nsource = "osdp:/dev/ttyUSB0?addr=1,2"\nkeys = "{keys}"\n')
+    assert main(["check-config", str(config)]) == 2
+    assert ("scanner[0]: no key for reader 2 in " + str(keys)) in capsys.readouterr().err
+    store_key(keys, 2, secrets.token_bytes(16))
+    assert main(["check-config", str(config)]) == 0

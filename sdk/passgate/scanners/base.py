@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
@@ -138,6 +138,11 @@ class ScannerSource:
     def check_target(cls, target: str) -> None:
         """Refuse a malformed target with a ``ValueError`` saying why, without opening anything:
         ``check_scanner`` (and so ``passgated check-config``) calls it."""
+
+    @classmethod
+    def check_files(cls, target: str, options: Mapping[str, Any]) -> None:
+        """Refuse what the source would find wrong on disk when it starts (a missing or unsafe keys
+        file) with a ``ValueError`` saying why: ``passgated check-config`` calls it."""
 
     @classmethod
     def target_directions(cls, target: str) -> frozenset[Direction]:

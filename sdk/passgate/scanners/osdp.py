@@ -35,7 +35,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ PART_MAX = MFGREP_MAX - PART_HEADER
 KEY_BYTES = 16
 MAX_ADDRESS = 126  # 0x7F is the broadcast address
 MAX_RETRY_S = 30.0  # the longest wait between attempts to bring an offline reader back
+WRITE_TIMEOUT_S = 0.5  # a frame is tens of bytes: longer means the adapter is stuck (lost, reopened)
 _LINE = re.compile(r"^\s*(\d+)\s+([0-9a-fA-F]{32})\s*$")
 
 
@@ -150,6 +151,16 @@ def load_keys(path: str | Path) -> dict[int, bytes]:
     return keys
 
 
+def _readers_keys(bus: OsdpBus, path: str) -> dict[int, bytes]:
+    """Each reader's key from the file, or ``OsdpError`` naming the first reader without one."""
+    keys = load_keys(path)
+    missing = [address for address in bus.readers if address not in keys]
+    if missing:
+        raise OsdpError(f"no key for reader {missing[0]} in {path}: run 'passgated osdp install "
+                        f"osdp:{bus.port}?addr={missing[0]} --keys {path}' once")
+    return {address: keys[address] for address in bus.readers}
+
+
 def store_key(path: str | Path, address: int, key: bytes) -> None:
     """Write (or replace) one reader's key: a new file of mode 600 replaces the old one at once,
     so a crash leaves either the old keys or the new ones."""
@@ -213,8 +224,9 @@ class _Port:
         if self._port is not None or self._closed or time.monotonic() < self._next_open:
             return self._port
         try:
-            port = self._serial.serial_for_url(self.url, baudrate=self.baud, timeout=0, write_timeout=0,
-                                               do_not_open=True)
+            # reads never wait (libosdp polls); a write of one frame waits at most WRITE_TIMEOUT_S
+            port = self._serial.serial_for_url(self.url, baudrate=self.baud, timeout=0,
+                                               write_timeout=WRITE_TIMEOUT_S, do_not_open=True)
             port.open()
         except (OSError, ValueError) as exc:
             self._lost(exc)
@@ -325,12 +337,7 @@ class OsdpScanner(ScannerSource):
         self._osdp = optional_import("osdp", "osdp", "libosdp")
         self._serial = optional_import("serial", "osdp", "pyserial")
         self.bus = parse_bus(target)
-        secrets = load_keys(keys)
-        missing = [address for address in self.bus.readers if address not in secrets]
-        if missing:
-            raise OsdpError(f"no key for reader {missing[0]} in {keys}: run 'passgated osdp install "
-                            f"osdp:{self.bus.port}?addr={missing[0]} --keys {keys}' once")
-        self._keys = {address: secrets[address] for address in self.bus.readers}
+        self._keys = _readers_keys(self.bus, keys)
         self.max_len, self.part_timeout, self.retry = max_len, part_timeout, retry
         self.readers = {address: _Reader(address, f"{self.source.partition('?')[0]}#{address}", facing)
                         for address, facing in self.bus.readers.items()}
@@ -347,6 +354,11 @@ class OsdpScanner(ScannerSource):
     def check_target(cls, target: str) -> None:
         """Check the bus spec without opening anything (``passgated check-config``)."""
         parse_bus(target)
+
+    @classmethod
+    def check_files(cls, target: str, options: Mapping[str, Any]) -> None:
+        """The keys file: there, private, with a key for every reader on the bus."""
+        _readers_keys(parse_bus(target), str(options.get("keys", DEFAULT_KEYS)))
 
     @classmethod
     def target_directions(cls, target: str) -> frozenset[Direction]:
