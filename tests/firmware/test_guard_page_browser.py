@@ -289,3 +289,27 @@ def test_everything_a_guard_needs_fits_a_small_monitor_and_a_phone(
     size = browser_page.locator("#headline").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
     assert size >= 48  # CSS pixels: letters about a centimetre tall, read from 2 m
     browser_page.screenshot(path=SCREENSHOTS / f"passgate-guard-{width}x{height}.png", animations="disabled")
+
+
+def test_a_slow_status_answer_does_not_draw_over_newer_counts(
+    browser_page: Page, make_display: Callable[..., GuardDisplay]
+) -> None:
+    """/status asked for as the stream opens, answered only after a decision came down the stream:
+    the older answer's counts (none yet) must not replace the decision's (a race seen under load)."""
+    asked, answer = threading.Event(), threading.Event()
+
+    def slow_status() -> dict:
+        asked.set()
+        answer.wait(10)
+        return {"state": "IDLE", "gate_id": "G-07", "counts_today": {}, "passages_today": {},
+                "lists_stale": True}
+
+    display = make_display(status=slow_status)
+    browser_page.goto(display.url)
+    assert asked.wait(10)
+    display.publish(admitted("Day pass", 7))
+    today = browser_page.locator("#today")
+    expect(today).to_have_text("Today: 7 admitted  1 refused  0 in  0 out")
+    answer.set()
+    expect(browser_page.locator("#sync")).to_have_attribute("data-stale", "yes")  # the answer is drawn
+    expect(today).to_have_text("Today: 7 admitted  1 refused  0 in  0 out")
