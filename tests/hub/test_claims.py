@@ -239,15 +239,20 @@ def test_a_claim_waits_for_one_in_flight_and_then_finds_it_taken(hub: HubServer,
     thread = threading.Thread(target=second)
     thread.start()
     if db_url.startswith("postgresql"):
-        # Seen waiting on the first's row lock, as a rule; in two loaded clean-clone CI runs it was
-        # not seen within 30 s (cause not found yet: a wait of another kind?), so the sight is not
-        # required: what is, is that the second has not ended before the first commits, and that it
-        # then finds the code taken.
+        # Each look in a transaction of its own: PostgreSQL keeps the pg_stat_activity a transaction
+        # first read until it ends, so a watcher that looked once before the second claim reached
+        # the lock would never see it wait (two loaded CI runs failed so, a look too early).
         with hub.engine.connect() as watch:
             deadline = time.monotonic() + TIMEOUT
-            while not watch.execute(WAITING).scalar() and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                waiting = watch.execute(WAITING).scalar()
+                watch.rollback()
+                if waiting:
+                    break
                 assert not outcome, f"the second claim ended without waiting for the first: {outcome}"
                 time.sleep(0.01)
+            else:
+                raise AssertionError("the second claim was never seen waiting on the first's row lock")
     assert not outcome, f"the second claim ended without waiting for the first: {outcome}"
     first.commit()
     first.close()
