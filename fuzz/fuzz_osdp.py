@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fuzz.common import main
 from passgate.scanners import Scan, ScanKind
-from passgate.scanners.osdp import PART_HEADER, OsdpScanner, encode_parts, store_key
+from passgate.scanners.osdp import PART_HEADER, PART_MAGIC, OsdpScanner, encode_parts, store_key
 
 CARD, REPLY, PAUSE = 0, 1, 2
 _KEYS = Path(tempfile.mkdtemp(prefix="passgate-fuzz-osdp-")) / "osdp.keys"
@@ -42,7 +42,7 @@ def seeds() -> dict[str, bytes]:
         "lost-part": _record(REPLY, parts[0]) + _record(REPLY, parts[2]),
         "late-part": _record(REPLY, parts[0]) + _record(PAUSE, b"")
         + b"".join(_record(REPLY, p) for p in parts[1:]),
-        "noise": _record(REPLY, b"QR\x00\x05\x02") + _record(REPLY, b"vendor status"),
+        "noise": _record(REPLY, PART_MAGIC + b"\x00\x05\x02") + _record(REPLY, b"vendor status"),
     }
 
 
@@ -76,7 +76,7 @@ def test_one_input(data: bytes) -> None:
             scans.append(SOURCE._card(READER, {"format": fmt, "length": bits, "data": body[1:]}, now))
             whole.add(body[1:])
             continue
-        if len(body) >= PART_HEADER and body[:2] == b"QR" and body[4] and body[3] < body[4]:
+        if len(body) >= PART_HEADER and body.startswith(PART_MAGIC) and body[4] and body[3] < body[4]:
             run = [body] if body[3] == 0 else [*run, body]
             numbers = {part[2] for part in run}
             indices = [part[3] for part in run]

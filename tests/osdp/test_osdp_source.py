@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from passgate.scanners import ScanKind, ScannerSpecError, check_scanner
 from passgate.scanners.osdp import (
+    PART_MAGIC,
     PART_MAX,
     OsdpError,
     OsdpScanner,
@@ -151,8 +152,8 @@ def test_property_a_lost_or_swapped_part_is_never_a_code(source: OsdpScanner, pa
 @settings(max_examples=examples(300, 5000), deadline=None)
 @given(st.lists(st.one_of(
     st.binary(max_size=128),
-    st.builds(lambda m, i, n, body: b"QR" + bytes((m, i, n)) + body, st.integers(0, 3), st.integers(0, 4),
-              st.integers(0, 4), st.binary(max_size=123)),
+    st.builds(lambda m, i, n, body: PART_MAGIC + bytes((m, i, n)) + body, st.integers(0, 3),
+              st.integers(0, 4), st.integers(0, 4), st.binary(max_size=123)),
 ), max_size=30))
 def test_property_any_replies_end_in_a_scan_a_refusal_or_a_drop(source: OsdpScanner,
                                                                  replies: list[bytes]) -> None:
