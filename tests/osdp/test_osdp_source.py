@@ -218,3 +218,12 @@ def test_check_config_finds_a_missing_key_before_the_gate_starts(tmp_path: Path,
     assert ("scanner[0]: no key for reader 2 in " + str(keys)) in capsys.readouterr().err
     store_key(keys, 2, secrets.token_bytes(16))
     assert main(["check-config", str(config)]) == 0
+
+
+def test_install_names_a_port_it_cannot_open_and_writes_nothing(tmp_path: Path) -> None:
+    from passgate.scanners.osdp import install_reader
+
+    keys = tmp_path / "osdp.keys"
+    with pytest.raises(OsdpError, match=r"cannot open /dev/ttyUSB-passgate-none: .*No such file"):
+        install_reader("/dev/ttyUSB-passgate-none?addr=1", keys, timeout=1)
+    assert not keys.exists()

@@ -236,7 +236,8 @@ class _Port:
 
     def _lost(self, exc: BaseException) -> None:
         if self.error is None:
-            log.warning("osdp:%s: port lost (%s); retrying every %gs", self.url, exc, self.retry)
+            what = "port lost" if self._port is not None else "cannot open the port"
+            log.warning("osdp:%s: %s (%s); retrying every %gs", self.url, what, exc, self.retry)
         self.error = f"port: {exc}"
         self._next_open = time.monotonic() + self.retry
         port, self._port = self._port, None
@@ -608,6 +609,11 @@ def install_reader(target: str, keys: str | Path, *, timeout: float = 10.0,
                             "it again (and put the reader in install mode)")
     elif not path.parent.is_dir():
         raise OsdpError(f"no directory {path.parent} for the keys file")
+    probe = _Port(serial_module, bus.port, bus.baud, retry=0.5)
+    probe.reopen()
+    probe.close()
+    if probe.error is not None:
+        raise OsdpError(f"cannot open {bus.port}: {probe.error.removeprefix('port: ')}")
     fresh = key if key is not None else secrets.token_bytes(KEY_BYTES)
     # 1. The library sets the key itself once the default key opened the channel (no EnforceSecure).
     if not _secure_within(osdp, serial_module, bus, address, fresh, [], timeout):
