@@ -8,7 +8,6 @@ that never read one refuses pretix tickets with the reason, never admits them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -21,14 +20,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from passgate import PassRefused, Reason
 from passgate.keys import KeyFileError
-from passgate.pretix import PretixKey, PretixTicket, load_event_keys, verify_sig1_signature
+from passgate.pretix import (
+    JsonFileError,
+    PretixKey,
+    PretixTicket,
+    load_event_keys,
+    read_json_file,
+    verify_sig1_signature,
+)
 
 from .config import CheckinSpec, ConfigError, PretixSpec
 from .policy import CheckinList, PretixPolicy
 
 log = logging.getLogger(__name__)
-
-MAX_FILE_BYTES = 16 * 1024 * 1024  # an event's lists and rules are kilobytes; a bigger file is a mistake
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,9 @@ class Loaded:
 
 def _read_json(path: Path, key: str) -> Any:
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{key}: {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{key}: {path}: larger than {MAX_FILE_BYTES // 2**20} MB")
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"{key}: {path}: not JSON ({exc})") from None
+        return read_json_file(path, "file")
+    except JsonFileError as exc:
+        raise ConfigError(f"{key}: {path}: {exc}") from None
 
 
 def _time(event: Mapping[str, Any], name: str, required: bool = False) -> datetime | None:

@@ -201,18 +201,31 @@ def load_event_keys(event: Mapping[str, Any] | str | os.PathLike[str]) -> tuple[
     return tuple(keys)
 
 
-def _read_event_file(path: Path) -> Mapping[str, Any]:
+class JsonFileError(ValueError):
+    """A file of an event that cannot be read as JSON; the message says why, without the path."""
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """A pretix file (the event, its check-in lists), bounded to ``MAX_EVENT_FILE`` bytes: those are
+    kilobytes, and a bigger file is a mistake. ``JsonFileError`` names ``what`` could not be read."""
     try:
         with path.open("rb") as f:
             data = f.read(MAX_EVENT_FILE + 1)
     except OSError as exc:
-        raise EventKeysError(f"{path}: cannot read the event file ({exc.strerror or exc})") from None
+        raise JsonFileError(f"cannot read the {what} ({exc.strerror or exc})") from None
     if len(data) > MAX_EVENT_FILE:
-        raise EventKeysError(f"{path}: over {MAX_EVENT_FILE // (1024 * 1024)} MiB, not an event resource")
+        raise JsonFileError(f"over {MAX_EVENT_FILE // (1024 * 1024)} MiB, too large for the {what}")
     try:
-        event = json.loads(data)
+        return json.loads(data)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise EventKeysError(f"{path}: not JSON ({exc})") from None
+        raise JsonFileError(f"not JSON ({exc})") from None
+
+
+def _read_event_file(path: Path) -> Mapping[str, Any]:
+    try:
+        event = read_json_file(path, "event file")
+    except JsonFileError as exc:
+        raise EventKeysError(f"{path}: {exc}") from None
     if not isinstance(event, dict):
         raise EventKeysError(f"{path}: not a JSON object (an event resource is one)")
     return event
