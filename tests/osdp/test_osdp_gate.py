@@ -171,13 +171,19 @@ def test_cards_broken_parts_and_noise_are_refused_with_reasons(tmp_path: Path, b
     assert f"1 of {len(parts)} parts arrived" in details[1] and "did not come within" in details[2]
 
 
-def test_two_readers_on_one_bus_are_entry_and_exit(tmp_path: Path, bus: Bus) -> None:
+def entry_and_exit(tmp_path: Path, bus: Bus) -> tuple[Reader, Reader, Path]:
+    """Two running readers on the bus, 1 facing in and 2 out, and a gate.toml that has their keys."""
     k1, k2 = secrets.token_bytes(16), secrets.token_bytes(16)
     entry, exit_ = bus.add(1, k1), bus.add(2, k2)
     entry.start()
     exit_.start()
     config = write_config(tmp_path, f"osdp:{bus.port}?addr=1:entry,2:exit",
                           keys=keys_for(tmp_path, r1=k1, r2=k2))
+    return entry, exit_, config
+
+
+def test_two_readers_on_one_bus_are_entry_and_exit(tmp_path: Path, bus: Bus) -> None:
+    entry, exit_, config = entry_and_exit(tmp_path, bus)
     with Gate(config) as gate:
         assert wait_for(lambda: gate.ready(1, 2), ONLINE_S)
         exit_.show_parts(encode_parts(a_pass().encode(), message=9))
@@ -193,12 +199,7 @@ def test_two_readers_on_one_bus_are_entry_and_exit(tmp_path: Path, bus: Bus) -> 
 
 
 def test_a_reader_that_goes_offline_faults_the_gate_until_it_is_back(tmp_path: Path, bus: Bus) -> None:
-    k1, k2 = secrets.token_bytes(16), secrets.token_bytes(16)
-    entry, exit_ = bus.add(1, k1), bus.add(2, k2)
-    entry.start()
-    exit_.start()
-    config = write_config(tmp_path, f"osdp:{bus.port}?addr=1:entry,2:exit",
-                          keys=keys_for(tmp_path, r1=k1, r2=k2))
+    entry, exit_, config = entry_and_exit(tmp_path, bus)
     with Gate(config) as gate:
         assert wait_for(lambda: gate.ready(1, 2), ONLINE_S)
         exit_.unplug()  # its cable cut: it stops answering, the other reader goes on
