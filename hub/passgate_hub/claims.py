@@ -138,6 +138,18 @@ def issue_bound(db: Session, venue: Venue, *, count: int, valid_from: float, val
     return kid, out
 
 
+def claim_state(db: Session, venue: Venue, pass_id: str) -> dict[str, Any] | None:
+    """What an operator may see of a holder-bound pass's claim (None: the pass is not one): when its
+    current code was made, when it was claimed with it (None: not yet) and by how many devices in all.
+    Never the code (only its hash is kept) nor the holder's key."""
+    claim = db.scalar(select(PassClaim).join(IssuedPass, IssuedPass.pass_id == PassClaim.pass_id)
+                      .where(PassClaim.pass_id == pass_id.strip().lower(), IssuedPass.venue_id == venue.id))
+    if claim is None:
+        return None
+    return {"code_made_at": claim.code_made_at, "claimed_at": claim.claimed_at, "claims": claim.claims,
+            "holder_step": claim.holder_step}
+
+
 def _revoked(db: Session, venue_id: int, pass_id: str) -> bool:
     return db.scalar(select(DenyEntry.id).where(
         DenyEntry.venue_id == venue_id, DenyEntry.kind == "revoked", DenyEntry.pass_id == pass_id,

@@ -155,3 +155,67 @@ def test_a_printable_sheet_holds_each_pass_readable_twelve_a_page() -> None:
     read = [sorted(c.text or "" for c in decode_image(page)) for page in pages]
     assert [len(r) for r in read] == [12, 1]
     assert sorted(read[0] + read[1]) == sorted(text for _, text in passes)  # every pass, readable
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_holder_bound_passes_come_as_claim_links_and_a_new_link_voids_the_old(browser_page: Page,
+                                                                             hub: HubServer) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .test_claims import claim, refused
+
+    setup_venue(hub, hub.admin())
+    totp = make_operator(hub, "cleo", Role.OPERATOR, venues=("arena",))
+    sign_in(browser_page, hub, "cleo", PASSWORD, totp.now())
+    browser_page.goto(f"{hub.url}/console/passes")
+    browser_page.fill("#valid_until", "2099-12-31T23:00")
+    browser_page.check("#holder_bound")
+    browser_page.click("#issue button[type=submit]")
+    expect(browser_page.locator("h1")).to_have_text("Claim link issued")
+    url = browser_page.locator("#claim-url").text_content() or ""
+    pass_id = browser_page.locator("#claimed-pass-id").text_content() or ""
+    assert url.startswith(f"{hub.url}/wallet#claim=")
+    png = base64.b64decode((browser_page.locator("#qr").get_attribute("src") or "").split(",", 1)[1])
+    assert [c.text for c in decode_image(Image.open(io.BytesIO(png)))] == [url]  # the QR opens the wallet
+    code = url.split("#claim=", 1)[1]
+    browser_page.screenshot(path="/tmp/passgate-console-claim.png", full_page=True)
+
+    phone = ec.generate_private_key(ec.SECP256R1())
+    assert claim(hub, code, phone).status_code == 200
+    browser_page.click("text=Its page")
+    expect(browser_page.locator("#claim")).to_contain_text("claimed 20")
+    expect(browser_page.locator("#claim")).to_contain_text("claimed by 1 device in all")
+    browser_page.screenshot(path="/tmp/passgate-console-claimed-pass.png", full_page=True)
+    browser_page.click("#claim-reset button")
+    expect(browser_page.locator("h1")).to_have_text("New claim link")
+    expect(browser_page.locator("#note")).to_contain_text("revoke the pass and issue a new one")
+    new_code = (browser_page.locator("#claim-url").text_content() or "").split("#claim=", 1)[1]
+    assert new_code != code
+    refused(claim(hub, code, ec.generate_private_key(ec.SECP256R1())), 404, "claim_unknown")
+    assert claim(hub, new_code, ec.generate_private_key(ec.SECP256R1())).status_code == 200
+    browser_page.goto(f"{hub.url}/console/passes?pass_id={pass_id}")
+    expect(browser_page.locator("#claim")).to_contain_text("claimed by 2 devices in all")
+
+    browser_page.fill("#count", "2")
+    browser_page.fill("#valid_until", "2099-12-31T23:00")
+    browser_page.check("#holder_bound")
+    with browser_page.expect_download() as download:
+        browser_page.click("#issue button[type=submit]")
+    with zipfile.ZipFile(download.value.path()) as zipped:
+        rows = list(csv.DictReader(io.StringIO(zipped.read("claims.csv").decode())))
+        assert len(rows) == 2 and all(zipped.read(r["qr_file"]).startswith(b"\x89PNG") for r in rows)
+    assert all(r["claim_url"].endswith(f"#claim={r['claim_code']}") for r in rows)
+    assert claim(hub, rows[0]["claim_code"], phone).status_code == 200
+
+    other = hub.admin().post(f"{hub.url}/v1/admin/venues/arena/passes", timeout=TIMEOUT, json={
+        "count": 1, "valid_from": 0, "valid_until": 4_000_000_000}).json()["passes"][0]["pass_id"]
+    browser_page.goto(f"{hub.url}/console/passes?pass_id={other}")
+    expect(browser_page.locator("#claim")).to_have_count(0)  # a plain pass has no claim link
+    cookies = {c["name"]: c["value"] for c in browser_page.context.cookies()}
+    csrf = browser_page.locator("#issue input[name=csrf]").get_attribute("value")
+    r = requests.post(f"{hub.url}/console/passes/claim-reset", cookies=cookies, timeout=TIMEOUT,
+                      headers={"Origin": hub.url}, data={"csrf": csrf, "venue": "arena", "pass_id": other})
+    assert r.status_code == 409 and "is not holder-bound" in r.text
+    r = requests.post(f"{hub.url}/console/passes/claim-reset", cookies=cookies, timeout=TIMEOUT,
+                      headers={"Origin": hub.url}, data={"venue": "arena", "pass_id": pass_id})
+    assert r.status_code == 403  # without the form's token, no new link

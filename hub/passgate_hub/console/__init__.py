@@ -42,7 +42,7 @@ from passgate import wire
 from passgate.batch import CSV_FIELDS, CSV_NAME
 from passgate.qr import make_qr
 
-from .. import audit, fleet, operators, ops, scope, sealing
+from .. import audit, claims, fleet, operators, ops, scope, sealing
 from ..auth import hash_secret
 from ..dates import when_in
 from ..models import ConsoleSession, Gate, Operator, Venue, Zone
@@ -468,6 +468,10 @@ def _passes_page(request: Request, db: Session, who: SignedIn, target: Venue, *,
             for key in ("valid_from", "valid_until", "issued_at"):
                 record["issued"][key] = datetime.fromtimestamp(record["issued"][key], tz).strftime(
                     "%Y-%m-%d %H:%M %Z")
+            record["claim"] = claims.claim_state(db, target, pass_id)
+            if record["claim"] is not None:
+                for key in ("code_made_at", "claimed_at"):
+                    record["claim"][key] = when_in(record["claim"][key], tz)
     role = who.scope.role_in(target.name)
     return _page(request, "passes.html", status, operator=who.operator.name, csrf=who.csrf, page="passes",
                  venue=target.name, venues=_venue_names(db, who), timezone=target.timezone, record=record,
@@ -548,10 +552,13 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
                  zones: Annotated[str, Form(max_length=512)] = "",
                  entries: Annotated[str, Form(max_length=6)] = "",
                  sheet: Annotated[str, Form(pattern="^(zip|pdf)$")] = "zip",
+                 holder_bound: Annotated[bool, Form()] = False,
                  csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
     """Issue passes with the venue's hub-held key: one pass comes back as a page with its QR code
     (a PNG and a printable PDF to download: the hub keeps no pass text to make them later),
-    several as a ZIP of QR PNGs with passes.csv or (``sheet=pdf``) a printable PDF, 12 a page."""
+    several as a ZIP of QR PNGs with passes.csv or (``sheet=pdf``) a printable PDF, 12 a page.
+    ``holder_bound``: a one-time claim link for each pass instead (the holder's phone claims it
+    in the wallet and the pass is signed for that phone): the same page, ZIP (claims.csv) or PDF."""
     with request.app.state.sessions() as db:
         checked = _operator_of(request, db, venue, csrf)
         if isinstance(checked, Response):
@@ -564,9 +571,19 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
             limit = int(entries) if entries.strip() else None
             if limit is not None and not 1 <= limit <= wire.MAX_ENTRIES:
                 raise ops.Invalid(f"entries is from 1 to {wire.MAX_ENTRIES}")
-            kid, passes = ops.issue(db, target, count=count, valid_from=start, valid_until=end,
-                                    zones=[z.strip() for z in zones.split(",") if z.strip()], entries=limit,
-                                    product=product.strip() or None)
+            given: dict[str, Any] = {
+                "count": count, "valid_from": start, "valid_until": end, "entries": limit,
+                "zones": [z.strip() for z in zones.split(",") if z.strip()],
+                "product": product.strip() or None}
+            table: list[tuple[str, ...]]  # a row of passes.csv (claims.csv) without its QR file
+            if holder_bound:
+                kid, codes = claims.issue_bound(db, target, **given)
+                base = claims.public_url(request.app.state.public_url, str(request.base_url)) or ""
+                table = list(claims.links(base, codes))  # pass id, claim link, code
+            else:
+                kid, issued = ops.issue(db, target, **given)
+                table = list(issued)  # pass id, pass text
+            passes = [(row[0], row[1]) for row in table]  # pass id, what its QR code holds
         except (ops.Conflict, sealing.SealingError) as exc:  # an offline venue; no sealing key
             db.rollback()
             return _passes_page(request, db, who, target, error=f"Not issued: {exc}", status=409)
@@ -575,6 +592,9 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
             why = str(exc) if isinstance(exc, ops.Invalid) else "a time is written as 2026-12-24T18:00"
             return _passes_page(request, db, who, target, error=f"Not issued: {why}", status=400)
         db.commit()
+        if holder_bound and count == 1:
+            (pass_id, url), = passes
+            return _claim_page(request, who, target, pass_id, url, title="Claim link issued")
         if count == 1:
             (pass_id, text), = passes
             png = io.BytesIO()
@@ -593,17 +613,51 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         rows = io.StringIO()
         writer = csv.writer(rows)
-        writer.writerow(CSV_FIELDS)
-        for pass_id, text in passes:
+        writer.writerow(claims.CLAIMS_FIELDS if holder_bound else CSV_FIELDS)
+        for row in table:
+            pass_id = row[0]
             png = io.BytesIO()
-            make_qr(text).save(png, kind="png", scale=8, border=4)
+            make_qr(row[1]).save(png, kind="png", scale=8, border=4)
             zipped.writestr(f"{pass_id}.png", png.getvalue())
-            writer.writerow([pass_id, text, f"{pass_id}.png"])
-        zipped.writestr(CSV_NAME, rows.getvalue())
+            writer.writerow([*row, f"{pass_id}.png"])
+        zipped.writestr(claims.CLAIMS_CSV if holder_bound else CSV_NAME, rows.getvalue())
     name = f"passes-{target.name}-{datetime.now(tz):%Y%m%d-%H%M%S}.zip"
     return Response(archive.getvalue(), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "Cache-Control": "no-store"})
+
+
+def _claim_page(request: Request, who: SignedIn, target: Venue, pass_id: str, url: str, *,
+                title: str, note: str = "") -> Response:
+    """A claim link, shown once: its QR code (a PNG and a printable PDF to download) and its text."""
+    png = io.BytesIO()
+    make_qr(url).save(png, kind="png", scale=8, border=4)
+    pdf = sheets.pdf_sheet([(pass_id, url)], f"{target.name}: claim with your phone")
+    return _page(request, "claim.html", operator=who.operator.name, csrf=who.csrf, page="passes",
+                 venue=target.name, pass_id=pass_id, url=url, title=title, note=note,
+                 png=base64.b64encode(png.getvalue()).decode(), pdf=base64.b64encode(pdf).decode())
+
+
+@router.post("/passes/claim-reset")
+def passes_claim_reset(request: Request, venue: Annotated[str, Form(max_length=64)],
+                       pass_id: Annotated[str, Form(max_length=64)],
+                       csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """A new one-time claim link for a holder-bound pass; the old link is void at once."""
+    with request.app.state.sessions() as db:
+        checked = _operator_of(request, db, venue, csrf)
+        if isinstance(checked, Response):
+            return checked
+        who, target = checked
+        try:
+            code = claims.reset(db, target, pass_id)
+        except (ops.Invalid, ops.NotFound, ops.Conflict) as exc:
+            db.rollback()
+            return _passes_page(request, db, who, target, pass_id=pass_id, error=f"No new link: {exc}",
+                                status=409 if isinstance(exc, ops.Conflict) else 400)
+        db.commit()
+        base = claims.public_url(request.app.state.public_url, str(request.base_url)) or ""
+        return _claim_page(request, who, target, pass_id.strip().lower(), claims.claim_url(base, code),
+                           title="New claim link", note=f"The old link no longer works; {claims.STOLEN}.")
 
 
 def _gates_page(request: Request, db: Session, who: SignedIn, target: Venue, *, error: str | None = None,
