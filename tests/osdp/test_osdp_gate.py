@@ -145,6 +145,11 @@ def test_a_qr_payload_in_parts_is_decided_and_the_reader_shows_the_decision(tmp_
         assert gate.decided(2)[1]["reason"] == "used_up"
         assert wait_for(lambda: (osdp.CommandLEDColor.Red, True) in leds(reader))
         assert wait_for(lambda: buzzes(reader) == [1, 3])
+        assert wait_for(lambda: gate.gate.state is State.IDLE and not gate.gate.machine.next_deadline())
+        time.sleep(0.3)  # a few polls: any command still queued reaches the reader
+        # back to ready twice (after the passage, after the refusal's display) and the steady blue was
+        # sent once: a decision's LED is temporary and returns to it by itself, each command costs a poll
+        assert leds(reader).count((osdp.CommandLEDColor.Blue, False)) == 1
 
 
 def test_cards_broken_parts_and_noise_are_refused_with_reasons(tmp_path: Path, bus: Bus) -> None:

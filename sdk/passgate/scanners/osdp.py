@@ -300,6 +300,7 @@ class _Reader:
     failures: int = 0  # attempts to bring it back since it was last online
     retry_at: float = 0.0
     disabled: bool = False  # disabled for a retry: enable it on the next turn
+    shown: Signal | None = None  # the state its LED holds (a decision's LED returns to it by itself)
 
 
 # LED and beeper patterns: times in OSDP's units of 100 ms.
@@ -502,7 +503,9 @@ class OsdpScanner(ScannerSource):
                 if is_online and not reader.online:
                     log.info("%s: online%s", reader.name, " with the secure channel" if is_secure else "")
                     reader.failures = 0
-                    self._show_state(cp, reader)
+                    with self._cp_lock:
+                        reader.shown = None  # a reader back from a power cut shows its own default
+                        self._show_state(cp, reader)
                 elif reader.online and not is_online:
                     log.warning("%s: offline", reader.name)
                     reader.retry_at = now + self.retry
@@ -554,10 +557,13 @@ class OsdpScanner(ScannerSource):
                     self._show_decision(cp, reader, cue.signal)
 
     def _show_state(self, cp: Any, reader: _Reader) -> None:
-        if self._state is None:
+        """The gate's state as the reader's steady LED, sent only when it changes: a decision's LED
+        is temporary and returns to it by itself, and every command costs the bus a poll."""
+        if self._state is None or reader.shown is self._state:
             return
         colour, on, off = _PERMANENT[self._state]
-        self._led(cp, reader, colour, on, off, temporary=False)
+        if self._led(cp, reader, colour, on, off, temporary=False):
+            reader.shown = self._state
 
     def _show_decision(self, cp: Any, reader: _Reader, signal: Signal) -> None:
         pattern = _TEMPORARY.get(signal)
@@ -571,17 +577,19 @@ class OsdpScanner(ScannerSource):
                                        "on_count": beep_on, "off_count": beep_off, "rep_count": repeat})
 
     def _led(self, cp: Any, reader: _Reader, colour: str, on: int, off: int, *, temporary: bool,
-             timer: int = 0) -> None:
+             timer: int = 0) -> bool:
         colours = self._osdp.CommandLEDColor
-        self._command(cp, reader, {
+        return self._command(cp, reader, {
             "command": self._osdp.Command.LED, "reader": 0, "led_number": 0,
             "control_code": 2 if temporary else 1, "temporary": temporary,
             "on_count": on, "off_count": off, "on_color": getattr(colours, colour),
             "off_color": colours.Black, "timer_count": timer})
 
-    def _command(self, cp: Any, reader: _Reader, command: dict[str, Any]) -> None:
-        if not cp.submit_command(reader.address, command):
-            log.debug("%s: command %s not queued", reader.name, command["command"])
+    def _command(self, cp: Any, reader: _Reader, command: dict[str, Any]) -> bool:
+        if cp.submit_command(reader.address, command):
+            return True
+        log.debug("%s: command %s not queued", reader.name, command["command"])
+        return False
 
     def _wake(self) -> None:
         self._wakeup.set()
