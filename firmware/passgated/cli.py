@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("install",),
                    help="install: set a fresh key (SCBK) on the one reader SPEC names, prove it, then "
                         "write it to the keys file")
-    p.add_argument("spec", metavar="SPEC", help="the reader, as in gate.toml: osdp:/dev/ttyUSB0?addr=1")
+    p.add_argument("spec", metavar="SPEC",
+                   help='the reader, as in gate.toml (quoted for the shell): "osdp:/dev/ttyUSB0?addr=1"')
     p.add_argument("--keys", metavar="FILE", help="the keys file (default /etc/passgated/osdp.keys)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="seconds to wait for the reader at each step (default 10)")

@@ -99,7 +99,8 @@ def test_a_malformed_keys_line_is_refused_with_its_number(tmp_path: Path, line: 
 def test_a_reader_without_a_key_is_refused_at_start(tmp_path: Path) -> None:
     path = tmp_path / "osdp.keys"
     store_key(path, 1, secrets.token_bytes(16))
-    with pytest.raises(OsdpError, match=r"no key for reader 2 .* run 'passgated osdp install"):
+    message = r'no key for reader 2 .* run passgated osdp install "osdp:/dev/null\?addr=2" --keys '
+    with pytest.raises(OsdpError, match=message):
         OsdpScanner("/dev/null?addr=1,2", keys=str(path))
 
 

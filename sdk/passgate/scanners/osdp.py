@@ -156,8 +156,8 @@ def _readers_keys(bus: OsdpBus, path: str) -> dict[int, bytes]:
     keys = load_keys(path)
     missing = [address for address in bus.readers if address not in keys]
     if missing:
-        raise OsdpError(f"no key for reader {missing[0]} in {path}: run 'passgated osdp install "
-                        f"osdp:{bus.port}?addr={missing[0]} --keys {path}' once")
+        raise OsdpError(f"no key for reader {missing[0]} in {path}: run passgated osdp install "
+                        f"\"osdp:{bus.port}?addr={missing[0]}\" --keys {path} once")
     return {address: keys[address] for address in bus.readers}
 
 
