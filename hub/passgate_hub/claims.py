@@ -89,6 +89,12 @@ def public_url(configured: str | None = None, request_base: str | None = None) -
     return url.rstrip("/") if url else None
 
 
+def request_base(request: Any) -> str:
+    """The claim links' base for a request to the hub app (its API or console): the configured
+    public URL (``app.state.public_url``), else the address the request came in on."""
+    return public_url(request.app.state.public_url, str(request.base_url)) or ""
+
+
 def claim_url(base: str, code: str) -> str:
     """``<hub>/wallet#claim=<code>``: a fragment, so the code never reaches a server's log by URL."""
     return f"{base.rstrip('/')}{WALLET_PATH}#claim={code}"

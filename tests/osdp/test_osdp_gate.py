@@ -5,6 +5,7 @@ pty (``tests.osdp.bus``) and passgate's ``OsdpScanner`` built from a gate.toml i
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import subprocess
 import sys
@@ -115,6 +116,15 @@ class Gate:
         return self.decisions
 
 
+def one_reader(tmp_path: Path, bus: Bus, facing: str = "") -> tuple[Reader, Path]:
+    """A running reader at address 1 (facing that way, when given) and a gate.toml with its key."""
+    key = secrets.token_bytes(16)
+    reader = bus.add(1, key)
+    reader.start()
+    spec = f"osdp:{bus.port}?addr=1" + (f":{facing}" if facing else "")
+    return reader, write_config(tmp_path, spec, keys=keys_for(tmp_path, r1=key))
+
+
 def leds(reader: Reader) -> list[tuple[int, bool]]:
     """The LED commands a reader got: (colour, temporary)."""
     return [(c["on_color"], c["temporary"]) for c in reader.commands if c["command"] == osdp.Command.LED]
@@ -125,10 +135,7 @@ def buzzes(reader: Reader) -> list[int]:
 
 
 def test_a_qr_payload_in_parts_is_decided_and_the_reader_shows_the_decision(tmp_path: Path, bus: Bus) -> None:
-    key = secrets.token_bytes(16)
-    reader = bus.add(1, key)
-    reader.start()
-    config = write_config(tmp_path, f"osdp:{bus.port}?addr=1:entry", keys=keys_for(tmp_path, r1=key))
+    reader, config = one_reader(tmp_path, bus, "entry")
     with Gate(config) as gate:
         assert wait_for(lambda: gate.ready(1), ONLINE_S)
         assert wait_for(lambda: (osdp.CommandLEDColor.Blue, False) in leds(reader))  # ready: steady blue
@@ -153,10 +160,7 @@ def test_a_qr_payload_in_parts_is_decided_and_the_reader_shows_the_decision(tmp_
 
 
 def test_cards_broken_parts_and_noise_are_refused_with_reasons(tmp_path: Path, bus: Bus) -> None:
-    key = secrets.token_bytes(16)
-    reader = bus.add(1, key)
-    reader.start()
-    config = write_config(tmp_path, f"osdp:{bus.port}?addr=1", keys=keys_for(tmp_path, r1=key))
+    reader, config = one_reader(tmp_path, bus)
     with Gate(config) as gate:
         assert wait_for(lambda: gate.ready(1), ONLINE_S)
         reader.show_card()  # a Wiegand card number: no signature
@@ -271,11 +275,8 @@ def test_tamper_is_an_event_and_faults_by_default(tmp_path: Path, bus: Bus) -> N
 
 
 def test_hostile_frames_never_crash_the_gate(tmp_path: Path, bus: Bus) -> None:
-    key = secrets.token_bytes(16)
-    reader = bus.add(1, key)
-    reader.start()
-    config = write_config(tmp_path, f"osdp:{bus.port}?addr=1", keys=keys_for(tmp_path, r1=key))
-    rng = __import__("random").Random(18)
+    reader, config = one_reader(tmp_path, bus)
+    rng = random.Random(18)
     with Gate(config) as gate:
         assert wait_for(lambda: gate.ready(1), ONLINE_S)
         # noise, then frames with OSDP's start byte and plausible headers but lies inside
@@ -316,10 +317,7 @@ def test_install_sets_a_fresh_key_once_and_the_gate_then_uses_it(tmp_path: Path,
 
 
 def test_passgated_simulate_runs_an_osdp_gate(tmp_path: Path, bus: Bus) -> None:
-    key = secrets.token_bytes(16)
-    reader = bus.add(1, key)
-    reader.start()
-    config = write_config(tmp_path, f"osdp:{bus.port}?addr=1:exit", keys=keys_for(tmp_path, r1=key))
+    reader, config = one_reader(tmp_path, bus, "exit")
     process = subprocess.Popen([sys.executable, "-m", "passgated.cli", "simulate", "--config", str(config),
                                 "--walk-ms", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -54,7 +54,7 @@ def test_readers_of_one_source_and_their_tamper() -> None:
     heard: list[bool] = []
     device.add_listener(lambda source: heard.append(source.health().connected))
     device._set_readers((ReaderHealth("bus#1", True, True), ReaderHealth("bus#2", True, True, tamper=True)))
-    assert device.health().connected and device.health().tamper == ("bus#2",)
+    assert device.health().connected and [r.name for r in device.health().readers if r.tamper] == ["bus#2"]
     lost = ReaderHealth("bus#2", False, last_error="offline")
     device._set_readers((ReaderHealth("bus#1", True, True), lost))
     assert not device.health().connected

@@ -166,10 +166,6 @@ def export_key(*, venue: Name, kid: KeyId, access: Viewer, db: DB) -> PlainTextR
 PassId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="a pass id (32 hex characters)")]
 
 
-def _public_url(request: Request) -> str:
-    return claims.public_url(request.app.state.public_url, str(request.base_url)) or ""
-
-
 @router.post("/venues/{venue}/passes", response_model=Issued, response_model_exclude_none=True,
              status_code=201)
 def issue_passes(*, venue: Name, body: IssueIn, request: Request, access: Operator, db: DB) -> Issued:
@@ -188,7 +184,7 @@ def issue_passes(*, venue: Name, body: IssueIn, request: Request, access: Operat
     kid, codes = claims.issue_bound(db, target, holder_step=step, **given)
     db.commit()
     return Issued(kid=kid, passes=[IssuedPassOut(pass_id=p, claim_code=code, claim_url=url)
-                                   for p, url, code in claims.links(_public_url(request), codes)])
+                                   for p, url, code in claims.links(claims.request_base(request), codes)])
 
 
 @router.post("/venues/{venue}/passes/{pass_id}/claim/reset", response_model=ClaimReset)
@@ -198,7 +194,7 @@ def reset_claim(*, venue: Name, pass_id: PassId, request: Request, access: Opera
     issue a new one instead."""
     code = claims.reset(db, ops.get_venue(db, venue), pass_id)
     db.commit()
-    url = claims.claim_url(_public_url(request), code)
+    url = claims.claim_url(claims.request_base(request), code)
     return ClaimReset(pass_id=pass_id, claim_code=code, claim_url=url, note=claims.STOLEN)
 
 

@@ -578,7 +578,7 @@ def passes_issue(request: Request, venue: Annotated[str, Form(max_length=64)],
             table: list[tuple[str, ...]]  # a row of passes.csv (claims.csv) without its QR file
             if holder_bound:
                 kid, codes = claims.issue_bound(db, target, **given)
-                base = claims.public_url(request.app.state.public_url, str(request.base_url)) or ""
+                base = claims.request_base(request)
                 table = list(claims.links(base, codes))  # pass id, claim link, code
             else:
                 kid, issued = ops.issue(db, target, **given)
@@ -655,7 +655,7 @@ def passes_claim_reset(request: Request, venue: Annotated[str, Form(max_length=6
             return _passes_page(request, db, who, target, pass_id=pass_id, error=f"No new link: {exc}",
                                 status=409 if isinstance(exc, ops.Conflict) else 400)
         db.commit()
-        base = claims.public_url(request.app.state.public_url, str(request.base_url)) or ""
+        base = claims.request_base(request)
         return _claim_page(request, who, target, pass_id.strip().lower(), claims.claim_url(base, code),
                            title="New claim link", note=f"The old link no longer works; {claims.STOLEN}.")
 

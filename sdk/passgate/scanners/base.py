@@ -93,11 +93,6 @@ class ScannerHealth:
     counters: MappingProxyType[str, int] = field(default_factory=lambda: MappingProxyType({}))
     readers: tuple[ReaderHealth, ...] = ()
 
-    @property
-    def tamper(self) -> tuple[str, ...]:
-        """The readers that report tamper."""
-        return tuple(reader.name for reader in self.readers if reader.tamper)
-
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict for status pages."""
         data = {name: getattr(self, name) for name in ("source", "connected", "last_error", "scans",
@@ -239,7 +234,7 @@ class ScannerSource:
                 yield scan
         finally:
             reads.close()  # release the device now, not when the generator is collected
-            self._set_connected(False)
+            self._set_connected(False)  # a source's iteration ended: it is not connected
 
     def _take_token(self, now: float) -> bool:
         if math.isinf(self._max_rate):

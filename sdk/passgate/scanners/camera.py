@@ -71,7 +71,6 @@ class CameraScanner(ScannerSource):
                 for code in self.decoder.decode(frame):
                     yield Scan(code.bytes, self.source, now)
         finally:
-            self._offline()
             if capture is not None:
                 capture.release()
 

@@ -34,26 +34,23 @@ class ImageFolderScanner(ScannerSource):
 
     def _read(self) -> Generator[Scan, None, None]:
         done: set[tuple[str, int]] = set()
-        try:
-            while not self._closed.is_set():
-                try:
-                    files = {
-                        (p.name, p.stat().st_mtime_ns): p
-                        for p in self.path.iterdir()
-                        if p.suffix.lower() in IMAGE_SUFFIXES
-                    }
-                    self._online()
-                except OSError as exc:
-                    self._offline(str(exc))
-                    files = {}
-                done &= files.keys()  # forget deleted files: memory stays bounded
-                for key in sorted(files.keys() - done):
-                    done.add(key)
-                    yield from self._decode(files[key])
-                if not self.watch or self._closed.wait(self.poll):
-                    return
-        finally:
-            self._offline()
+        while not self._closed.is_set():
+            try:
+                files = {
+                    (p.name, p.stat().st_mtime_ns): p
+                    for p in self.path.iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES
+                }
+                self._online()
+            except OSError as exc:
+                self._offline(str(exc))
+                files = {}
+            done &= files.keys()  # forget deleted files: memory stays bounded
+            for key in sorted(files.keys() - done):
+                done.add(key)
+                yield from self._decode(files[key])
+            if not self.watch or self._closed.wait(self.poll):
+                return
 
     def _decode(self, file: Path) -> Iterator[Scan]:
         try:

@@ -146,7 +146,6 @@ class KeyboardScanner(ScannerSource):
                     self.framer.feed(data, now) if data else self.framer.expire(now)
                 )
         finally:
-            self._offline()
             if device is not None:
                 device.close()
             waker.close()

@@ -447,7 +447,7 @@ class OsdpScanner(ScannerSource):
         if not isinstance(data, bytes) or len(data) < PART_HEADER or not data.startswith(PART_MAGIC):
             self._drop(f"{reader.name}: a manufacturer reply that is not a QR part")
             return
-        number, index, count = data[2], data[3], data[4]
+        number, index, count = data[len(PART_MAGIC):PART_HEADER]
         chunk = data[PART_HEADER:]
         if count == 0 or index >= count:
             self._drop(f"{reader.name}: a QR part numbered {index} of {count}")

@@ -56,7 +56,6 @@ class StdinScanner(ScannerSource):
                     return
                 yield from self._scans(self.framer.feed(data, now))
         finally:
-            self._offline()
             waker.close()
 
     def _wake(self) -> None:
