@@ -167,6 +167,15 @@ def test_property_any_replies_end_in_a_scan_a_refusal_or_a_drop(source: OsdpScan
     assert source.health().dropped >= dropped
 
 
+def test_the_rest_of_a_refused_payload_is_counted_not_decided(source: OsdpScanner) -> None:
+    parts = encode_parts(os.urandom(200), 4, 50)
+    dropped = source.health().dropped
+    scans = feed(source, [parts[0], parts[2], parts[3]], expire=False)
+    assert [(s.kind, s.detail) for s in scans] == [
+        (ScanKind.INCOMPLETE, "a part is missing or out of order: 1 of 4 parts arrived")]
+    assert source.health().dropped - dropped == 2  # parts 3 and 4: one refusal, every part accounted for
+
+
 def test_a_payload_over_max_len_is_refused_not_truncated(source: OsdpScanner) -> None:
     scans = feed(source, encode_parts(os.urandom(700), 1, 100))
     assert [(s.kind, s.detail) for s in scans] == [

@@ -462,6 +462,8 @@ class OsdpScanner(ScannerSource):
                     self._broken[address] = number
                     yield self._scan(reader, b"", now, ScanKind.INCOMPLETE,
                                      f"parts before {index + 1} of {count} are missing")
+                else:  # the payload was refused once already: its other parts are counted, not decided
+                    self._drop(f"{reader.name}: part {index + 1} of {count} of a refused QR payload")
                 return
             message = self._messages[address] = _Message(number, count)
             self._broken.pop(address, None)
