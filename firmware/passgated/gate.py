@@ -211,7 +211,7 @@ class Gate:
                                       name=f"scanner {source.source}", daemon=True)
             self._source_threads.append(thread)
             thread.start()
-        notify("READY=1")
+        self.loop.watchdog.ready()
         log.info("gate %s ready: state %s", self.config.gate_id, self.machine.state)
 
     def _read_latch(self) -> bool:

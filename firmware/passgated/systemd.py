@@ -2,7 +2,9 @@
 
 ``Type=notify``: READY=1 only after inputs are read and outputs are safe; STOPPING=1 at shutdown.
 ``WatchdogSec=``: the control loop pings when it has made progress, so a loop stuck in a write or a
-deadlock stops the pings and systemd restarts the gate (its outputs fall safe meanwhile).
+deadlock stops the pings and systemd restarts the gate (its outputs fall safe meanwhile). The pings
+begin only after READY=1: the loop runs before the scanners start, and a ping must not tell systemd
+of a gate that has not said it is ready.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -47,10 +50,16 @@ class Watchdog:
         self.interval_s = watchdog_interval() if interval_s is None else interval_s
         self.monotonic = monotonic
         self._last = float("-inf")
+        self._ready = threading.Event()
+
+    def ready(self) -> None:
+        """The gate has booted: say READY=1, then let the pings begin."""
+        notify("READY=1")
+        self._ready.set()
 
     def progressed(self) -> None:
-        """The control loop finished one turn: ping if one is due."""
-        if not self.interval_s:
+        """The control loop finished one turn: ping if one is due (and the gate said it is ready)."""
+        if not self.interval_s or not self._ready.is_set():
             return
         now = self.monotonic()
         if now - self._last >= self.interval_s:
