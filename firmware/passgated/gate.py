@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -55,6 +56,9 @@ from .workers import Worker
 
 log = logging.getLogger("passgated")
 DEFAULT_CLOCK = Clock()
+# How long boot waits for its scanners to connect before READY (an OSDP reader's secure channel takes
+# a moment): meanwhile they count as present; one still missing after it puts the gate in FAULT.
+SCANNERS_AT_BOOT_S = 5.0
 
 
 def load_gate_trust(config: GateConfig, layout: GateLayout | None = None) -> TrustStore:
@@ -143,6 +147,8 @@ class Gate:
         # reader -> (connected, tamper, offline since a recorded reader_offline), as last heard
         self._readers_seen: dict[str, tuple[bool, bool, bool]] = {}
         self._readers_lock = threading.Lock()
+        self._booting = True  # until start() has waited for the scanners
+        self._scanner_news = threading.Event()  # a source's health changed (the boot wait wakes)
         self.metrics = GateMetrics()
         self.answers = Answers()
         self.display: GuardDisplay | None = None
@@ -189,7 +195,7 @@ class Gate:
         latched = self._read_latch()
         self.io.safe(keep_release=latched)
         self.loop.handle(Booted(fire_loop_closed=self.io.fire_loop_closed, emergency_latched=latched))
-        self.loop.handle(self._health(at_boot=True))
+        self.loop.handle(self._health())
         self.io.start()
         if self.drop_folder is not None:
             self.drop_folder.scan_once()  # lists dropped while the gate was off apply before READY
@@ -211,8 +217,25 @@ class Gate:
                                       name=f"scanner {source.source}", daemon=True)
             self._source_threads.append(thread)
             thread.start()
+        if not self._wait_for_scanners(SCANNERS_AT_BOOT_S):
+            log.error("scanners not ready after %.0f s: %s", SCANNERS_AT_BOOT_S,
+                      ", ".join(self._scanner_faults()))
+        self._booting = False
+        self.loop.wake()  # the loop looks at the scanners now
         self.loop.watchdog.ready()
         log.info("gate %s ready: state %s", self.config.gate_id, self.machine.state)
+
+    def _wait_for_scanners(self, timeout_s: float) -> bool:
+        """Wait until every source is connected (per its reader rules), at most ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._scanner_news.clear()
+            if not self._scanner_faults():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._scanner_news.wait(remaining)
 
     def _read_latch(self) -> bool:
         try:
@@ -266,6 +289,7 @@ class Gate:
         except Exception:
             log.exception("scanner %s stopped", source.source)
         finally:
+            self._scanner_news.set()
             self.loop.wake()  # the loop re-checks scanner health
 
     def _source_changed(self, source: ScannerSource) -> None:
@@ -275,6 +299,7 @@ class Gate:
         its return after a recorded ``reader_offline`` is."""
         if self._stopped.is_set():
             return  # the gate closes its sources: that is no reader going offline
+        self._scanner_news.set()
         health = source.health()
         readers = [(r.name, r.connected, r.tamper) for r in health.readers] or [
             (source.source, health.connected, False)]
@@ -344,9 +369,9 @@ class Gate:
             return PassRefused(Reason.UNKNOWN_KEY, "a pretix ticket: this gate has no [pretix] event"), None
         return self.pretix.verify(text)
 
-    def _health(self, *, at_boot: bool = False) -> Health:
-        """What the gate needs to take scans; at boot the scanners count as present (their threads
-        start after READY; the first check a second later looks)."""
+    def _health(self) -> Health:
+        """What the gate needs to take scans; while it boots the scanners count as present (their
+        threads start last, and boot waits a bounded time for them to connect)."""
         marker = self.layout.journal_damaged_marker
         if self.effects.damaged is not None and not marker.exists():
             try:  # the next start sets the journal aside
@@ -371,7 +396,7 @@ class Gate:
                          else "Redemption history missing: run 'passgated journal recover'")
             elif self.config.hub is not None and not len(self.trust):
                 fault = AWAITING_HUB
-        missing = [] if at_boot else self._scanner_faults()
+        missing = [] if self._booting else self._scanner_faults()
         return Health(scanners_ok=not missing, turnstile_ready=self.io.turnstile_ready, fault=fault,
                       scanners=", ".join(missing))
 

@@ -1,6 +1,7 @@
 """systemd's notify protocol and watchdog, both no-ops outside systemd.
 
-``Type=notify``: READY=1 only after inputs are read and outputs are safe; STOPPING=1 at shutdown.
+``Type=notify``: READY=1 only after inputs are read, outputs are safe and the scanners had their
+moment to connect; STOPPING=1 at shutdown.
 ``WatchdogSec=``: the control loop pings when it has made progress, so a loop stuck in a write or a
 deadlock stops the pings and systemd restarts the gate (its outputs fall safe meanwhile). The pings
 begin only after READY=1: the loop runs before the scanners start, and a ping must not tell systemd

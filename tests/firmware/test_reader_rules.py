@@ -15,6 +15,7 @@ from passgate import generate_private_key
 from passgate import scanners as scanner_registry
 from passgate.keys import public_pem
 from passgate.scanners import ReaderHealth, Scan, ScannerSource
+from passgated import gate as gate_module
 from passgated.config import load_config
 from passgated.gate import Gate
 from passgated.journal import Journal
@@ -39,6 +40,7 @@ class Bus(ScannerSource):
 @pytest.fixture
 def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Generator[Gate, None, None]:
     monkeypatch.setitem(scanner_registry._SOURCES, "fakebus", Bus)
+    monkeypatch.setattr(gate_module, "SCANNERS_AT_BOOT_S", 0.0)  # its readers come when the test says
     trust = tmp_path / "trust"
     trust.mkdir()
     (trust / "issuer.pub.pem").write_bytes(public_pem(generate_private_key()))

@@ -20,6 +20,7 @@ import pytest
 from passgate import generate_private_key, issue_pass
 from passgate.keys import public_pem
 from passgate.scanners.osdp import OsdpScanner, encode_parts, load_keys, store_key
+from passgated import gate as gate_module
 from passgated.config import load_config
 from passgated.journal import Journal
 from passgated.machine import State
@@ -136,10 +137,12 @@ def buzzes(reader: Reader) -> list[int]:
     return [c["rep_count"] for c in reader.commands if c["command"] == osdp.Command.Buzzer]
 
 
-def test_a_qr_payload_in_parts_is_decided_and_the_reader_shows_the_decision(tmp_path: Path, bus: Bus) -> None:
+def test_a_qr_payload_in_parts_is_decided_and_the_reader_shows_the_decision(
+        tmp_path: Path, bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gate_module, "SCANNERS_AT_BOOT_S", ONLINE_S)
     reader, config = one_reader(tmp_path, bus, "entry")
     with Gate(config) as gate:
-        assert wait_for(lambda: gate.ready(1), ONLINE_S)
+        assert gate.ready(1)  # boot waited for the secure channel: in service when start() returns
         assert wait_for(lambda: (osdp.CommandLEDColor.Blue, False) in leds(reader))  # ready: steady blue
         text = a_pass(entries=1).encode()
         assert len(text) > 64  # more than one card read can carry: it comes in parts
@@ -159,6 +162,8 @@ def test_a_qr_payload_in_parts_is_decided_and_the_reader_shows_the_decision(tmp_
         # back to ready twice (after the passage, after the refusal's display) and the steady blue was
         # sent once: a decision's LED is temporary and returns to it by itself, each command costs a poll
         assert leds(reader).count((osdp.CommandLEDColor.Blue, False)) == 1
+    events = Journal(tmp_path / "journal.db", "gate-osdp", recover=False).events()
+    assert not [e for e in events if e["kind"] == "state" and "FAULT" in e["detail"]]  # none at boot
 
 
 def test_cards_broken_parts_and_noise_are_refused_with_reasons(tmp_path: Path, bus: Bus) -> None:
