@@ -149,9 +149,16 @@ def cmd_osdp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for_signal(stop: threading.Event) -> None:
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM or SIGINT sets the event returned; installed before the gate starts, so a stop that
+    comes while it boots (its wait for the scanners) ends in a clean stop, not the default death."""
+    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait_for(stop: threading.Event) -> None:
     while not stop.wait(1.0):
         pass
 
@@ -164,10 +171,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         handler.setStream(sys.stdout)  # journald reads stdout
     config = load_config(args.config)
     check_files(config)
-    stop = threading.Event()
+    stop = _stop_on_signals()
     with Gate(config) as gate:
         gate.start()
-        _wait_for_signal(stop)
+        _wait_for(stop)
     return 0
 
 
@@ -209,14 +216,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sources: list[tuple[ScannerSource, Direction]] | None = [] if on_stdin else None
     gate = SimulatedGate(config, walk_s=args.walk_ms / 1000, sources=sources, on_decision=emit,
                          trace=emit if args.trace else None)
+    stop = None if on_stdin else _stop_on_signals()
     with gate:
         gate.start()
         if gate.display is not None:
             log.info("guard page: %s", gate.display.url)
-        if on_stdin:
+        if stop is None:
             simulate_stdin(gate, Direction(args.direction))
         else:
-            _wait_for_signal(threading.Event())
+            _wait_for(stop)
     return 0
 
 

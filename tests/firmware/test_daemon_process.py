@@ -53,3 +53,30 @@ def test_ready_watchdog_and_clean_sigterm(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
         sock.close()
+
+
+def test_sigterm_while_boot_waits_for_a_scanner_is_a_clean_stop(tmp_path: Path) -> None:
+    """A scanner that never comes holds READY back (up to 5 s); SIGTERM meanwhile still stops the
+    gate cleanly (outputs safe, exit 0), as it does once the gate runs."""
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace('"stdin:"', '"serial:/dev/ttyUSB-passgate-none"'))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "passgated.cli", "run", "--config", str(config)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert child.stdout is not None
+        lines = []
+        for line in child.stdout:  # the control socket is the last thing boot starts before the wait
+            lines.append(line)
+            if "control socket" in line:
+                break
+        child.send_signal(signal.SIGTERM)
+        output, _ = child.communicate(timeout=30)
+        output = "".join(lines) + output
+        assert child.returncode == 0, output
+        assert "scanners not ready after 5 s: serial:/dev/ttyUSB-passgate-none" in output
+        assert "outputs safe" in output and "Traceback" not in output
+    finally:
+        if child.poll() is None:
+            child.kill()
