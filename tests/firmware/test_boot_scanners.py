@@ -9,18 +9,13 @@ from collections.abc import Generator
 from pathlib import Path
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
-from passgate import generate_private_key
-from passgate import scanners as scanner_registry
-from passgate.keys import public_pem
 from passgate.scanners import Scan, ScannerSource
 from passgated import gate as gate_module
-from passgated.config import load_config
 from passgated.gate import Gate
 from passgated.journal import Journal
 from passgated.machine import State
-from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
+from tests.helpers import gate_with_source, wait_for
 
 
 class Slow(ScannerSource):
@@ -41,18 +36,9 @@ class Slow(ScannerSource):
 
 
 @pytest.fixture
-def make_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Generator[Gate, None, None]:
-    monkeypatch.setitem(scanner_registry._SOURCES, "slow", Slow)
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Generator[Gate, None, None]:
     Slow.connect = threading.Event()
-    trust = tmp_path / "trust"
-    trust.mkdir()
-    (trust / "issuer.pub.pem").write_bytes(public_pem(generate_private_key()))
-    path = tmp_path / "gate.toml"
-    path.write_text(f'[trust]\ndir = "{trust}"\n[journal]\npath = "{tmp_path / "journal.db"}"\n'
-                    '[display]\nlisten = ""\n[[scanner]]\nsource = "slow:x"\n')
-    config = load_config(path, journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S, pin_factory="mock")
-    gate = Gate(config, pin_factory=MockFactory())
-    gate.io.fire_loop.pin.drive_low()
+    gate = gate_with_source(tmp_path, monkeypatch, "slow", Slow)
     yield gate
     gate.stop()
 
@@ -62,30 +48,30 @@ def states(tmp_path: Path) -> list[str]:
     return [e["detail"] for e in events if e["kind"] == "state"]
 
 
-def test_a_scanner_that_connects_during_boot_is_waited_for(make_gate: Gate, tmp_path: Path,
+def test_a_scanner_that_connects_during_boot_is_waited_for(gate: Gate, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gate_module, "SCANNERS_AT_BOOT_S", 30.0)
     timer = threading.Timer(1.5, Slow.connect.set)  # past the loop's first health check (1 s)
     timer.start()
-    make_gate.start()  # returns (READY) once the scanner is there
+    gate.start()  # returns (READY) once the scanner is there
     timer.join()
-    (source, _), = make_gate.sources
+    (source, _), = gate.sources
     connected_at_ready = source.health().connected
-    assert make_gate.wait_settled(5) and make_gate.state is State.IDLE
-    make_gate.stop()
+    assert gate.wait_settled(5) and gate.state is State.IDLE
+    gate.stop()
     assert "FAULT" not in " ".join(states(tmp_path))  # no out-of-service flicker at boot
     assert connected_at_ready
 
 
-def test_a_scanner_that_never_comes_faults_the_gate_after_the_wait(make_gate: Gate, tmp_path: Path,
+def test_a_scanner_that_never_comes_faults_the_gate_after_the_wait(gate: Gate, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(gate_module, "SCANNERS_AT_BOOT_S", 0.3)
-    make_gate.start()
+    gate.start()
     assert "scanners not ready after 0 s: slow:x" in caplog.text
-    assert wait_for(lambda: make_gate.state is State.FAULT)
-    assert make_gate.machine.fault == "Scanner disconnected: slow:x"
+    assert wait_for(lambda: gate.state is State.FAULT)
+    assert gate.machine.fault == "Scanner disconnected: slow:x"
     Slow.connect.set()  # it comes after all: back in service
-    assert wait_for(lambda: make_gate.state is State.IDLE)
-    make_gate.stop()
+    assert wait_for(lambda: gate.state is State.IDLE)
+    gate.stop()
     assert "FAULT" in " ".join(states(tmp_path))

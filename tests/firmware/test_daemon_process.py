@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def test_sigterm_while_boot_waits_for_a_scanner_is_a_clean_stop(tmp_path: Path) 
         [sys.executable, "-m", "passgated.cli", "run", "--config", str(config)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    deadline = threading.Timer(60, child.kill)  # bounds the read below if its line never came
+    deadline.start()
     try:
         assert child.stdout is not None
         lines = []
@@ -78,5 +81,6 @@ def test_sigterm_while_boot_waits_for_a_scanner_is_a_clean_stop(tmp_path: Path) 
         assert "scanners not ready after 5 s: serial:/dev/ttyUSB-passgate-none" in output
         assert "outputs safe" in output and "Traceback" not in output
     finally:
+        deadline.cancel()
         if child.poll() is None:
             child.kill()

@@ -9,18 +9,13 @@ from collections.abc import Generator
 from pathlib import Path
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
-from passgate import generate_private_key
-from passgate import scanners as scanner_registry
-from passgate.keys import public_pem
 from passgate.scanners import ReaderHealth, Scan, ScannerSource
 from passgated import gate as gate_module
-from passgated.config import load_config
 from passgated.gate import Gate
 from passgated.journal import Journal
 from passgated.machine import State
-from tests.helpers import LOADED_WRITE_TIMEOUT_S, wait_for
+from tests.helpers import gate_with_source, wait_for
 
 
 class Bus(ScannerSource):
@@ -39,18 +34,8 @@ class Bus(ScannerSource):
 
 @pytest.fixture
 def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Generator[Gate, None, None]:
-    monkeypatch.setitem(scanner_registry._SOURCES, "fakebus", Bus)
     monkeypatch.setattr(gate_module, "SCANNERS_AT_BOOT_S", 0.0)  # its readers come when the test says
-    trust = tmp_path / "trust"
-    trust.mkdir()
-    (trust / "issuer.pub.pem").write_bytes(public_pem(generate_private_key()))
-    path = tmp_path / "gate.toml"
-    path.write_text(f'[trust]\ndir = "{trust}"\n[journal]\npath = "{tmp_path / "journal.db"}"\n'
-                    '[display]\nlisten = ""\n'
-                    '[[scanner]]\nsource = "fakebus:x"\non_offline = "event"\n')
-    config = load_config(path, journal_write_timeout_s=LOADED_WRITE_TIMEOUT_S, pin_factory="mock")
-    gate = Gate(config, pin_factory=MockFactory())
-    gate.io.fire_loop.pin.drive_low()
+    gate = gate_with_source(tmp_path, monkeypatch, "fakebus", Bus, 'on_offline = "event"\n')
     gate.start()
     yield gate
     gate.stop()
